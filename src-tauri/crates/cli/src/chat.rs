@@ -1,0 +1,138 @@
+//! `hearth chat`: an interactive conversation in the terminal.
+//!
+//! The whole conversation is sent every turn; the engine reuses the KV cache of
+//! the part it has already seen, so a follow-up turn only evaluates its new tokens.
+
+use std::io::{BufRead, Write};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Result;
+use clap::Args;
+use hearth_core::{ChatMessage, GenerationMetrics};
+use hearth_engine::{CancelToken, GenerationRequest, Prompt};
+
+use crate::options::{ModelOptions, SamplingOptions};
+
+#[derive(Args, Debug)]
+pub struct ChatArgs {
+    #[command(flatten)]
+    model: ModelOptions,
+    #[command(flatten)]
+    sampling: SamplingOptions,
+    /// System prompt that opens the conversation.
+    #[arg(long)]
+    system: Option<String>,
+}
+
+const HELP: &str = "Commands: /reset (new conversation), /stats (last reply's figures), /quit. Ctrl-C stops a reply.";
+
+pub fn run(args: &ChatArgs) -> Result<()> {
+    let engine = args.model.load()?;
+    let info = engine.info().clone();
+    if !info.has_chat_template {
+        anyhow::bail!(hearth_engine::EngineError::NoChatTemplate { model: info.name });
+    }
+    eprintln!(
+        "{} ready (context {} tokens, loaded in {:.0} ms). {HELP}",
+        info.name, info.n_ctx, info.load_ms
+    );
+
+    // Ctrl-C cancels the reply in progress; at the prompt it only reminds how to quit.
+    let current: Arc<Mutex<Option<CancelToken>>> = Arc::new(Mutex::new(None));
+    {
+        let current = Arc::clone(&current);
+        ctrlc::set_handler(move || match current.lock().ok().and_then(|c| c.clone()) {
+            Some(cancel) => cancel.cancel(),
+            None => eprint!("\n(type /quit or press Ctrl-D to leave)\n> "),
+        })?;
+    }
+
+    let mut history: Vec<ChatMessage> = args.system.iter().map(|s| ChatMessage::system(s.clone())).collect();
+    let mut last: Option<GenerationMetrics> = None;
+    let stdin = std::io::stdin();
+    let mut stdout = std::io::stdout();
+    loop {
+        eprint!("> ");
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line)? == 0 {
+            eprintln!();
+            break;
+        }
+        let input = line.trim_end_matches(['\n', '\r']);
+        match input.trim() {
+            "" => continue,
+            "/quit" | "/exit" => break,
+            "/help" => {
+                eprintln!("{HELP}");
+                continue;
+            }
+            "/reset" => {
+                history.retain(|m| m.role == hearth_core::Role::System);
+                engine.reset_cache()?;
+                eprintln!("(new conversation)");
+                continue;
+            }
+            "/stats" => {
+                match &last {
+                    Some(m) => eprintln!("{}", serde_json::to_string_pretty(m)?),
+                    None => eprintln!("(no reply yet)"),
+                }
+                continue;
+            }
+            cmd if cmd.starts_with('/') => {
+                eprintln!("unknown command {cmd}. {HELP}");
+                continue;
+            }
+            _ => {}
+        }
+        history.push(ChatMessage::user(input));
+        let request = GenerationRequest {
+            prompt: Prompt::Chat(history.clone()),
+            params: args.sampling.params(),
+        };
+        let generation = match engine.generate(request) {
+            Ok(g) => g,
+            Err(e) => {
+                // The turn could not start (e.g. the conversation outgrew the context): drop it.
+                history.pop();
+                eprintln!("error: {e}");
+                continue;
+            }
+        };
+        *current.lock().map_err(|_| anyhow::anyhow!("lock poisoned"))? = Some(generation.cancel.clone());
+        let result = generation.collect_with(|delta| {
+            let _ = stdout.write_all(delta.as_bytes());
+            let _ = stdout.flush();
+        });
+        *current.lock().map_err(|_| anyhow::anyhow!("lock poisoned"))? = None;
+        println!();
+        match result {
+            Ok(output) => {
+                let m = &output.metrics;
+                eprintln!(
+                    "[{} tokens | ttft {:.0} ms | {:.1} tok/s | {}{}]",
+                    m.completion_tokens,
+                    m.ttft_ms,
+                    m.decode_tps,
+                    m.finish_reason.as_str(),
+                    if m.prompt_tokens_evaluated < m.prompt_tokens {
+                        format!(
+                            " | reused {} of {} prompt tokens",
+                            m.prompt_tokens - m.prompt_tokens_evaluated,
+                            m.prompt_tokens
+                        )
+                    } else {
+                        String::new()
+                    }
+                );
+                history.push(ChatMessage::assistant(output.text));
+                last = Some(output.metrics);
+            }
+            Err(e) => {
+                history.pop();
+                eprintln!("error: {e}");
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,53 @@
+//! `hearth`: Hearth's engine from the command line. The same crates the desktop
+//! app uses, without a window.
+
+mod bench;
+mod chat;
+mod generate;
+mod logging;
+mod membw;
+mod models;
+mod options;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "hearth", version, about = "Run language models on your own machine, offline")]
+struct Cli {
+    /// Log to stderr too (-v info, -vv debug, -vvv trace; llama.cpp's own lines at debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// List installed models with their metadata (read from the GGUF header).
+    Models(models::ModelsArgs),
+    /// Generate one reply and exit.
+    Generate(generate::GenerateArgs),
+    /// Chat interactively: /reset, /stats, /quit; Ctrl-C stops the current reply.
+    Chat(chat::ChatArgs),
+    /// Measure load time, time to first token and tokens/s; prints JSON lines.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let _log_guard = logging::init(cli.verbose);
+    let result = match cli.command {
+        Command::Models(args) => models::run(&args),
+        Command::Generate(args) => generate::run(&args),
+        Command::Chat(args) => chat::run(&args),
+        Command::Bench(args) => bench::run(&args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = %format!("{err:#}"), "command failed");
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

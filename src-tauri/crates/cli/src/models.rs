@@ -1,0 +1,174 @@
+//! `hearth models` and model-name resolution.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use serde::Serialize;
+
+#[derive(Args, Debug)]
+pub struct ModelsArgs {
+    /// Print one JSON object per model instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct ModelRow {
+    name: String,
+    path: PathBuf,
+    bytes: u64,
+    architecture: Option<String>,
+    quantization: Option<String>,
+    parameters: u64,
+    context_length: Option<u64>,
+    chat_template: bool,
+    error: Option<String>,
+}
+
+fn installed() -> Result<Vec<PathBuf>> {
+    let dir = hearth_core::paths::models_dir();
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read the models directory {}", dir.display())),
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x.eq_ignore_ascii_case("gguf")))
+        .collect();
+    paths.sort();
+    Ok(paths)
+}
+
+/// A path is used as given; anything else is matched against installed model names.
+pub fn resolve(model: Option<&str>) -> Result<PathBuf> {
+    let dir = hearth_core::paths::models_dir();
+    let Some(model) = model else {
+        let default = dir.join(hearth_core::paths::DEFAULT_CHAT_MODEL);
+        if !default.exists() {
+            bail!(
+                "the default model {} is not installed: run `make models` (or pass --model PATH to a .gguf file)",
+                default.display()
+            );
+        }
+        return Ok(default);
+    };
+    let as_path = Path::new(model);
+    if as_path.components().count() > 1 || as_path.exists() || model.ends_with(".gguf") {
+        return Ok(as_path.to_path_buf());
+    }
+    let needle = model.to_lowercase();
+    let matches: Vec<PathBuf> = installed()?
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().to_lowercase().contains(&needle))
+        })
+        .collect();
+    match matches.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => bail!(
+            "no installed model matches {model:?} in {}: run `hearth models` to see them, or pass a path",
+            dir.display()
+        ),
+        many => bail!(
+            "{model:?} matches several models ({}): be more specific",
+            many.iter()
+                .filter_map(|p| p.file_name())
+                .map(|n| n.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+fn describe(path: &Path) -> ModelRow {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    match hearth_gguf::read(path) {
+        Ok(info) => ModelRow {
+            name,
+            path: path.to_path_buf(),
+            bytes,
+            architecture: info.architecture.clone(),
+            quantization: info.quantization.clone(),
+            parameters: info.parameter_count,
+            context_length: info.context_length,
+            chat_template: info.chat_template.is_some(),
+            error: None,
+        },
+        Err(e) => ModelRow {
+            name,
+            path: path.to_path_buf(),
+            bytes,
+            architecture: None,
+            quantization: None,
+            parameters: 0,
+            context_length: None,
+            chat_template: false,
+            error: Some(e.to_string()),
+        },
+    }
+}
+
+fn human_bytes(bytes: u64) -> String {
+    let mib = bytes as f64 / (1024.0 * 1024.0);
+    if mib >= 1024.0 {
+        format!("{:.2} GiB", mib / 1024.0)
+    } else {
+        format!("{mib:.1} MiB")
+    }
+}
+
+fn human_params(n: u64) -> String {
+    if n >= 1_000_000_000 {
+        format!("{:.1}B", n as f64 / 1e9)
+    } else {
+        format!("{:.0}M", n as f64 / 1e6)
+    }
+}
+
+pub fn run(args: &ModelsArgs) -> Result<()> {
+    let paths = installed()?;
+    let rows: Vec<ModelRow> = paths.iter().map(|p| describe(p)).collect();
+    if args.json {
+        for row in &rows {
+            println!("{}", serde_json::to_string(row)?);
+        }
+        return Ok(());
+    }
+    let dir = hearth_core::paths::models_dir();
+    if rows.is_empty() {
+        println!(
+            "No models in {}. Run `make models` to install the defaults.",
+            dir.display()
+        );
+        return Ok(());
+    }
+    println!("Models in {}", dir.display());
+    println!(
+        "{:<36} {:>10} {:<8} {:<8} {:>6} {:>8} {:<5}",
+        "NAME", "SIZE", "ARCH", "QUANT", "PARAMS", "CONTEXT", "CHAT"
+    );
+    for row in &rows {
+        if let Some(error) = &row.error {
+            println!("{:<36} {:>10} unusable: {error}", row.name, human_bytes(row.bytes));
+            continue;
+        }
+        println!(
+            "{:<36} {:>10} {:<8} {:<8} {:>6} {:>8} {:<5}",
+            row.name,
+            human_bytes(row.bytes),
+            row.architecture.as_deref().unwrap_or("?"),
+            row.quantization.as_deref().unwrap_or("?"),
+            human_params(row.parameters),
+            row.context_length.map_or("?".into(), |c| c.to_string()),
+            if row.chat_template { "yes" } else { "no" }
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,61 @@
+use serde::{Deserialize, Serialize};
+
+/// Why a reply ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FinishReason {
+    /// The model ended its turn, or a stop string appeared.
+    Stop,
+    /// `max_tokens` was reached.
+    Length,
+    /// The caller cancelled.
+    Cancelled,
+    /// Decoding failed part-way; the text so far is kept.
+    Error,
+}
+
+impl FinishReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+            FinishReason::Cancelled => "cancelled",
+            FinishReason::Error => "error",
+        }
+    }
+}
+
+/// Figures for one generation, measured by the engine that produced it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GenerationMetrics {
+    /// Tokens in the whole prompt (conversation so far plus the new turn).
+    pub prompt_tokens: u32,
+    /// Prompt tokens actually evaluated; the rest came from the reused KV cache.
+    pub prompt_tokens_evaluated: u32,
+    pub completion_tokens: u32,
+    /// How long loading the model took (the same for every reply of a load).
+    pub load_ms: f64,
+    /// From the request to the first text delta.
+    pub ttft_ms: f64,
+    pub prompt_tps: f64,
+    pub decode_tps: f64,
+    pub total_ms: f64,
+    pub finish_reason: FinishReason,
+}
+
+/// What a generation stream yields, in order: any number of `Delta`s, then exactly one
+/// `Done` (or one `Error` when the generation could not run or failed part-way).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum GenerationEvent {
+    /// New text; always whole UTF-8 characters.
+    Delta {
+        text: String,
+    },
+    Done {
+        metrics: GenerationMetrics,
+    },
+    Error {
+        message: String,
+    },
+}

@@ -1,0 +1,13 @@
+//! Types every Hearth crate shares. Nothing here knows about llama.cpp, HTTP or
+//! Tauri: the engine, the API server, the store and the UI all speak these.
+
+pub mod backend;
+mod generation;
+mod message;
+pub mod paths;
+mod sampling;
+
+pub use backend::{Backend, BackendError, EventStream, GenerateRequest, Health, ModelDescriptor, Prompt};
+pub use generation::{FinishReason, GenerationEvent, GenerationMetrics};
+pub use message::{ChatMessage, Role};
+pub use sampling::{SamplingParams, SamplingParamsError};

@@ -1,0 +1,41 @@
+//! Where Hearth keeps things, by the platform's conventions (XDG on Linux),
+//! each overridable by an environment variable. Nothing is written next to the
+//! binary.
+
+use std::path::PathBuf;
+
+fn project_dirs() -> Option<directories::ProjectDirs> {
+    directories::ProjectDirs::from("", "", "hearth")
+}
+
+fn from_env(var: &str) -> Option<PathBuf> {
+    std::env::var_os(var).filter(|v| !v.is_empty()).map(PathBuf::from)
+}
+
+/// `HEARTH_DATA_DIR`, else `~/.local/share/hearth`: the database and the models.
+pub fn data_dir() -> PathBuf {
+    from_env("HEARTH_DATA_DIR")
+        .or_else(|| project_dirs().map(|d| d.data_dir().to_path_buf()))
+        .unwrap_or_else(|| PathBuf::from(".hearth"))
+}
+
+/// `HEARTH_MODELS_DIR`, else `<data dir>/models`: where `make models` installs GGUF files.
+pub fn models_dir() -> PathBuf {
+    from_env("HEARTH_MODELS_DIR").unwrap_or_else(|| data_dir().join("models"))
+}
+
+/// `HEARTH_LOG_DIR`, else `~/.local/state/hearth/logs` (XDG state dir).
+pub fn log_dir() -> PathBuf {
+    from_env("HEARTH_LOG_DIR")
+        .or_else(|| {
+            project_dirs()
+                .and_then(|d| d.state_dir().map(|s| s.to_path_buf()))
+                .map(|s| s.join("logs"))
+        })
+        .unwrap_or_else(|| data_dir().join("logs"))
+}
+
+/// The default chat model `make models` installs.
+pub const DEFAULT_CHAT_MODEL: &str = "SmolLM2-135M-Instruct-Q4_1.gguf";
+/// The second default model: a base model without a chat template.
+pub const DEFAULT_BASE_MODEL: &str = "gemma-3-270m-Q4_K_M.gguf";

@@ -1,0 +1,135 @@
+use std::path::PathBuf;
+
+use crate::EngineError;
+
+/// How a model is loaded. Validated before anything reaches llama.cpp.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineConfig {
+    pub model_path: PathBuf,
+    /// Context window in tokens (prompt + reply). Capped at the model's training context.
+    pub n_ctx: u32,
+    /// Threads for generating tokens; `None` = one per physical core.
+    pub n_threads: Option<u32>,
+    /// Threads for prompt processing; `None` = same as `n_threads`.
+    pub n_threads_batch: Option<u32>,
+    /// Tokens evaluated per llama_decode call while reading the prompt.
+    pub n_batch: u32,
+    /// Layers offloaded to the GPU (0 on a CPU-only build).
+    pub n_gpu_layers: u32,
+    /// Run one tiny decode at load so the first real request is not slow
+    /// (page-faulting the mmapped weights and repacking them happen here).
+    pub warmup: bool,
+}
+
+/// The largest context Hearth accepts; prompts up to 32K tokens must work.
+pub const MAX_CONTEXT: u32 = 131_072;
+
+impl EngineConfig {
+    pub fn new(model_path: impl Into<PathBuf>) -> Self {
+        Self {
+            model_path: model_path.into(),
+            n_ctx: 4096,
+            n_threads: None,
+            n_threads_batch: None,
+            n_batch: 512,
+            n_gpu_layers: 0,
+            warmup: true,
+        }
+    }
+
+    pub fn with_n_ctx(mut self, n_ctx: u32) -> Self {
+        self.n_ctx = n_ctx;
+        self
+    }
+
+    pub fn with_threads(mut self, n_threads: u32) -> Self {
+        self.n_threads = Some(n_threads);
+        self
+    }
+
+    pub fn validate(&self) -> Result<(), EngineError> {
+        let bad = |msg: String| Err(EngineError::InvalidSettings(msg));
+        if !(16..=MAX_CONTEXT).contains(&self.n_ctx) {
+            return bad(format!(
+                "context size n_ctx = {} must be between 16 and {MAX_CONTEXT} tokens",
+                self.n_ctx
+            ));
+        }
+        if !(1..=8192).contains(&self.n_batch) {
+            return bad(format!(
+                "batch size n_batch = {} must be between 1 and 8192",
+                self.n_batch
+            ));
+        }
+        for (name, value) in [("n_threads", self.n_threads), ("n_threads_batch", self.n_threads_batch)] {
+            if let Some(n) = value {
+                if !(1..=512).contains(&n) {
+                    return bad(format!("{name} = {n} must be between 1 and 512"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn threads(&self) -> u32 {
+        self.n_threads.unwrap_or_else(default_threads)
+    }
+
+    pub(crate) fn threads_batch(&self) -> u32 {
+        self.n_threads_batch.unwrap_or_else(|| self.threads())
+    }
+}
+
+/// One thread per physical core: llama.cpp's decode is memory-bound and
+/// hyper-threads only contend for the same caches.
+pub fn default_threads() -> u32 {
+    physical_cores()
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(4, |n| u32::try_from(n.get()).unwrap_or(4)))
+}
+
+fn physical_cores() -> Option<u32> {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let mut cores = std::collections::BTreeSet::new();
+    let mut physical_id = None;
+    for line in cpuinfo.lines() {
+        let mut parts = line.splitn(2, ':');
+        let key = parts.next().unwrap_or("").trim();
+        let value = parts.next().unwrap_or("").trim();
+        match key {
+            "physical id" => physical_id = Some(value.to_owned()),
+            "core id" => {
+                cores.insert((physical_id.clone(), value.to_owned()));
+            }
+            _ => {}
+        }
+    }
+    let n = u32::try_from(cores.len()).ok()?;
+    (n > 0).then_some(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_settings_name_the_key() {
+        let base = EngineConfig::new("m.gguf");
+        assert!(base.validate().is_ok());
+        let e = base.clone().with_n_ctx(1).validate().expect_err("n_ctx");
+        assert!(e.to_string().contains("n_ctx"));
+        let e = EngineConfig {
+            n_batch: 0,
+            ..base.clone()
+        }
+        .validate()
+        .expect_err("n_batch");
+        assert!(e.to_string().contains("n_batch"));
+        let e = base.with_threads(0).validate().expect_err("threads");
+        assert!(e.to_string().contains("n_threads"));
+    }
+
+    #[test]
+    fn default_threads_is_positive() {
+        assert!(default_threads() >= 1);
+    }
+}

@@ -1,0 +1,385 @@
+//! The engine handle: one loaded model served by one dedicated OS thread.
+//!
+//! llama.cpp's context borrows its model and is not thread-safe, and the decode
+//! loop must never run on an async runtime. So a thread owns model and context
+//! for their whole life; callers talk to it through channels. Token events flow
+//! back through a bounded channel, which also gives back-pressure.
+
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use hearth_core::{ChatMessage, GenerationEvent, GenerationMetrics, SamplingParams};
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::LlamaModel;
+use serde::Serialize;
+
+use crate::session::Session;
+use crate::{EngineConfig, EngineError};
+
+/// Events buffered between the decode thread and a slow reader before decoding pauses.
+const EVENT_BUFFER: usize = 256;
+
+/// What to generate from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Prompt {
+    /// A conversation, formatted by the model's own chat template.
+    Chat(Vec<ChatMessage>),
+    /// Raw text continued as-is (base models without a chat template).
+    Text(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerationRequest {
+    pub prompt: Prompt,
+    pub params: SamplingParams,
+}
+
+/// Facts about the loaded model and how it was loaded.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInfo {
+    pub path: PathBuf,
+    pub name: String,
+    pub file_bytes: u64,
+    pub architecture: String,
+    pub n_params: u64,
+    pub n_layer: u32,
+    pub n_ctx: u32,
+    pub n_ctx_train: u32,
+    pub n_batch: u32,
+    pub threads: u32,
+    pub threads_batch: u32,
+    pub n_gpu_layers: u32,
+    pub has_chat_template: bool,
+    pub load_ms: f64,
+}
+
+/// Stops a running generation. Cheap to clone; the decode loop checks it before
+/// every token and between prompt batches.
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// A generation in progress: read `events` until `Done` or `Error`.
+#[derive(Debug)]
+pub struct Generation {
+    pub events: Receiver<GenerationEvent>,
+    pub cancel: CancelToken,
+}
+
+/// The whole result of a generation, for callers that do not stream.
+#[derive(Debug, Clone, Serialize)]
+pub struct GenerationOutput {
+    pub text: String,
+    pub metrics: GenerationMetrics,
+}
+
+impl Generation {
+    /// Reads the stream to its end, calling `on_delta` for each piece of text.
+    pub fn collect_with(self, mut on_delta: impl FnMut(&str)) -> Result<GenerationOutput, EngineError> {
+        let mut text = String::new();
+        for event in self.events.iter() {
+            match event {
+                GenerationEvent::Delta { text: delta } => {
+                    on_delta(&delta);
+                    text.push_str(&delta);
+                }
+                GenerationEvent::Done { metrics } => return Ok(GenerationOutput { text, metrics }),
+                GenerationEvent::Error { message } => return Err(EngineError::DecodeFailed(message)),
+            }
+        }
+        Err(EngineError::EngineStopped)
+    }
+
+    pub fn collect(self) -> Result<GenerationOutput, EngineError> {
+        self.collect_with(|_| {})
+    }
+}
+
+pub(crate) struct Job {
+    pub request: GenerationRequest,
+    pub requested_at: Instant,
+    /// Answers once the prompt is tokenized and checked, before any decoding.
+    pub accepted: SyncSender<Result<(), EngineError>>,
+    pub events: SyncSender<GenerationEvent>,
+    pub cancel: CancelToken,
+    /// false: send the whole text once at the end, decoded from all tokens at once.
+    pub stream: bool,
+}
+
+enum Command {
+    Generate(Box<Job>),
+    /// Forget the cached conversation (the next prompt is evaluated in full).
+    ResetCache,
+    CountTokens(Prompt, SyncSender<Result<u32, EngineError>>),
+}
+
+/// A loaded model. Dropping it stops the thread and frees the model's memory.
+pub struct Engine {
+    commands: Option<SyncSender<Command>>,
+    thread: Option<JoinHandle<()>>,
+    info: ModelInfo,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+/// llama.cpp's backend may be initialised once per process.
+fn backend() -> Result<&'static LlamaBackend, EngineError> {
+    static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
+    BACKEND
+        .get_or_init(|| {
+            // llama.cpp logs through tracing (target llama_cpp_2), filtered like our own logs.
+            llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
+            load_cpu_variants();
+            LlamaBackend::init().map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| EngineError::LoadFailed {
+            path: PathBuf::new(),
+            reason: format!("llama.cpp backend failed to start: {e}"),
+        })
+}
+
+/// Distributable builds (`cpu-variants`) carry GGML's CPU code compiled for several
+/// x86-64 levels as loadable modules; GGML picks the best one this CPU supports.
+/// `HEARTH_BACKENDS_DIR` points at them when they are not where the build put them.
+#[cfg(feature = "cpu-variants")]
+fn load_cpu_variants() {
+    match std::env::var_os("HEARTH_BACKENDS_DIR") {
+        Some(dir) => llama_cpp_2::llama_backend::load_backends_from_path(Path::new(&dir)),
+        None => llama_cpp_2::llama_backend::load_backends(),
+    }
+}
+
+/// Native builds (the default) compile GGML for this machine's CPU: nothing to load.
+#[cfg(not(feature = "cpu-variants"))]
+fn load_cpu_variants() {}
+
+impl Engine {
+    /// Checks the file, loads it with llama.cpp on a new thread and warms it up.
+    /// Returns once the model is ready for its first request.
+    pub fn load(config: EngineConfig) -> Result<Self, EngineError> {
+        config.validate()?;
+        // llama.cpp trusts GGUF headers (a bad one can abort the process), so the
+        // file is checked by our bounds-checked reader first.
+        let header = hearth_gguf::read(&config.model_path)?;
+        let backend = backend()?;
+        let (ready_tx, ready_rx) = mpsc::sync_channel(1);
+        let (cmd_tx, cmd_rx) = mpsc::sync_channel::<Command>(16);
+        let n_swa = header
+            .sliding_window
+            .map_or(0, |w| u32::try_from(w).unwrap_or(u32::MAX));
+        let thread = std::thread::Builder::new()
+            .name("hearth-decode".into())
+            .spawn(move || engine_thread(backend, config, n_swa, ready_tx, cmd_rx))
+            .map_err(|e| EngineError::DecodeFailed(format!("could not start the decode thread: {e}")))?;
+        match ready_rx.recv() {
+            Ok(Ok(info)) => {
+                tracing::info!(model = %info.name, load_ms = info.load_ms, n_ctx = info.n_ctx, threads = info.threads, "model loaded");
+                Ok(Self {
+                    commands: Some(cmd_tx),
+                    thread: Some(thread),
+                    info,
+                })
+            }
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => {
+                let _ = thread.join();
+                Err(EngineError::EngineStopped)
+            }
+        }
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    /// Starts a generation. Returns after the prompt was checked (template,
+    /// context fit, sampling parameters), so those errors come back here, typed,
+    /// before any token is decoded. One generation runs at a time; a second
+    /// caller waits for the first to finish.
+    pub fn generate(&self, request: GenerationRequest) -> Result<Generation, EngineError> {
+        self.start(request, true)
+    }
+
+    /// Generates without streaming: one text, decoded from the whole token sequence at
+    /// the end (what an API's `stream: false` returns).
+    pub fn generate_text(&self, request: GenerationRequest) -> Result<GenerationOutput, EngineError> {
+        self.start(request, false)?.collect()
+    }
+
+    fn start(&self, request: GenerationRequest, stream: bool) -> Result<Generation, EngineError> {
+        request.params.validate()?;
+        let (accepted_tx, accepted_rx) = mpsc::sync_channel(1);
+        let (events_tx, events_rx) = mpsc::sync_channel(EVENT_BUFFER);
+        let cancel = CancelToken::default();
+        let job = Job {
+            request,
+            requested_at: Instant::now(),
+            accepted: accepted_tx,
+            events: events_tx,
+            cancel: cancel.clone(),
+            stream,
+        };
+        self.send(Command::Generate(Box::new(job)))?;
+        accepted_rx.recv().map_err(|_| EngineError::EngineStopped)??;
+        Ok(Generation {
+            events: events_rx,
+            cancel,
+        })
+    }
+
+    /// Tokens the prompt would take (template applied), without generating.
+    pub fn count_tokens(&self, prompt: Prompt) -> Result<u32, EngineError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.send(Command::CountTokens(prompt, tx))?;
+        rx.recv().map_err(|_| EngineError::EngineStopped)?
+    }
+
+    /// Drops the cached conversation so the next prompt is evaluated from scratch.
+    pub fn reset_cache(&self) -> Result<(), EngineError> {
+        self.send(Command::ResetCache)
+    }
+
+    fn send(&self, command: Command) -> Result<(), EngineError> {
+        self.commands
+            .as_ref()
+            .ok_or(EngineError::EngineStopped)?
+            .send(command)
+            .map_err(|_| EngineError::EngineStopped)
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // Closing the command channel ends the thread's loop; joining frees the model.
+        self.commands.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn model_name(path: &Path) -> String {
+    path.file_name()
+        .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+}
+
+fn engine_thread(
+    backend: &'static LlamaBackend,
+    config: EngineConfig,
+    n_swa: u32,
+    ready: SyncSender<Result<ModelInfo, EngineError>>,
+    commands: Receiver<Command>,
+) {
+    let started = Instant::now();
+    let path = config.model_path.clone();
+    let model_params = LlamaModelParams::default()
+        .with_n_gpu_layers(config.n_gpu_layers)
+        .with_use_mmap(true);
+    let model = match LlamaModel::load_from_file(backend, &path, &model_params) {
+        Ok(model) => model,
+        Err(e) => {
+            let _ = ready.send(Err(EngineError::LoadFailed {
+                path,
+                reason: e.to_string(),
+            }));
+            return;
+        }
+    };
+    let n_ctx_train = model.n_ctx_train();
+    let n_ctx = if n_ctx_train > 0 {
+        config.n_ctx.min(n_ctx_train)
+    } else {
+        config.n_ctx
+    };
+    let n_batch = config.n_batch.min(n_ctx);
+    let threads = config.threads();
+    let threads_batch = config.threads_batch();
+    let ctx_params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(n_ctx))
+        .with_n_batch(n_batch)
+        .with_n_ubatch(n_batch)
+        .with_n_threads(i32::try_from(threads).unwrap_or(4))
+        .with_n_threads_batch(i32::try_from(threads_batch).unwrap_or(4));
+    let ctx = match model.new_context(backend, ctx_params) {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            let _ = ready.send(Err(EngineError::ContextFailed {
+                path,
+                n_ctx,
+                reason: e.to_string(),
+            }));
+            return;
+        }
+    };
+    // llama.cpp pads the context (to a multiple of 256): report what it really holds.
+    let n_ctx = ctx.n_ctx();
+    let name = model_name(&path);
+    let has_chat_template = model.chat_template(None).is_ok();
+    let mut session = Session::new(&model, ctx, name.clone(), n_swa);
+    if config.warmup {
+        if let Err(e) = session.warm_up() {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    }
+    let load_ms = started.elapsed().as_secs_f64() * 1000.0;
+    session.set_load_ms(load_ms);
+    let info = ModelInfo {
+        file_bytes: std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
+        architecture: model.meta_val_str("general.architecture").unwrap_or_default(),
+        n_params: model.n_params(),
+        n_layer: model.n_layer(),
+        path,
+        name,
+        n_ctx,
+        n_ctx_train,
+        n_batch,
+        threads,
+        threads_batch,
+        n_gpu_layers: config.n_gpu_layers,
+        has_chat_template,
+        load_ms,
+    };
+    if ready.send(Ok(info)).is_err() {
+        return;
+    }
+    for command in commands {
+        match command {
+            Command::Generate(job) => session.run(*job),
+            Command::ResetCache => session.reset(),
+            Command::CountTokens(prompt, reply) => {
+                let _ = reply.send(
+                    session
+                        .tokenize_prompt(&prompt)
+                        .map(|t| u32::try_from(t.len()).unwrap_or(u32::MAX)),
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! Hearth's inference engine: llama.cpp (through llama-cpp-2) behind a small,
+//! safe API. Load a GGUF model, format chats with the model's own template,
+//! sample with the usual parameters, stream UTF-8-correct text from a dedicated
+//! decode thread, cancel promptly, and measure every generation.
+//!
+//! Multi-turn chats reuse the KV cache of the conversation so far, so a
+//! follow-up turn only evaluates its new tokens.
+
+mod config;
+mod engine;
+mod error;
+mod sampler;
+mod session;
+mod stop;
+mod utf8;
+
+pub use config::{default_threads, EngineConfig, MAX_CONTEXT};
+pub use engine::{CancelToken, Engine, Generation, GenerationOutput, GenerationRequest, ModelInfo, Prompt};
+pub use error::EngineError;

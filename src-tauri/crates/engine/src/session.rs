@@ -1,0 +1,416 @@
+//! The decode thread's state and loop: prompt → prefix reuse → batched prompt
+//! evaluation → sample/decode until a stop condition, streaming text deltas.
+
+use std::time::Instant;
+
+use hearth_core::{FinishReason, GenerationEvent, GenerationMetrics};
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::{LlamaChatMessage, LlamaModel};
+use llama_cpp_2::token::LlamaToken;
+
+use crate::engine::{Job, Prompt};
+use crate::sampler::build_sampler;
+use crate::stop::{StopMatcher, StopScan};
+use crate::utf8::Utf8Stream;
+use crate::EngineError;
+
+/// The single sequence the engine uses in llama.cpp's KV cache.
+const SEQ: i32 = 0;
+
+pub(crate) struct Session<'m> {
+    model: &'m LlamaModel,
+    ctx: LlamaContext<'m>,
+    name: String,
+    /// Tokens whose keys and values are in the KV cache, in order from position 0.
+    /// The next prompt reuses the longest common prefix with it.
+    cached: Vec<LlamaToken>,
+    /// Sliding-window size for SWA models (0 = none): positions older than the window
+    /// are dropped from those layers, which limits how far back the cache can be cut.
+    n_swa: u32,
+    load_ms: f64,
+}
+
+/// How a decode loop ended, before metrics are attached.
+struct Outcome {
+    finish: FinishReason,
+    completion_tokens: u32,
+    first_token_at: Option<Instant>,
+    error: Option<String>,
+}
+
+impl<'m> Session<'m> {
+    pub(crate) fn new(model: &'m LlamaModel, ctx: LlamaContext<'m>, name: String, n_swa: u32) -> Self {
+        Self {
+            model,
+            ctx,
+            name,
+            cached: Vec::new(),
+            n_swa,
+            load_ms: 0.0,
+        }
+    }
+
+    pub(crate) fn set_load_ms(&mut self, load_ms: f64) {
+        self.load_ms = load_ms;
+    }
+
+    /// A first decode touches every weight page (mmap) and triggers llama.cpp's
+    /// one-time weight repacking and graph allocation, so a user's first request
+    /// runs as fast as later ones. Same idea as llama.cpp's common warm-up.
+    pub(crate) fn warm_up(&mut self) -> Result<(), EngineError> {
+        let vocab = self.model.vocab();
+        let mut tokens = vec![vocab.bos()];
+        let eos = vocab.eos();
+        if eos.0 >= 0 {
+            tokens.push(eos);
+        }
+        let mut batch = LlamaBatch::new(tokens.len(), 1);
+        for (pos, token) in tokens.iter().enumerate() {
+            add_token(&mut batch, *token, pos, pos + 1 == tokens.len())?;
+        }
+        self.ctx
+            .decode(&mut batch)
+            .map_err(|e| EngineError::DecodeFailed(format!("warm-up: {e}")))?;
+        // A single-token step too: generation uses a different graph than prompt batches.
+        batch.clear();
+        add_token(&mut batch, tokens[0], tokens.len(), true)?;
+        self.ctx
+            .decode(&mut batch)
+            .map_err(|e| EngineError::DecodeFailed(format!("warm-up: {e}")))?;
+        self.reset();
+        Ok(())
+    }
+
+    pub(crate) fn reset(&mut self) {
+        self.ctx.clear_kv_cache();
+        self.cached.clear();
+    }
+
+    /// Formats and tokenizes a prompt. A chat needs the model's own template; a base
+    /// model gets a clear error instead of a silently malformed prompt.
+    pub(crate) fn tokenize_prompt(&self, prompt: &Prompt) -> Result<Vec<LlamaToken>, EngineError> {
+        let vocab = self.model.vocab();
+        let tokens = match prompt {
+            Prompt::Text(text) => vocab.tokenize(text.as_bytes(), true, false),
+            Prompt::Chat(messages) => {
+                let template = self
+                    .model
+                    .chat_template(None)
+                    .map_err(|_| EngineError::NoChatTemplate {
+                        model: self.name.clone(),
+                    })?;
+                let chat = messages
+                    .iter()
+                    .map(|m| LlamaChatMessage::new(m.role.as_str().to_owned(), m.content.clone()))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| EngineError::TemplateFailed {
+                        model: self.name.clone(),
+                        reason: e.to_string(),
+                    })?;
+                let text = self.model.apply_chat_template(&template, &chat, true).map_err(|e| {
+                    EngineError::TemplateFailed {
+                        model: self.name.clone(),
+                        reason: e.to_string(),
+                    }
+                })?;
+                // The template writes special tokens as text (<|im_start|> …): parse them.
+                vocab.tokenize(text.as_bytes(), true, true)
+            }
+        };
+        if tokens.is_empty() {
+            return Err(EngineError::InvalidSettings(
+                "the prompt is empty: write something to continue".into(),
+            ));
+        }
+        Ok(tokens)
+    }
+
+    pub(crate) fn run(&mut self, job: Job) {
+        let Job {
+            request,
+            requested_at,
+            accepted,
+            events,
+            cancel,
+            stream,
+        } = job;
+        let tokens = match self.tokenize_prompt(&request.prompt) {
+            Ok(tokens) => tokens,
+            Err(e) => {
+                let _ = accepted.send(Err(e));
+                return;
+            }
+        };
+        let limit = self.ctx.n_ctx();
+        // At least one position must stay free for the reply.
+        let needed = u32::try_from(tokens.len()).unwrap_or(u32::MAX).saturating_add(1);
+        if needed > limit {
+            let _ = accepted.send(Err(EngineError::ContextOverflow { needed, limit }));
+            return;
+        }
+        let mut sampler = build_sampler(&request.params, self.model);
+        let _ = accepted.send(Ok(()));
+
+        let reused = self.reuse_prefix(&tokens);
+        let prompt_started = Instant::now();
+        let mut outcome = match self.evaluate_prompt(&tokens[reused..], reused, &cancel) {
+            Ok(true) => self.decode_loop(&request.params, &mut sampler, tokens.len(), &events, &cancel, stream),
+            Ok(false) => Outcome {
+                finish: FinishReason::Cancelled,
+                completion_tokens: 0,
+                first_token_at: None,
+                error: None,
+            },
+            Err(message) => Outcome {
+                finish: FinishReason::Error,
+                completion_tokens: 0,
+                first_token_at: None,
+                error: Some(message),
+            },
+        };
+        let finished_at = Instant::now();
+        if let Some(message) = outcome.error.take() {
+            tracing::warn!(model = %self.name, error = %message, "generation failed");
+            // The cache may hold half a batch: start clean next time.
+            self.reset();
+            let _ = events.send(GenerationEvent::Error { message });
+            return;
+        }
+        let prompt_end = outcome.first_token_at.unwrap_or(finished_at);
+        let evaluated = tokens.len() - reused;
+        let prompt_secs = prompt_end.duration_since(prompt_started).as_secs_f64();
+        let decode_secs = outcome
+            .first_token_at
+            .map_or(0.0, |t| finished_at.duration_since(t).as_secs_f64());
+        let metrics = GenerationMetrics {
+            prompt_tokens: to_u32(tokens.len()),
+            prompt_tokens_evaluated: to_u32(evaluated),
+            completion_tokens: outcome.completion_tokens,
+            load_ms: self.load_ms,
+            ttft_ms: outcome
+                .first_token_at
+                .map_or(0.0, |t| ms(t.duration_since(requested_at))),
+            prompt_tps: rate(evaluated, prompt_secs),
+            // Tokens after the first, over the time after the first: llama.cpp's "eval" rate.
+            decode_tps: rate(outcome.completion_tokens.saturating_sub(1) as usize, decode_secs),
+            total_ms: ms(finished_at.duration_since(requested_at)),
+            finish_reason: outcome.finish,
+        };
+        tracing::debug!(model = %self.name, ?metrics, "generation finished");
+        let _ = events.send(GenerationEvent::Done { metrics });
+    }
+
+    /// Keeps the KV cache of the longest prefix this prompt shares with what is
+    /// cached and removes the rest. Returns how many prompt tokens are reused.
+    fn reuse_prefix(&mut self, tokens: &[LlamaToken]) -> usize {
+        let common = self.cached.iter().zip(tokens).take_while(|(a, b)| a == b).count();
+        // The last prompt token is always evaluated: its logits start the reply.
+        let mut keep = common.min(tokens.len() - 1);
+        if keep < self.cached.len() {
+            let removed = self
+                .ctx
+                .clear_kv_cache_seq(Some(0), Some(to_u32(keep)), None)
+                .unwrap_or(false);
+            if !removed {
+                keep = 0;
+            }
+        }
+        // With a sliding window, positions before (keep - window) are gone from the
+        // SWA layers; continuing from `keep` is only valid if they were never needed.
+        if keep > 0 && self.n_swa > 0 {
+            let pos_min = self.ctx.kv_cache_seq_pos_min(SEQ);
+            let window_start = keep.saturating_sub(self.n_swa as usize);
+            if pos_min > 0 && usize::try_from(pos_min).unwrap_or(usize::MAX) > window_start {
+                keep = 0;
+            }
+        }
+        if keep == 0 {
+            self.ctx.clear_kv_cache();
+        }
+        self.cached.truncate(keep);
+        keep
+    }
+
+    /// Evaluates prompt tokens in batches; only the last one needs logits.
+    /// Returns Ok(false) when cancelled between batches.
+    fn evaluate_prompt(
+        &mut self,
+        tokens: &[LlamaToken],
+        start_pos: usize,
+        cancel: &crate::CancelToken,
+    ) -> Result<bool, String> {
+        let n_batch = self.ctx.n_batch() as usize;
+        let mut batch = LlamaBatch::new(n_batch, 1);
+        let mut pos = start_pos;
+        for chunk in tokens.chunks(n_batch) {
+            if cancel.is_cancelled() {
+                return Ok(false);
+            }
+            batch.clear();
+            for (i, token) in chunk.iter().enumerate() {
+                let last = pos + i + 1 == start_pos + tokens.len();
+                add_token(&mut batch, *token, pos + i, last).map_err(|e| e.to_string())?;
+            }
+            self.ctx
+                .decode(&mut batch)
+                .map_err(|e| format!("prompt evaluation failed: {e}"))?;
+            self.cached.extend_from_slice(chunk);
+            pos += chunk.len();
+        }
+        Ok(true)
+    }
+
+    fn decode_loop(
+        &mut self,
+        params: &hearth_core::SamplingParams,
+        sampler: &mut llama_cpp_2::sampling::LlamaSampler,
+        prompt_len: usize,
+        events: &std::sync::mpsc::SyncSender<GenerationEvent>,
+        cancel: &crate::CancelToken,
+        stream: bool,
+    ) -> Outcome {
+        if stream {
+            return self.decode_tokens(params, sampler, prompt_len, events, cancel);
+        }
+        // Not streamed: decode silently, then turn the whole token sequence into text at
+        // once. A second, independent path from token bytes to text: tests compare the two.
+        let mut bytes = Vec::new();
+        // Stop strings are still detected as text arrives, so generation ends at one.
+        let mut utf8 = Utf8Stream::default();
+        let mut stops = StopMatcher::new(&params.stop);
+        let mut outcome = self.decode_tokens_with(params, sampler, prompt_len, cancel, &mut |piece, _| {
+            bytes.extend_from_slice(piece);
+            matches!(stops.push(&utf8.push(piece)), StopScan::Continue(_))
+        });
+        let mut text = Utf8Stream::decode_all(&bytes);
+        if let Some(at) = params.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
+            text.truncate(at);
+            outcome.finish = FinishReason::Stop;
+        }
+        if !text.is_empty() && events.send(GenerationEvent::Delta { text }).is_err() {
+            outcome.finish = FinishReason::Cancelled;
+        }
+        outcome
+    }
+
+    /// Streams text deltas as tokens arrive: whole characters only, stop strings never shown.
+    fn decode_tokens(
+        &mut self,
+        params: &hearth_core::SamplingParams,
+        sampler: &mut llama_cpp_2::sampling::LlamaSampler,
+        prompt_len: usize,
+        events: &std::sync::mpsc::SyncSender<GenerationEvent>,
+        cancel: &crate::CancelToken,
+    ) -> Outcome {
+        let mut utf8 = Utf8Stream::default();
+        let mut stops = StopMatcher::new(&params.stop);
+        let send = |text: String| text.is_empty() || events.send(GenerationEvent::Delta { text }).is_ok();
+        let mut stopped = false;
+        let mut outcome = self.decode_tokens_with(params, sampler, prompt_len, cancel, &mut |piece, _| {
+            let text = utf8.push(piece);
+            match stops.push(&text) {
+                StopScan::Continue(shown) => send(shown),
+                StopScan::Stopped(shown) => {
+                    send(shown);
+                    stopped = true;
+                    false
+                }
+            }
+        });
+        if stopped {
+            outcome.finish = FinishReason::Stop;
+            return outcome;
+        }
+        if outcome.finish == FinishReason::Cancelled {
+            return outcome;
+        }
+        // Whatever is still held back was not a stop string.
+        utf8.finish();
+        send(stops.flush());
+        outcome
+    }
+
+    /// The sample → decode loop. `on_piece` gets each token's bytes and returns false
+    /// to end the reply (a stop string, or a reader that hung up).
+    fn decode_tokens_with(
+        &mut self,
+        params: &hearth_core::SamplingParams,
+        sampler: &mut llama_cpp_2::sampling::LlamaSampler,
+        prompt_len: usize,
+        cancel: &crate::CancelToken,
+        on_piece: &mut dyn FnMut(&[u8], u32) -> bool,
+    ) -> Outcome {
+        let vocab = self.model.vocab();
+        let n_ctx = self.ctx.n_ctx() as usize;
+        let mut batch = LlamaBatch::new(1, 1);
+        let mut logits_index = -1; // the last token of the previous decode
+        let mut pos = prompt_len;
+        let mut outcome = Outcome {
+            finish: FinishReason::Stop,
+            completion_tokens: 0,
+            first_token_at: None,
+            error: None,
+        };
+        let mut piece = Vec::with_capacity(32);
+        loop {
+            if cancel.is_cancelled() {
+                outcome.finish = FinishReason::Cancelled;
+                return outcome;
+            }
+            let token = sampler.sample(&self.ctx, logits_index);
+            outcome.first_token_at.get_or_insert_with(Instant::now);
+            if vocab.is_eog(token) {
+                outcome.finish = FinishReason::Stop;
+                return outcome;
+            }
+            outcome.completion_tokens += 1;
+            piece.clear();
+            vocab.token_to_piece_into(token, &mut piece, false, None);
+            if !on_piece(&piece, outcome.completion_tokens) {
+                // A stop string (the caller sets Stop) or a reader that hung up.
+                outcome.finish = FinishReason::Cancelled;
+                return outcome;
+            }
+            if outcome.completion_tokens >= params.max_tokens || pos + 1 >= n_ctx {
+                outcome.finish = FinishReason::Length;
+                return outcome;
+            }
+            batch.clear();
+            if let Err(e) = add_token(&mut batch, token, pos, true) {
+                outcome.error = Some(e.to_string());
+                return outcome;
+            }
+            if let Err(e) = self.ctx.decode(&mut batch) {
+                outcome.error = Some(format!("decoding token {} failed: {e}", outcome.completion_tokens));
+                return outcome;
+            }
+            self.cached.push(token);
+            pos += 1;
+            logits_index = 0;
+        }
+    }
+}
+
+fn add_token(batch: &mut LlamaBatch, token: LlamaToken, pos: usize, logits: bool) -> Result<(), EngineError> {
+    let pos = i32::try_from(pos).map_err(|_| EngineError::DecodeFailed("position overflow".into()))?;
+    batch
+        .add(token, pos, &[SEQ], logits)
+        .map_err(|e| EngineError::DecodeFailed(format!("batch: {e}")))
+}
+
+fn to_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn rate(tokens: usize, secs: f64) -> f64 {
+    if secs > 0.0 && tokens > 0 {
+        tokens as f64 / secs
+    } else {
+        0.0
+    }
+}
