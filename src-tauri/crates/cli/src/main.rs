@@ -4,10 +4,12 @@
 mod bench;
 mod chat;
 mod generate;
+mod hw;
 mod logging;
 mod membw;
 mod models;
 mod options;
+mod plan;
 
 use clap::{Parser, Subcommand};
 
@@ -31,6 +33,10 @@ enum Command {
     Chat(chat::ChatArgs),
     /// Measure load time, time to first token and tokens/s; prints JSON lines.
     Bench(bench::BenchArgs),
+    /// Show this machine's CPU, RAM and GPUs (--watch: live readings).
+    Hw(hw::HwArgs),
+    /// Will a model fit this machine? Memory per device, GPU layers, largest context.
+    Plan(plan::PlanArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -41,6 +47,8 @@ fn main() -> std::process::ExitCode {
         Command::Generate(args) => generate::run(&args),
         Command::Chat(args) => chat::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Hw(args) => hw::run(&args),
+        Command::Plan(args) => plan::run(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
