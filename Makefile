@@ -10,18 +10,21 @@ SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/hearth/target
 CARGO ?= cargo
 HEARTH := $(CARGO_TARGET_DIR)/release/hearth
+# The official OpenAI Python client, which the API tests drive `hearth serve` with.
+VENV ?= $(HOME)/.cache/hearth/venv
+OPENAI_CLIENT := openai==3.57.0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Debian/Ubuntu packages the build needs (llama-cpp-sys-2 runs CMake and bindgen).
-APT_PACKAGES := build-essential cmake clang libclang-dev pkg-config python3 python3-pip git
+APT_PACKAGES := build-essential cmake clang libclang-dev pkg-config python3 python3-pip python3-venv git
 
-.PHONY: run test deps rust models build lint fmt unit script-tests bench coverage
+.PHONY: run test deps rust models test-venv build lint fmt unit script-tests bench coverage
 
 run: deps models build
 	@echo "Starting Hearth chat on the default model (Ctrl-D or /quit to leave)."
 	$(HEARTH) chat
 
-test: deps models lint unit script-tests
+test: deps models test-venv lint unit script-tests
 
 deps: rust
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -51,8 +54,12 @@ lint: fmt
 fmt:
 	$(CARGO) fmt --all -- --check
 
+test-venv:
+	@[ -x $(VENV)/bin/python ] || python3 -m venv $(VENV)
+	@$(VENV)/bin/python -c "import openai" 2>/dev/null || $(VENV)/bin/pip install -q --disable-pip-version-check $(OPENAI_CLIENT)
+
 unit:
-	$(CARGO) test --release --workspace --locked
+	HEARTH_TEST_PYTHON=$(VENV)/bin/python $(CARGO) test --release --workspace --locked
 
 # The model fetcher's own tests (offline: they use the wheels `make models` cached).
 script-tests:

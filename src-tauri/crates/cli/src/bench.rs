@@ -12,8 +12,26 @@ use hearth_core::{paths, SamplingParams};
 use hearth_engine::{Engine, EngineConfig, GenerationOutput, GenerationRequest, Prompt};
 use serde::Serialize;
 
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BenchKind {
+    /// Load, time to first token, prompt and decode tokens/s per model.
+    Generate,
+    /// The database under 5 readers and 2 writers: write/read p50/p99, messages/s.
+    Store,
+    /// The hardware sampler's own CPU cost at 1 Hz.
+    Hw,
+    /// Decode tokens/s and time to first token through the worker process vs in-process.
+    Worker,
+}
+
 #[derive(Args, Debug)]
 pub struct BenchArgs {
+    /// What to measure.
+    #[arg(value_enum, default_value = "generate")]
+    what: BenchKind,
+    /// Seconds to run the store benchmark.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
     /// Models to measure (paths or installed names; repeatable). Default: both default models.
     #[arg(short, long)]
     model: Vec<String>,
@@ -107,6 +125,44 @@ fn run_once(engine: &Engine, prompt: &str, max_tokens: u32) -> Result<Generation
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
+    match args.what {
+        BenchKind::Generate => run_generate(args),
+        BenchKind::Store => {
+            // A scratch database: the benchmark never touches the user's history.
+            let dir = tempfile::tempdir()?;
+            let report = hearth_store::bench(
+                &dir.path().join("bench.db"),
+                std::time::Duration::from_secs(args.seconds),
+                5,
+                2,
+            )?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
+        BenchKind::Worker => {
+            let model = match args.model.first() {
+                Some(m) => crate::models::resolve(Some(m))?,
+                None => crate::models::resolve(None)?,
+            };
+            crate::bench_worker::run(
+                &model,
+                args.threads.unwrap_or_else(hearth_engine::default_threads),
+                args.reps,
+                args.max_tokens,
+            )
+        }
+        BenchKind::Hw => {
+            let overhead = hearth_hw::measure_overhead(
+                std::time::Duration::from_secs(1),
+                std::time::Duration::from_secs(args.seconds),
+            )?;
+            println!("{}", serde_json::to_string(&overhead)?);
+            Ok(())
+        }
+    }
+}
+
+fn run_generate(args: &BenchArgs) -> Result<()> {
     let models: Vec<std::path::PathBuf> = if args.model.is_empty() {
         let dir = paths::models_dir();
         [paths::DEFAULT_CHAT_MODEL, paths::DEFAULT_BASE_MODEL]

@@ -22,6 +22,9 @@ pub struct ChatArgs {
     /// System prompt that opens the conversation.
     #[arg(long)]
     system: Option<String>,
+    /// Continue a saved conversation (its id is printed when a chat starts).
+    #[arg(long)]
+    session: Option<String>,
 }
 
 const HELP: &str = "Commands: /reset (new conversation), /stats (last reply's figures), /quit. Ctrl-C stops a reply.";
@@ -47,7 +50,21 @@ pub fn run(args: &ChatArgs) -> Result<()> {
         })?;
     }
 
-    let mut history: Vec<ChatMessage> = args.system.iter().map(|s| ChatMessage::system(s.clone())).collect();
+    let mut saved = crate::history::History::open();
+    let mut history: Vec<ChatMessage> = match &args.session {
+        Some(id) => {
+            let resumed = saved.resume(id)?;
+            eprintln!("(resumed session {id}: {} messages)", resumed.len());
+            resumed
+        }
+        None => Vec::new(),
+    };
+    if let Some(system) = &args.system {
+        if !history.iter().any(|m| m.role == hearth_core::Role::System) {
+            history.insert(0, ChatMessage::system(system.clone()));
+            saved.save_turn(hearth_core::Role::System, system);
+        }
+    }
     let mut last: Option<GenerationMetrics> = None;
     let stdin = std::io::stdin();
     let mut stdout = std::io::stdout();
@@ -69,6 +86,10 @@ pub fn run(args: &ChatArgs) -> Result<()> {
             "/reset" => {
                 history.retain(|m| m.role == hearth_core::Role::System);
                 engine.reset_cache()?;
+                saved = crate::history::History::open();
+                for m in &history {
+                    saved.save_turn(m.role, &m.content);
+                }
                 eprintln!("(new conversation)");
                 continue;
             }
@@ -86,6 +107,13 @@ pub fn run(args: &ChatArgs) -> Result<()> {
             _ => {}
         }
         history.push(ChatMessage::user(input));
+        let was_new = saved.session().is_none();
+        saved.save_turn(hearth_core::Role::User, input);
+        if was_new {
+            if let Some(id) = saved.session() {
+                eprintln!("(saving as session {id}; resume with --session {id})");
+            }
+        }
         let request = GenerationRequest {
             prompt: Prompt::Chat(history.clone()),
             params: args.sampling.params(),
@@ -93,7 +121,8 @@ pub fn run(args: &ChatArgs) -> Result<()> {
         let generation = match engine.generate(request) {
             Ok(g) => g,
             Err(e) => {
-                // The turn could not start (e.g. the conversation outgrew the context): drop it.
+                // The turn could not start (e.g. the conversation outgrew the context). It stays
+                // saved (the user wrote it) but leaves the context sent to the model.
                 history.pop();
                 eprintln!("error: {e}");
                 continue;
@@ -125,6 +154,9 @@ pub fn run(args: &ChatArgs) -> Result<()> {
                         String::new()
                     }
                 );
+                // A cancelled or cut-off reply is kept, marked incomplete, never regenerated silently.
+                let incomplete = m.finish_reason == hearth_core::FinishReason::Cancelled;
+                saved.save_reply(&info.name, &output.text, m, incomplete);
                 history.push(ChatMessage::assistant(output.text));
                 last = Some(output.metrics);
             }

@@ -64,6 +64,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     let _ = ctrlc::set_handler(move || cancel.cancel());
     if args.json {
         let output = generation.collect()?;
+        crate::history::log_generation(&engine.info().name, &output.metrics);
         let json = serde_json::json!({ "model": engine.info().name, "text": output.text, "metrics": output.metrics });
         println!("{json}");
     } else {
@@ -73,6 +74,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
             let _ = stdout.flush();
         })?;
         println!();
+        crate::history::log_generation(&engine.info().name, &output.metrics);
         let m = &output.metrics;
         eprintln!(
             "[{} | {} prompt + {} tokens | ttft {:.0} ms | {:.1} tok/s | {}]",

@@ -2,14 +2,19 @@
 //! app uses, without a window.
 
 mod bench;
+mod bench_worker;
 mod chat;
+mod db;
 mod generate;
+mod history;
 mod hw;
 mod logging;
 mod membw;
 mod models;
 mod options;
 mod plan;
+mod serve;
+mod worker;
 
 use clap::{Parser, Subcommand};
 
@@ -33,10 +38,17 @@ enum Command {
     Chat(chat::ChatArgs),
     /// Measure load time, time to first token and tokens/s; prints JSON lines.
     Bench(bench::BenchArgs),
+    /// The database: stats, backup, integrity check.
+    Db(db::DbArgs),
+    /// Serve the OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models, /health, /metrics).
+    Serve(serve::ServeArgs),
     /// Show this machine's CPU, RAM and GPUs (--watch: live readings).
     Hw(hw::HwArgs),
     /// Will a model fit this machine? Memory per device, GPU layers, largest context.
     Plan(plan::PlanArgs),
+    /// The engine worker process, started by Hearth itself.
+    #[command(hide = true)]
+    Worker(worker::WorkerArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -47,8 +59,11 @@ fn main() -> std::process::ExitCode {
         Command::Generate(args) => generate::run(&args),
         Command::Chat(args) => chat::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Db(args) => db::run(&args),
+        Command::Serve(args) => serve::run(&args),
         Command::Hw(args) => hw::run(&args),
         Command::Plan(args) => plan::run(&args),
+        Command::Worker(args) => worker::run(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

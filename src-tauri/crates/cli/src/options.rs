@@ -6,6 +6,15 @@ use anyhow::Result;
 use clap::Args;
 use hearth_core::SamplingParams;
 use hearth_engine::{Engine, EngineConfig};
+use hearth_hw::{FitPlan, PlanRequest, Verdict};
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// RssAnon + RssFile: heap and touched file pages (the mmapped weights).
+fn resident_bytes() -> Option<u64> {
+    let m = hearth_hw::proc_files::self_status_memory()?;
+    Some(m.rss_anon? + m.rss_file?)
+}
 
 #[derive(Args, Debug, Clone)]
 pub struct ModelOptions {
@@ -22,9 +31,33 @@ pub struct ModelOptions {
     /// Prompt batch size.
     #[arg(long, default_value_t = 512)]
     pub batch: u32,
-    /// Layers to offload to the GPU.
-    #[arg(long, default_value_t = 0)]
-    pub gpu_layers: u32,
+    /// Layers to offload to the GPU: `auto` (the fit planner's answer for this machine) or a number.
+    #[arg(long, default_value = "auto", value_parser = parse_gpu_layers)]
+    pub gpu_layers: GpuLayers,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GpuLayers {
+    Auto,
+    Exactly(u32),
+}
+
+impl std::fmt::Display for GpuLayers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GpuLayers::Auto => f.write_str("auto"),
+            GpuLayers::Exactly(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+fn parse_gpu_layers(s: &str) -> std::result::Result<GpuLayers, String> {
+    if s.eq_ignore_ascii_case("auto") {
+        return Ok(GpuLayers::Auto);
+    }
+    s.parse()
+        .map(GpuLayers::Exactly)
+        .map_err(|_| format!("--gpu-layers must be `auto` or a number of layers, not {s:?}"))
 }
 
 impl ModelOptions {
@@ -32,18 +65,65 @@ impl ModelOptions {
         crate::models::resolve(self.model.as_deref())
     }
 
+    /// The engine settings, with `--gpu-layers auto` resolved by the fit planner
+    /// against this machine's live free memory.
     pub fn config(&self) -> Result<EngineConfig> {
-        let mut config = EngineConfig::new(self.resolve_path()?).with_n_ctx(self.ctx);
+        Ok(self.planned_config()?.0)
+    }
+
+    /// [`Self::config`] plus the plan it came from (absent when the file is unreadable).
+    pub fn planned_config(&self) -> Result<(EngineConfig, Option<FitPlan>)> {
+        let path = self.resolve_path()?;
+        let mut config = EngineConfig::new(&path).with_n_ctx(self.ctx);
         config.n_threads = self.threads;
         config.n_batch = self.batch;
-        config.n_gpu_layers = self.gpu_layers;
-        Ok(config)
+        // A file the planner cannot read is reported by Engine::load with the same checks.
+        let plan = hearth_gguf::read(&path).ok().map(|header| {
+            let request = PlanRequest {
+                n_ctx: self.ctx,
+                n_batch: self.batch,
+                n_gpu_layers: match self.gpu_layers {
+                    GpuLayers::Auto => None,
+                    GpuLayers::Exactly(n) => Some(n),
+                },
+                ..PlanRequest::default()
+            };
+            hearth_hw::plan_now(&header, &request)
+        });
+        config.n_gpu_layers = match (self.gpu_layers, &plan) {
+            (GpuLayers::Exactly(n), _) => n,
+            (GpuLayers::Auto, Some(plan)) if hearth_engine::gpu_offload_supported() => plan.n_gpu_layers,
+            (GpuLayers::Auto, _) => 0,
+        };
+        Ok((config, plan))
     }
 
     pub fn load(&self) -> Result<Engine> {
-        let config = self.config()?;
+        let (config, plan) = self.planned_config()?;
         eprintln!("loading {} …", config.model_path.display());
-        Ok(Engine::load(config)?)
+        if let Some(plan) = plan.as_ref().filter(|p| p.verdict == Verdict::DoesNotFit) {
+            eprintln!("warning: {}", plan.reason);
+            for suggestion in &plan.suggestions {
+                eprintln!("  try: {suggestion}");
+            }
+        }
+        let before = resident_bytes();
+        let engine = Engine::load(config)?;
+        if let (Some(plan), Some(before), Some(after)) = (plan, before, resident_bytes()) {
+            // The plan's promise, checked on every load (the engine warms up, so weights are resident).
+            let predicted = plan.cpu.resident_bytes() as f64 / MIB;
+            let measured = after.saturating_sub(before) as f64 / MIB;
+            tracing::info!(
+                model = %engine.info().name,
+                n_ctx = engine.info().n_ctx,
+                n_gpu_layers = plan.n_gpu_layers,
+                predicted_ram_mib = format!("{predicted:.1}"),
+                measured_ram_mib = format!("{measured:.1}"),
+                error_pct = format!("{:+.1}", (predicted - measured) / measured.max(1.0) * 100.0),
+                "memory after load vs plan"
+            );
+        }
+        Ok(engine)
     }
 }
 

@@ -176,6 +176,12 @@ fn load_cpu_variants() {
 #[cfg(not(feature = "cpu-variants"))]
 fn load_cpu_variants() {}
 
+/// Whether this llama.cpp build can offload layers to a GPU (CUDA, Vulkan, Metal …).
+/// A CPU-only build ignores `n_gpu_layers`, so callers plan for the CPU.
+pub fn gpu_offload_supported() -> bool {
+    backend().map(|b| b.supports_gpu_offload()).unwrap_or(false)
+}
+
 impl Engine {
     /// Checks the file, loads it with llama.cpp on a new thread and warms it up.
     /// Returns once the model is ready for its first request.

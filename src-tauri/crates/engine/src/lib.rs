@@ -15,5 +15,7 @@ mod stop;
 mod utf8;
 
 pub use config::{default_threads, EngineConfig, MAX_CONTEXT};
-pub use engine::{CancelToken, Engine, Generation, GenerationOutput, GenerationRequest, ModelInfo, Prompt};
+pub use engine::{
+    gpu_offload_supported, CancelToken, Engine, Generation, GenerationOutput, GenerationRequest, ModelInfo, Prompt,
+};
 pub use error::EngineError;

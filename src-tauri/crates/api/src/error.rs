@@ -1,0 +1,263 @@
+//! Errors in OpenAI's shape (`{"error":{"message","type","param","code"}}`) with the
+//! status code a client can act on. Every failure the API returns goes through here.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use hearth_core::BackendError;
+use serde::Serialize;
+
+/// An error response. `code` is also recorded in the errors metric.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{status}: {message}")]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub kind: &'static str,
+    pub code: String,
+    pub param: Option<String>,
+    pub message: String,
+    pub retry_after_secs: Option<u32>,
+}
+
+/// Marks a response as an error so the metrics layer can count it by code.
+#[derive(Debug, Clone)]
+pub(crate) struct ErrorCode(pub String);
+
+#[derive(Serialize)]
+pub(crate) struct ErrorBody<'a> {
+    pub error: ErrorObject<'a>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct ErrorObject<'a> {
+    pub message: &'a str,
+    #[serde(rename = "type")]
+    pub kind: &'a str,
+    pub param: Option<&'a str>,
+    pub code: &'a str,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, kind: &'static str, code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            kind,
+            code: code.into(),
+            param: None,
+            message: message.into(),
+            retry_after_secs: None,
+        }
+    }
+
+    pub fn invalid_request(param: Option<&str>, message: impl Into<String>) -> Self {
+        let mut e = Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "invalid_request",
+            message,
+        );
+        e.param = param.map(str::to_owned);
+        e
+    }
+
+    pub fn unsupported_media_type() -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "invalid_request_error",
+            "unsupported_media_type",
+            "the request body must be JSON, sent with `Content-Type: application/json`",
+        )
+    }
+
+    pub fn body_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            "request_too_large",
+            format!("the request body is larger than the limit of {limit} bytes"),
+        )
+    }
+
+    pub fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "invalid_api_key",
+            "missing or wrong API token: send `Authorization: Bearer <token>`",
+        )
+    }
+
+    pub fn host_not_allowed(host: &str) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            "host_not_allowed",
+            format!("the Host header `{host}` is not allowed: use localhost or an allowed host name"),
+        )
+    }
+
+    pub fn not_found(path: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "not_found",
+            format!("no route for {path}"),
+        )
+    }
+
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request_error",
+            "method_not_allowed",
+            "method not allowed",
+        )
+    }
+
+    pub fn queue_full(retry_after_secs: u32) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            "rate_limit_exceeded",
+            "too many requests are waiting for the model: retry later",
+        );
+        e.retry_after_secs = Some(retry_after_secs);
+        e
+    }
+
+    pub fn overloaded(retry_after_secs: u32) -> Self {
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "overloaded",
+            "the model stayed busy for too long: retry later",
+        );
+        e.retry_after_secs = Some(retry_after_secs);
+        e
+    }
+
+    /// For the body of an SSE `error` event (the status line was already sent).
+    pub(crate) fn body(&self) -> ErrorBody<'_> {
+        ErrorBody {
+            error: ErrorObject {
+                message: &self.message,
+                kind: self.kind,
+                param: self.param.as_deref(),
+                code: &self.code,
+            },
+        }
+    }
+}
+
+impl From<BackendError> for ApiError {
+    fn from(e: BackendError) -> Self {
+        let message = e.to_string();
+        let code = e.code().to_owned();
+        let invalid = |param: Option<String>| {
+            let mut err = Self::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                code.clone(),
+                message.clone(),
+            );
+            err.param = param;
+            err
+        };
+        match e {
+            BackendError::ModelNotFound { .. } => {
+                let mut err = Self::new(StatusCode::NOT_FOUND, "invalid_request_error", code, message);
+                err.param = Some("model".into());
+                err
+            }
+            BackendError::ContextOverflow { .. } => invalid(Some("messages".into())),
+            BackendError::NoChatTemplate { .. } => invalid(Some("messages".into())),
+            BackendError::InvalidRequest { param, .. } => invalid(param),
+            BackendError::Busy { retry_after_secs, .. } => {
+                let mut err = Self::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", code, message);
+                err.retry_after_secs = Some(retry_after_secs);
+                err
+            }
+            BackendError::NotLoaded | BackendError::Unavailable { .. } | BackendError::Crashed { .. } => {
+                let mut err = Self::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", code, message);
+                err.retry_after_secs = Some(1);
+                err
+            }
+            BackendError::Upstream {
+                status, kind, param, ..
+            } => {
+                // A proxied OpenAI-compatible server: keep its status, unless it is not an error status.
+                let status = StatusCode::from_u16(status)
+                    .ok()
+                    .filter(|s| s.is_client_error() || s.is_server_error())
+                    .unwrap_or(StatusCode::BAD_GATEWAY);
+                let kind = match kind.as_deref() {
+                    Some("invalid_request_error") => "invalid_request_error",
+                    Some("authentication_error") => "authentication_error",
+                    Some("rate_limit_error") => "rate_limit_error",
+                    _ if status.is_client_error() => "invalid_request_error",
+                    _ => "server_error",
+                };
+                let mut err = Self::new(status, kind, code, message);
+                err.param = param;
+                if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
+                    err.retry_after_secs = Some(1);
+                }
+                err
+            }
+            BackendError::Failed { .. } => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", code, message),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, axum::Json(self.body())).into_response();
+        let headers = response.headers_mut();
+        if let Some(secs) = self.retry_after_secs {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response.extensions_mut().insert(ErrorCode(self.code));
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_errors_get_fitting_statuses() {
+        let status = |e: BackendError| ApiError::from(e).status;
+        assert_eq!(
+            status(BackendError::ModelNotFound { model: "x".into() }),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            status(BackendError::ContextOverflow { needed: 9, limit: 4 }),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(status(BackendError::NotLoaded), StatusCode::SERVICE_UNAVAILABLE);
+        let upstream = BackendError::Upstream {
+            status: 404,
+            code: Some("model_not_found".into()),
+            kind: Some("invalid_request_error".into()),
+            param: Some("model".into()),
+            message: "no".into(),
+        };
+        let err = ApiError::from(upstream);
+        assert_eq!(
+            (err.status, err.code.as_str()),
+            (StatusCode::NOT_FOUND, "model_not_found")
+        );
+        let weird = BackendError::Upstream {
+            status: 200,
+            code: None,
+            kind: None,
+            param: None,
+            message: "?".into(),
+        };
+        assert_eq!(ApiError::from(weird).status, StatusCode::BAD_GATEWAY);
+    }
+}

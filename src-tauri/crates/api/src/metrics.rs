@@ -1,0 +1,197 @@
+//! Prometheus metrics (prometheus-client, OpenMetrics text): requests by route and
+//! status, errors by code, tokens, time to first token, decode rate, active
+//! generations and the process's resident memory.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use hearth_core::GenerationMetrics;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+use std::sync::Arc;
+
+use crate::error::ErrorCode;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    method: String,
+    status: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    code: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FinishLabels {
+    reason: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    request_seconds: Histogram,
+    errors: Family<ErrorLabels, Counter>,
+    generations: Family<FinishLabels, Counter>,
+    completion_tokens: Counter,
+    prompt_tokens: Counter,
+    ttft: Histogram,
+    decode_rate: Histogram,
+    pub(crate) active: Gauge,
+    rss: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("hearth");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by route, method and status",
+            requests.clone(),
+        );
+        // Until the response head is ready: for a stream, that is once the generation started.
+        let request_seconds = Histogram::new([0.005, 0.05, 0.25, 1.0, 5.0, 30.0, 120.0, 600.0]);
+        registry.register_with_unit(
+            "http_request_duration",
+            "Time until the response head (a stream goes on after it)",
+            Unit::Seconds,
+            request_seconds.clone(),
+        );
+        let errors = Family::<ErrorLabels, Counter>::default();
+        registry.register(
+            "errors",
+            "Error responses and failed generations by code",
+            errors.clone(),
+        );
+        let generations = Family::<FinishLabels, Counter>::default();
+        registry.register(
+            "generations",
+            "Finished generations by finish reason",
+            generations.clone(),
+        );
+        let completion_tokens = Counter::default();
+        registry.register("completion_tokens", "Tokens generated", completion_tokens.clone());
+        let prompt_tokens = Counter::default();
+        registry.register("prompt_tokens", "Prompt tokens processed", prompt_tokens.clone());
+        let ttft = Histogram::new([0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]);
+        registry.register_with_unit(
+            "time_to_first_token",
+            "Time to the first token",
+            Unit::Seconds,
+            ttft.clone(),
+        );
+        let decode_rate = Histogram::new([1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0]);
+        registry.register(
+            "decode_tokens_per_second",
+            "Decode speed per generation",
+            decode_rate.clone(),
+        );
+        let active = Gauge::default();
+        registry.register("active_generations", "Generations running now", active.clone());
+        let rss = Gauge::default();
+        registry.register_with_unit(
+            "process_resident_memory",
+            "Resident memory of this process",
+            Unit::Bytes,
+            rss.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            request_seconds,
+            errors,
+            generations,
+            completion_tokens,
+            prompt_tokens,
+            ttft,
+            decode_rate,
+            active,
+            rss,
+        }
+    }
+
+    /// Generations running now (for tests and status pages).
+    pub fn active_generations(&self) -> i64 {
+        self.active.get()
+    }
+
+    pub(crate) fn record_generation(&self, m: &GenerationMetrics) {
+        self.generations
+            .get_or_create(&FinishLabels {
+                reason: m.finish_reason.as_str().to_owned(),
+            })
+            .inc();
+        self.completion_tokens.inc_by(u64::from(m.completion_tokens));
+        self.prompt_tokens.inc_by(u64::from(m.prompt_tokens_evaluated));
+        if m.completion_tokens > 0 {
+            self.ttft.observe(m.ttft_ms / 1000.0);
+        }
+        if m.decode_tps > 0.0 {
+            self.decode_rate.observe(m.decode_tps);
+        }
+    }
+
+    /// A failure after the response started (mid-stream), which the request counter cannot see.
+    pub(crate) fn record_error(&self, code: &str) {
+        self.errors.get_or_create(&ErrorLabels { code: code.to_owned() }).inc();
+    }
+
+    pub fn encode(&self) -> String {
+        if let Some(stats) = memory_stats::memory_stats() {
+            self.rss.set(i64::try_from(stats.physical_mem).unwrap_or(i64::MAX));
+        }
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+/// Counts every request by its route pattern (not the raw path: bounded label values).
+pub(crate) async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    let method = request.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    metrics
+        .requests
+        .get_or_create(&RequestLabels { route, method, status })
+        .inc();
+    metrics.request_seconds.observe(started.elapsed().as_secs_f64());
+    if let Some(ErrorCode(code)) = response.extensions().get::<ErrorCode>() {
+        metrics.record_error(code);
+    }
+    response
+}
+
+pub(crate) async fn handler(State(metrics): State<Arc<Metrics>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        metrics.encode(),
+    )
+        .into_response()
+}

@@ -1,0 +1,495 @@
+//! The worker supervisor: starts `hearth worker` as a child process, waits for its
+//! handshake, serves generations through it over HTTP, restarts it with backoff when
+//! it dies, reports a death during a generation as `BackendError::Crashed`, and kills
+//! it on unload or drop, so no process is left behind and all its memory returns.
+//!
+//! The worker also guards itself: it asks the kernel for SIGKILL when its parent dies
+//! (PR_SET_PDEATHSIG) and exits when its stdin (a pipe from here) closes.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hearth_core::backend::BoxFuture;
+use hearth_core::{Backend, BackendError, EventStream, GenerateRequest, Health, ModelDescriptor};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::{oneshot, watch};
+
+use crate::handshake::{Handshake, PARENT_ENV, TOKEN_ENV};
+use crate::openai::{FailureClassifier, OpenAiBackend};
+
+const BACKEND: &str = "the model worker";
+
+/// How to start the worker and how patiently to restart it.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// The `hearth` executable (normally `std::env::current_exe()`).
+    pub program: PathBuf,
+    /// Arguments after `worker --model PATH` (context size, threads …).
+    pub args: Vec<OsString>,
+    /// How long a start may take: process start, model load and the one-token probe.
+    pub ready_timeout: Duration,
+    /// Waits before successive restarts after crashes; the last one repeats.
+    pub restart_delays: Vec<Duration>,
+    /// Crashes in a row (each within `stable_after` of its start) before giving up.
+    pub max_restarts: u32,
+    /// A worker that ran this long resets the crash count.
+    pub stable_after: Duration,
+}
+
+impl WorkerConfig {
+    pub fn new(program: impl Into<PathBuf>) -> Self {
+        Self {
+            program: program.into(),
+            args: Vec::new(),
+            ready_timeout: Duration::from_secs(120),
+            restart_delays: [250, 500, 1000, 2000, 4000].map(Duration::from_millis).to_vec(),
+            max_restarts: 5,
+            stable_after: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A worker that answered its handshake.
+#[derive(Clone)]
+pub struct Running {
+    pub pid: u32,
+    pub port: u16,
+    pub model: String,
+    client: Arc<OpenAiBackend>,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running")
+            .field("pid", &self.pid)
+            .field("port", &self.port)
+            .field("model", &self.model)
+            .finish()
+    }
+}
+
+/// Where the worker is in its life; watched by requests, health checks and tests.
+#[derive(Debug, Clone)]
+pub enum WorkerState {
+    /// No model loaded (never loaded, or unloaded).
+    Stopped,
+    Starting,
+    Ready(Running),
+    /// Died; a restart follows after the backoff delay.
+    Crashed {
+        cause: String,
+    },
+    /// Could not start (bad model, or too many crashes): needs a new `load`.
+    Failed(BackendError),
+}
+
+/// Supervises one worker process at a time. Implements [`Backend`]; `load` starts a
+/// worker for a model path, `unload` stops it. Dropping the supervisor kills the worker.
+pub struct Supervisor {
+    config: WorkerConfig,
+    state: Arc<watch::Sender<WorkerState>>,
+    /// Dropping (or sending on) it tells the current monitor task to kill its worker.
+    stop: Mutex<Option<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>>,
+    last_model: Mutex<Option<String>>,
+}
+
+impl Supervisor {
+    pub fn new(config: WorkerConfig) -> Self {
+        Self {
+            config,
+            state: Arc::new(watch::Sender::new(WorkerState::Stopped)),
+            stop: Mutex::new(None),
+            last_model: Mutex::new(None),
+        }
+    }
+
+    /// A supervisor with `model` loaded (returns once the worker is ready).
+    pub async fn spawn(config: WorkerConfig, model: impl Into<PathBuf>) -> Result<Arc<Self>, BackendError> {
+        let supervisor = Arc::new(Self::new(config));
+        supervisor.start(model.into()).await?;
+        Ok(supervisor)
+    }
+
+    pub fn state(&self) -> WorkerState {
+        self.state.borrow().clone()
+    }
+
+    /// Follows state changes (for tests and status displays).
+    pub fn subscribe(&self) -> watch::Receiver<WorkerState> {
+        self.state.subscribe()
+    }
+
+    /// The worker's pid while it is ready.
+    pub fn pid(&self) -> Option<u32> {
+        match &*self.state.borrow() {
+            WorkerState::Ready(r) => Some(r.pid),
+            _ => None,
+        }
+    }
+
+    async fn start(&self, model: PathBuf) -> Result<(), BackendError> {
+        self.stop_worker().await;
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let (stop_tx, stop_rx) = oneshot::channel();
+        self.state.send_replace(WorkerState::Starting);
+        let task = tokio::spawn(monitor(
+            self.config.clone(),
+            model,
+            Arc::clone(&self.state),
+            ready_tx,
+            stop_rx,
+        ));
+        if let Ok(mut stop) = self.stop.lock() {
+            *stop = Some((stop_tx, task));
+        }
+        let running = ready_rx
+            .await
+            .unwrap_or_else(|_| Err(unavailable("the supervisor task ended")))?;
+        if let Ok(mut last) = self.last_model.lock() {
+            *last = Some(running.model);
+        }
+        Ok(())
+    }
+
+    /// Kills the worker (if any) and waits until it is reaped.
+    async fn stop_worker(&self) {
+        let current = self.stop.lock().ok().and_then(|mut s| s.take());
+        if let Some((stop, task)) = current {
+            let _ = stop.send(());
+            let _ = task.await;
+        }
+        self.state.send_replace(WorkerState::Stopped);
+    }
+
+    /// The running worker, waiting through a start or restart (up to the ready timeout).
+    async fn running(&self) -> Result<Running, BackendError> {
+        let mut rx = self.state.subscribe();
+        let settled = tokio::time::timeout(
+            self.config.ready_timeout,
+            rx.wait_for(|s| !matches!(s, WorkerState::Starting | WorkerState::Crashed { .. })),
+        )
+        .await;
+        let state = match settled {
+            Ok(Ok(state)) => state.clone(),
+            _ => return Err(unavailable("the worker did not become ready in time")),
+        };
+        match state {
+            WorkerState::Ready(running) => Ok(running),
+            WorkerState::Stopped => Err(BackendError::NotLoaded),
+            WorkerState::Failed(e) => Err(e),
+            WorkerState::Starting | WorkerState::Crashed { .. } => Err(unavailable("the worker is restarting")),
+        }
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        // Dropping the stop sender wakes the monitor, which kills and reaps the worker.
+        // If the runtime is already gone, the child's kill_on_drop and the worker's own
+        // guards (stdin EOF, parent-death signal) still end it.
+        if let Ok(mut stop) = self.stop.lock() {
+            stop.take();
+        }
+    }
+}
+
+fn unavailable(cause: impl Into<String>) -> BackendError {
+    BackendError::Unavailable {
+        backend: BACKEND.into(),
+        cause: cause.into(),
+    }
+}
+
+fn describe(status: std::io::Result<ExitStatus>) -> String {
+    match status {
+        Ok(status) => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::process::ExitStatusExt;
+                if let Some(signal) = status.signal() {
+                    return format!("killed by signal {signal}");
+                }
+            }
+            format!("exited with {status}")
+        }
+        Err(e) => format!("could not be waited for: {e}"),
+    }
+}
+
+fn random_token() -> Result<String, BackendError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| unavailable(format!("no randomness for the worker token: {e}")))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Starts one worker and reads its handshake. The child's stdin stays open: the worker
+/// stops when it closes.
+async fn launch(
+    config: &WorkerConfig,
+    model: &std::path::Path,
+    state: &Arc<watch::Sender<WorkerState>>,
+) -> Result<(Child, Running), BackendError> {
+    let token = random_token()?;
+    let mut command = Command::new(&config.program);
+    command
+        .arg("worker")
+        .arg("--model")
+        .arg(model)
+        .args(&config.args)
+        .env(TOKEN_ENV, &token)
+        .env(PARENT_ENV, std::process::id().to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    // Spawned from a runtime thread, never a blocking-pool one: the worker's death signal
+    // fires when the *thread* that spawned it exits, and pool threads exit when idle.
+    let mut child = command
+        .spawn()
+        .map_err(|e| unavailable(format!("could not start {}: {e}", config.program.display())))?;
+    let stdout = child.stdout.take().ok_or_else(|| unavailable("no stdout pipe"))?;
+    let mut lines = BufReader::new(stdout).lines();
+    let handshake = tokio::time::timeout(config.ready_timeout, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Ok(handshake) = serde_json::from_str::<Handshake>(line.trim()) {
+                return Some(handshake);
+            }
+        }
+        None
+    })
+    .await;
+    let handshake = match handshake {
+        Ok(Some(h)) => h,
+        Ok(None) => {
+            let status = child.wait().await;
+            return Err(unavailable(format!(
+                "the worker stopped before it was ready ({})",
+                describe(status)
+            )));
+        }
+        Err(_) => {
+            let _ = child.kill().await;
+            return Err(unavailable(format!(
+                "the worker was not ready within {:?}",
+                config.ready_timeout
+            )));
+        }
+    };
+    // Keep draining stdout so a stray print can never block the worker.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let (true, Some(port)) = (handshake.ready, handshake.port) else {
+        let _ = child.wait().await;
+        let error = handshake.error.unwrap_or_else(|| crate::handshake::HandshakeError {
+            code: "load_failed".into(),
+            message: "the worker could not load the model".into(),
+        });
+        return Err(BackendError::Failed {
+            code: error.code,
+            message: error.message,
+        });
+    };
+    let pid = child.id().unwrap_or(handshake.pid);
+    let classifier = Arc::new(CrashClassifier {
+        state: state.subscribe(),
+        pid,
+    });
+    let model = handshake.model.unwrap_or_default();
+    let client = OpenAiBackend::new(BACKEND, &format!("http://127.0.0.1:{port}/v1"), Some(token))?
+        .with_classifier(classifier)
+        .with_default_model(Some(model.clone()));
+    tracing::info!(pid, port, model = %model, "worker ready");
+    Ok((
+        child,
+        Running {
+            pid,
+            port,
+            model,
+            client: Arc::new(client),
+        },
+    ))
+}
+
+/// One model's worker for its whole life: start, watch, restart, stop.
+async fn monitor(
+    config: WorkerConfig,
+    model: PathBuf,
+    state: Arc<watch::Sender<WorkerState>>,
+    ready: oneshot::Sender<Result<Running, BackendError>>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let mut ready = Some(ready);
+    let mut crashes: u32 = 0;
+    loop {
+        state.send_replace(WorkerState::Starting);
+        let launched = tokio::select! {
+            launched = launch(&config, &model, &state) => launched,
+            _ = &mut stop => {
+                state.send_replace(WorkerState::Stopped);
+                return;
+            }
+        };
+        let cause = match launched {
+            Ok((mut child, running)) => {
+                // tokio's `wait` closes the child's stdin first, which tells the worker to
+                // exit: keep the pipe here, open for as long as the worker should live.
+                let _stdin = child.stdin.take();
+                let started = Instant::now();
+                state.send_replace(WorkerState::Ready(running.clone()));
+                if let Some(ready) = ready.take() {
+                    let _ = ready.send(Ok(running));
+                }
+                tokio::select! {
+                    status = child.wait() => {
+                        if started.elapsed() >= config.stable_after {
+                            crashes = 0;
+                        }
+                        describe(status)
+                    }
+                    _ = &mut stop => {
+                        let _ = child.kill().await;
+                        state.send_replace(WorkerState::Stopped);
+                        return;
+                    }
+                }
+            }
+            // The first start failing means the model cannot load: no point retrying.
+            Err(e) if ready.is_some() => {
+                state.send_replace(WorkerState::Failed(e.clone()));
+                if let Some(ready) = ready.take() {
+                    let _ = ready.send(Err(e));
+                }
+                return;
+            }
+            Err(e) => e.to_string(),
+        };
+        crashes += 1;
+        tracing::warn!(cause = %cause, crashes, "the model worker stopped unexpectedly");
+        if crashes > config.max_restarts {
+            let error = BackendError::Crashed {
+                backend: BACKEND.into(),
+                cause: format!("{cause}; gave up after {crashes} crashes"),
+            };
+            state.send_replace(WorkerState::Failed(error));
+            return;
+        }
+        state.send_replace(WorkerState::Crashed { cause });
+        let delays = &config.restart_delays;
+        let delay = delays
+            .get((crashes as usize).saturating_sub(1))
+            .or(delays.last())
+            .copied()
+            .unwrap_or_default();
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = &mut stop => {
+                state.send_replace(WorkerState::Stopped);
+                return;
+            }
+        }
+    }
+}
+
+/// Turns a broken connection into `Crashed` when the worker process is found dead.
+struct CrashClassifier {
+    state: watch::Receiver<WorkerState>,
+    pid: u32,
+}
+
+/// How long a broken connection waits for the monitor to see the process exit. A
+/// killed process closes its sockets and is reaped within milliseconds.
+const CRASH_GRACE: Duration = Duration::from_millis(1500);
+
+impl FailureClassifier for CrashClassifier {
+    fn classify(&self, cause: String) -> BoxFuture<'static, BackendError> {
+        let mut state = self.state.clone();
+        let pid = self.pid;
+        Box::pin(async move {
+            let gone = tokio::time::timeout(
+                CRASH_GRACE,
+                state.wait_for(|s| !matches!(s, WorkerState::Ready(r) if r.pid == pid)),
+            )
+            .await;
+            match gone {
+                Ok(Ok(s)) => match &*s {
+                    WorkerState::Crashed { cause } => BackendError::Crashed {
+                        backend: BACKEND.into(),
+                        cause: cause.clone(),
+                    },
+                    WorkerState::Failed(e) => e.clone(),
+                    _ => BackendError::Crashed {
+                        backend: BACKEND.into(),
+                        cause,
+                    },
+                },
+                _ => unavailable(cause),
+            }
+        })
+    }
+}
+
+impl Backend for Supervisor {
+    fn name(&self) -> &str {
+        "worker"
+    }
+
+    fn load<'a>(&'a self, model: &'a str) -> BoxFuture<'a, Result<(), BackendError>> {
+        Box::pin(self.start(PathBuf::from(model)))
+    }
+
+    fn unload(&self) -> BoxFuture<'_, Result<(), BackendError>> {
+        Box::pin(async move {
+            self.stop_worker().await;
+            if let Ok(mut last) = self.last_model.lock() {
+                *last = None;
+            }
+            Ok(())
+        })
+    }
+
+    fn models(&self) -> BoxFuture<'_, Result<Vec<ModelDescriptor>, BackendError>> {
+        Box::pin(async move {
+            let running = match self.state() {
+                WorkerState::Ready(running) => running,
+                // While restarting, the model is still the one being served.
+                _ => {
+                    let last = self.last_model.lock().ok().and_then(|m| m.clone());
+                    return Ok(last
+                        .map(|id| ModelDescriptor {
+                            id,
+                            owned_by: "hearth".into(),
+                            context_length: None,
+                            has_chat_template: None,
+                        })
+                        .into_iter()
+                        .collect());
+                }
+            };
+            running.client.models().await
+        })
+    }
+
+    fn health(&self) -> BoxFuture<'_, Health> {
+        Box::pin(async move {
+            match self.state() {
+                WorkerState::Ready(running) => running.client.health().await,
+                WorkerState::Stopped => Health::not_ready("no model is loaded"),
+                WorkerState::Starting => Health::not_ready("the model worker is starting"),
+                WorkerState::Crashed { cause } => {
+                    Health::not_ready(format!("the model worker crashed ({cause}); restarting"))
+                }
+                WorkerState::Failed(e) => Health::not_ready(e.to_string()),
+            }
+        })
+    }
+
+    fn generate(&self, request: GenerateRequest) -> BoxFuture<'_, Result<EventStream, BackendError>> {
+        Box::pin(async move {
+            let running = self.running().await?;
+            running.client.generate(request).await
+        })
+    }
+}

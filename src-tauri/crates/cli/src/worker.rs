@@ -1,0 +1,113 @@
+//! `hearth worker` (hidden): the engine in its own process, serving the
+//! OpenAI-compatible API on a random loopback port for the supervisor that started it
+//! (`hearth serve`, later the desktop app). llama.cpp may abort the process on a
+//! failed assertion or out-of-memory; only this process dies then, not the caller.
+//!
+//! Contract (see `hearth_backends::handshake`): the token comes in `HEARTH_WORKER_TOKEN`
+//! (never argv); one JSON line on stdout says ready (port, pid, model) or why not; the
+//! worker dies with its parent (kernel death signal) and when its stdin closes.
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use hearth_backends::handshake::{Handshake, PARENT_ENV, TOKEN_ENV};
+use hearth_engine_backend::{model_id, EngineBackend};
+
+use crate::options::ModelOptions;
+
+#[derive(Args, Debug)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    model: ModelOptions,
+    /// Requests that may wait while one generates.
+    #[arg(long, default_value_t = 16)]
+    queue: usize,
+}
+
+pub fn run(args: &WorkerArgs) -> Result<()> {
+    die_with_parent()?;
+    let token = std::env::var(TOKEN_ENV).ok().filter(|t| !t.is_empty());
+    let Some(token) = token else {
+        bail!(
+            "{TOKEN_ENV} is not set: `hearth worker` is started by Hearth itself (use `hearth serve` to serve a model)"
+        );
+    };
+    exit_on_stdin_eof();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(serve(args, token))
+}
+
+/// Asks the kernel to SIGKILL this process when its parent dies, even by SIGKILL, then
+/// checks the parent did not die before the request was made.
+fn die_with_parent() -> Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).context("prctl(PR_SET_PDEATHSIG)")?;
+        if let Some(parent) = std::env::var(PARENT_ENV).ok().and_then(|p| p.parse::<i32>().ok()) {
+            if nix::unistd::getppid().as_raw() != parent {
+                bail!("the process that started this worker has already exited");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The second guard (and the only one off Linux): the supervisor holds our stdin open;
+/// when it closes, however the supervisor ended, this process ends too.
+fn exit_on_stdin_eof() {
+    let _ = std::thread::Builder::new().name("stdin-guard".into()).spawn(|| {
+        let mut stdin = std::io::stdin();
+        let mut buf = [0u8; 256];
+        loop {
+            match stdin.read(&mut buf) {
+                Ok(0) | Err(_) => {
+                    tracing::info!("stdin closed: the supervisor is gone, exiting");
+                    std::process::exit(0);
+                }
+                Ok(_) => {}
+            }
+        }
+    });
+}
+
+fn handshake(line: &Handshake) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{}", line.to_line())?;
+    stdout.flush()?;
+    Ok(())
+}
+
+async fn serve(args: &WorkerArgs, token: String) -> Result<()> {
+    let config = match args.model.config() {
+        Ok(config) => config,
+        Err(e) => {
+            handshake(&Handshake::failed("model_not_found", format!("{e:#}")))?;
+            return Err(e);
+        }
+    };
+    let path = config.model_path.clone();
+    let backend = Arc::new(EngineBackend::new(config));
+    if let Err(e) = backend.load_path(path.clone()).await {
+        handshake(&Handshake::failed(e.code(), e.to_string()))?;
+        bail!("{e}");
+    }
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .context("binding a loopback port")?;
+    let port = listener.local_addr()?.port();
+    let api = hearth_api::ApiConfig {
+        max_concurrent: 1,
+        max_queued: args.queue,
+        ..hearth_api::ApiConfig::new(port).with_token(Some(token))
+    };
+    let router = hearth_api::router(backend, api, Arc::new(hearth_api::Metrics::new()));
+    handshake(&Handshake::ready(port, model_id(&path)))?;
+    tracing::info!(port, model = %path.display(), "worker serving");
+    hearth_api::serve(listener, router, std::future::pending()).await?;
+    Ok(())
+}

@@ -1,0 +1,182 @@
+//! The supervisor with the real worker process (`hearth worker`) on the real model:
+//! readiness, a SIGKILL mid-stream (typed error within 2 s, automatic restart), no
+//! orphans on unload or drop, the token kept out of argv.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{alive, chat_model, hearth, sigkill, wait_gone, MODEL_ID};
+use futures_util::StreamExt;
+use hearth_backends::{Supervisor, WorkerConfig, WorkerState};
+use hearth_core::{Backend, BackendError, ChatMessage, GenerateRequest, GenerationEvent, Prompt, SamplingParams};
+
+/// Serves `backend` through the real API on a free port; returns its /health/ready URL.
+async fn serve_api(backend: Arc<dyn Backend>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let router = hearth_api::router(
+        backend,
+        hearth_api::ApiConfig::new(port),
+        Arc::new(hearth_api::Metrics::new()),
+    );
+    tokio::spawn(hearth_api::serve(listener, router, std::future::pending()));
+    format!("http://127.0.0.1:{port}/health/ready")
+}
+
+fn config() -> WorkerConfig {
+    let mut config = WorkerConfig::new(hearth());
+    config.args = ["--threads", "2", "--ctx", "2048"].map(Into::into).to_vec();
+    config.ready_timeout = Duration::from_secs(60);
+    config
+}
+
+fn endless() -> GenerateRequest {
+    GenerateRequest {
+        model: None,
+        prompt: Prompt::Text("1, 2, 3, 4, 5, 6, 7, 8,".into()),
+        params: SamplingParams::greedy(1500),
+    }
+}
+
+fn short() -> GenerateRequest {
+    GenerateRequest {
+        model: Some(MODEL_ID.into()),
+        prompt: Prompt::Chat(vec![ChatMessage::user("hi")]),
+        params: SamplingParams::greedy(3),
+    }
+}
+
+async fn run_to_end(backend: &dyn Backend, request: GenerateRequest) -> Result<String, BackendError> {
+    let mut events = backend.generate(request).await?;
+    let mut text = String::new();
+    while let Some(event) = events.next().await {
+        match event? {
+            GenerationEvent::Delta { text: t } => text.push_str(&t),
+            GenerationEvent::Done { .. } => return Ok(text),
+            GenerationEvent::Error { message } => panic!("{message}"),
+        }
+    }
+    panic!("no final event");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_tells_the_truth_and_unload_ends_the_process() {
+    let supervisor = Arc::new(Supervisor::new(config()));
+    let ready_url = serve_api(Arc::clone(&supervisor) as Arc<dyn Backend>).await;
+    let ready = || async {
+        reqwest::get(&ready_url)
+            .await
+            .expect("GET /health/ready")
+            .status()
+            .as_u16()
+    };
+    assert_eq!(ready().await, 503, "not ready before the load");
+    let health = supervisor.health().await;
+    assert_eq!(
+        (health.ready, health.reason.as_deref()),
+        (false, Some("no model is loaded"))
+    );
+    assert!(matches!(
+        supervisor.generate(short()).await.err(),
+        Some(BackendError::NotLoaded)
+    ));
+    supervisor.load(&chat_model().to_string_lossy()).await.expect("load");
+    assert_eq!(ready().await, 200, "ready after the load");
+    let health = supervisor.health().await;
+    assert!(health.ready, "{health:?}");
+    assert_eq!(health.model.as_deref(), Some(MODEL_ID));
+    let pid = supervisor.pid().expect("pid");
+    assert!(alive(pid));
+    // The token is in the worker's environment, never in its argv.
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("environ");
+    let token = environ
+        .split(|b| *b == 0)
+        .find_map(|kv| kv.strip_prefix(b"HEARTH_WORKER_TOKEN="))
+        .map(|t| String::from_utf8_lossy(t).into_owned())
+        .expect("token in the environment");
+    assert_eq!(token.len(), 64);
+    let cmdline =
+        String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline")).into_owned();
+    assert!(!cmdline.contains(&token), "the token leaked into argv: {cmdline}");
+    assert_eq!(supervisor.models().await.expect("models")[0].id, MODEL_ID);
+    assert!(!run_to_end(supervisor.as_ref(), short())
+        .await
+        .expect("generate")
+        .is_empty());
+
+    supervisor.unload().await.expect("unload");
+    assert!(!alive(pid), "unload must end (and reap) the worker");
+    assert_eq!(ready().await, 503, "not ready after the unload");
+    assert!(!supervisor.health().await.ready);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_stream_is_a_typed_error_within_2s_then_restarts() {
+    let supervisor = Supervisor::spawn(config(), chat_model()).await.expect("spawn");
+    let pid = supervisor.pid().expect("pid");
+    let mut events = supervisor.generate(endless()).await.expect("generate");
+    for _ in 0..3 {
+        assert!(matches!(events.next().await, Some(Ok(GenerationEvent::Delta { .. }))));
+    }
+    sigkill(pid);
+    let killed = Instant::now();
+    let error = loop {
+        match tokio::time::timeout(Duration::from_secs(2), events.next()).await {
+            Ok(Some(Ok(GenerationEvent::Delta { .. }))) => continue,
+            Ok(Some(Err(e))) => break e,
+            other => panic!("expected a typed error within 2 s, got {other:?}"),
+        }
+    };
+    let waited = killed.elapsed();
+    assert!(waited < Duration::from_secs(2), "{waited:?}");
+    assert!(
+        matches!(&error, BackendError::Crashed { cause, .. } if cause.contains("signal 9")),
+        "{error:?}"
+    );
+    assert!(error.is_transient());
+    drop(events);
+    assert!(!alive(pid), "the killed worker must be reaped");
+    // The next request waits for the automatic restart and succeeds.
+    let text = run_to_end(supervisor.as_ref(), short())
+        .await
+        .expect("after the restart");
+    assert!(!text.is_empty());
+    let new_pid = supervisor.pid().expect("restarted");
+    assert_ne!(new_pid, pid);
+    assert!(supervisor.health().await.ready);
+    // Dropping the supervisor kills the worker: no orphan.
+    drop(supervisor);
+    wait_gone(new_pid, Duration::from_secs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_model_fails_the_load_with_its_reason() {
+    let dir = std::env::temp_dir().join(format!("hearth-worker-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let bad = dir.join("not-a-model.gguf");
+    std::fs::write(&bad, b"this is not a GGUF file").expect("write");
+    let supervisor = Supervisor::new(config());
+    let error = supervisor.load(&bad.to_string_lossy()).await.expect_err("a bad model");
+    assert!(
+        matches!(&error, BackendError::Failed { code, .. } if code == "invalid_model"),
+        "{error:?}"
+    );
+    assert!(matches!(supervisor.state(), WorkerState::Failed(_)));
+    let health = supervisor.health().await;
+    assert!(!health.ready && health.reason.is_some());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn the_worker_refuses_to_start_without_a_token() {
+    let output = std::process::Command::new(hearth())
+        .args(["worker", "--model"])
+        .arg(chat_model())
+        .env_remove("HEARTH_WORKER_TOKEN")
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("HEARTH_WORKER_TOKEN"));
+}

@@ -1,0 +1,586 @@
+//! Opening the database: where it lives, the checks made before SQLite touches
+//! the file, the pragmas, the single writer connection, the reader pool and the
+//! background checkpointer.
+
+use std::fs::{self, File};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rusqlite::config::DbConfig;
+use rusqlite::{Connection, DatabaseName, OpenFlags, Transaction, TransactionBehavior};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, StoreError};
+use crate::migrate;
+
+/// File name of the database inside the data directory.
+pub const DB_FILE_NAME: &str = "hearth.db";
+
+/// Environment variable that overrides the data directory (tests, portable
+/// installs, a second profile); read by `hearth_core::paths::data_dir`.
+pub const DATA_DIR_ENV: &str = "HEARTH_DATA_DIR";
+
+/// Where Hearth keeps its database: `hearth.db` in Hearth's data directory,
+/// i.e. `$HEARTH_DATA_DIR/hearth.db` when that is set and not empty, otherwise
+/// the platform data directory (`~/.local/share/hearth/hearth.db` on Linux,
+/// `~/Library/Application Support/hearth/hearth.db` on macOS). The directory
+/// rule lives in `hearth_core::paths::data_dir`, shared with the model store.
+pub fn default_db_path() -> PathBuf {
+    hearth_core::paths::data_dir().join(DB_FILE_NAME)
+}
+
+/// How hard SQLite works to make a commit durable (`PRAGMA synchronous`).
+///
+/// In WAL mode both settings keep the database consistent through crashes and
+/// power loss: a transaction is either fully there or not at all. They differ in
+/// what a *power loss or OS crash* (not an app crash, which loses nothing
+/// committed in either mode) can take away:
+///
+/// * [`Synchronous::Normal`] (default) syncs the WAL only at checkpoints, so the
+///   last transactions committed before the power went out can be rolled back
+///   on the next open. The database is never corrupted. Commits cost no fsync,
+///   which is what keeps a message append well under a millisecond.
+/// * [`Synchronous::Full`] syncs the WAL on every commit: a commit that returned
+///   survives power loss, at the price of one fsync (0.1–10 ms, depending on the
+///   disk) per message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    #[default]
+    Normal,
+    Full,
+}
+
+impl Synchronous {
+    fn pragma_value(self) -> &'static str {
+        match self {
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Full => "FULL",
+        }
+    }
+}
+
+/// Settings for [`Store::open_with`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreOptions {
+    /// Durability of commits; see [`Synchronous`] for the trade-off.
+    pub synchronous: Synchronous,
+    /// Read connections in the pool (at least 1). Reads never wait for the
+    /// writer in WAL mode; they wait only for a free connection.
+    pub readers: usize,
+    /// How long a statement waits for a lock held by *another process* before
+    /// failing with [`StoreError::Busy`]. Within one process writes are queued
+    /// on the writer connection and never see a lock.
+    pub busy_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            synchronous: Synchronous::Normal,
+            readers: 4,
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Hearth's database.
+///
+/// One writer connection (every write is a `BEGIN IMMEDIATE` transaction, so a
+/// write never fails half-way through on a lock upgrade), a pool of read
+/// connections (WAL lets them read while the writer writes), and a background
+/// thread that checkpoints the WAL so that writers rarely pay for it.
+///
+/// Cloning is cheap and shares the connections. All methods block the calling
+/// thread on SQLite I/O: call them from ordinary threads or
+/// `spawn_blocking`, or use [`crate::AsyncStore`] from async code.
+///
+/// Dropping the last clone closes the connections; the last close checkpoints
+/// the WAL into the main file and removes it.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.inner.path)
+            .field("options", &self.inner.options)
+            .finish_non_exhaustive()
+    }
+}
+
+// Field order is drop order: the checkpointer stops before the readers close,
+// and the writer closes last, so its close does the final checkpoint.
+pub(crate) struct Inner {
+    checkpointer: Checkpointer,
+    readers: Mutex<Vec<Connection>>,
+    reader_returned: Condvar,
+    /// Held shared by every read transaction of the pool, exclusively while the
+    /// WAL is restarted (see [`restart_wal`]).
+    reader_gate: RwLock<()>,
+    writer: Mutex<Connection>,
+    pub(crate) path: PathBuf,
+    pub(crate) options: StoreOptions,
+}
+
+/// How often a call that hit `SQLITE_BUSY` is retried. SQLite's busy handler
+/// already waited `busy_timeout`; these retries cover the busy codes that skip
+/// the handler (WAL recovery by another connection).
+const BUSY_RETRIES: u32 = 3;
+const WRITER_CACHE_KIB: i64 = 8 * 1024;
+const READER_CACHE_KIB: i64 = 4 * 1024;
+/// The WAL file is truncated to this after a checkpoint resets it.
+const JOURNAL_SIZE_LIMIT: i64 = 16 * 1024 * 1024;
+
+impl Store {
+    /// Opens (creating if needed) the database at [`default_db_path`].
+    pub fn open_default() -> Result<Store> {
+        Store::open(default_db_path())
+    }
+
+    /// Opens (creating if needed) the database at `path` with default options.
+    pub fn open(path: impl AsRef<Path>) -> Result<Store> {
+        Store::open_with(path, StoreOptions::default())
+    }
+
+    /// Opens (creating the file and its directory if needed) the database at
+    /// `path` and brings its schema up to date.
+    ///
+    /// Before SQLite touches the file, its header is read: a file that is not a
+    /// SQLite database, or one from a newer Hearth, is refused without being
+    /// changed (SQLite would otherwise, for instance, switch it to WAL mode).
+    pub fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> Result<Store> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir).map_err(|e| StoreError::from_io(&path, e))?;
+        }
+        precheck_header(&path)?;
+
+        let mut writer = open_writer(&path, &options)?;
+        migrate::migrate(&mut writer, &path)?;
+
+        let readers = (0..options.readers.max(1))
+            .map(|_| open_reader(&path, &options))
+            .collect::<Result<Vec<_>>>()?;
+        let checkpointer = Checkpointer::start(&path)?;
+
+        Ok(Store {
+            inner: Arc::new(Inner {
+                checkpointer,
+                readers: Mutex::new(readers),
+                reader_returned: Condvar::new(),
+                reader_gate: RwLock::new(()),
+                writer: Mutex::new(writer),
+                path,
+                options,
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The options the store was opened with.
+    pub fn options(&self) -> &StoreOptions {
+        &self.inner.options
+    }
+
+    /// Runs `f` in a `BEGIN IMMEDIATE` transaction on the writer connection and
+    /// commits. Any error rolls the whole transaction back. Writers queue on a
+    /// mutex, so within this process no write ever sees `SQLITE_BUSY`.
+    pub(crate) fn write<T>(&self, mut f: impl FnMut(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let inner = &self.inner;
+        let mut conn = lock(&inner.writer);
+        let mut attempt = 0;
+        loop {
+            let result = (|| -> Result<T> {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let value = f(&tx)?;
+                tx.commit()?;
+                Ok(value)
+            })();
+            match result {
+                Ok(value) => {
+                    if inner.checkpointer.committed() {
+                        restart_wal(&conn, &inner.reader_gate, inner.options.busy_timeout);
+                    }
+                    return Ok(value);
+                }
+                Err(e) if e.is_busy() && attempt < BUSY_RETRIES => {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(10 << attempt));
+                }
+                Err(e) => return Err(e.at(&inner.path)),
+            }
+        }
+    }
+
+    /// Runs `f` inside one read transaction (a consistent snapshot) on a pooled
+    /// read connection. Read connections are `query_only`.
+    pub(crate) fn read<T>(&self, mut f: impl FnMut(&Connection) -> Result<T>) -> Result<T> {
+        let inner = &self.inner;
+        let conn = inner.checkout();
+        let mut attempt = 0;
+        loop {
+            let result = (|| -> Result<T> {
+                let _gate = inner.reader_gate.read().unwrap_or_else(PoisonError::into_inner);
+                let tx = conn.unchecked_transaction()?;
+                let value = f(&tx)?;
+                tx.commit()?;
+                Ok(value)
+            })();
+            match result {
+                Ok(value) => return Ok(value),
+                Err(e) if e.is_busy() && attempt < BUSY_RETRIES => {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(10 << attempt));
+                }
+                Err(e) => return Err(e.at(&inner.path)),
+            }
+        }
+    }
+
+    /// Reads an integer PRAGMA of the writer connection (settings such as
+    /// `synchronous` are per connection; the writer's are the ones that matter).
+    pub(crate) fn writer_pragma(&self, name: &str) -> Result<i64> {
+        let conn = lock(&self.inner.writer);
+        conn.pragma_query_value(None, name, |r| r.get(0))
+            .map_err(|e| StoreError::from_sqlite(&self.inner.path, e))
+    }
+
+    /// Runs `f` on a pooled read connection outside any transaction (the
+    /// backup API manages its own).
+    pub(crate) fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let conn = self.inner.checkout();
+        f(&conn).map_err(|e| e.at(&self.inner.path))
+    }
+}
+
+impl Inner {
+    fn checkout(&self) -> PooledReader<'_> {
+        let mut pool = lock(&self.readers);
+        loop {
+            if let Some(conn) = pool.pop() {
+                return PooledReader {
+                    conn: Some(conn),
+                    inner: self,
+                };
+            }
+            pool = self.reader_returned.wait(pool).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+/// A read connection borrowed from the pool; returned on drop.
+struct PooledReader<'a> {
+    conn: Option<Connection>,
+    inner: &'a Inner,
+}
+
+impl std::ops::Deref for PooledReader<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.conn
+            .as_ref()
+            .expect("a pooled reader holds its connection until dropped")
+    }
+}
+
+impl Drop for PooledReader<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            lock(&self.inner.readers).push(conn);
+            self.inner.reader_returned.notify_one();
+        }
+    }
+}
+
+/// Locks a mutex, ignoring poisoning: a panic inside a store call unwinds
+/// through `Transaction`'s drop, which rolls back, so the connection behind a
+/// poisoned lock is in a clean state.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Reads the 100-byte SQLite header without SQLite: refuses a file that is not
+/// a database, or whose `user_version` (bytes 60..64) is newer than this build,
+/// before anything could modify it. A missing or empty file is a new database.
+fn precheck_header(path: &Path) -> Result<()> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(StoreError::CannotOpen {
+                path: path.to_path_buf(),
+                detail: e.to_string(),
+            })
+        }
+    };
+    if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
+        return Err(StoreError::CannotOpen {
+            path: path.to_path_buf(),
+            detail: "it is a directory".into(),
+        });
+    }
+    let mut header = Vec::with_capacity(100);
+    file.take(100)
+        .read_to_end(&mut header)
+        .map_err(|e| StoreError::from_io(path, e))?;
+    if header.is_empty() {
+        return Ok(());
+    }
+    if header.len() < 100 || !header.starts_with(b"SQLite format 3\0") {
+        return Err(StoreError::NotADatabase {
+            path: path.to_path_buf(),
+        });
+    }
+    let user_version = i64::from(i32::from_be_bytes([header[60], header[61], header[62], header[63]]));
+    migrate::check_not_newer(path, user_version)
+}
+
+fn open_writer(path: &Path, options: &StoreOptions) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let setup = |conn: &Connection| -> Result<()> {
+        conn.busy_timeout(options.busy_timeout)?;
+        // Until the checks below pass, closing this connection must not
+        // checkpoint a WAL left by someone else (a newer Hearth that crashed)
+        // into the main file: a refused database stays byte for byte as it was.
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
+        // Reading user_version is the first access to the file: it fails here
+        // (not a database, corrupt, cannot open -shm) before anything is written.
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        migrate::check_not_newer(path, version)?;
+        if conn.is_readonly(DatabaseName::Main)? {
+            return Err(StoreError::ReadOnly {
+                path: path.to_path_buf(),
+                detail: "SQLite opened the file read-only".into(),
+            });
+        }
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, false)?;
+        let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::CannotOpen {
+                path: path.to_path_buf(),
+                detail: format!("WAL mode unavailable (journal_mode stayed {mode})"),
+            });
+        }
+        conn.pragma_update(None, "synchronous", options.synchronous.pragma_value())?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Checkpoints run on the checkpointer thread, not inside a writer's commit.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)?;
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
+        conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
+        Ok(())
+    };
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| open_error(path, e.into()))?;
+    setup(&conn).map_err(|e| open_error(path, e))?;
+    Ok(conn)
+}
+
+fn open_reader(path: &Path, options: &StoreOptions) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| open_error(path, e.into()))?;
+    (|| -> Result<()> {
+        conn.busy_timeout(options.busy_timeout)?;
+        conn.pragma_update(None, "query_only", "ON")?;
+        conn.pragma_update(None, "cache_size", -READER_CACHE_KIB)?;
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
+        Ok(())
+    })()
+    .map_err(|e| open_error(path, e))?;
+    Ok(conn)
+}
+
+/// Classifies an error from opening: "cannot open" on a directory we cannot
+/// write into is a read-only condition, which tells the user what to fix.
+fn open_error(path: &Path, err: StoreError) -> StoreError {
+    match err.at(path) {
+        StoreError::CannotOpen { path, detail } => match probe_dir_writable(&path) {
+            Err(StoreError::ReadOnly { detail: why, .. }) => StoreError::ReadOnly {
+                path,
+                detail: format!("{detail}; {why}"),
+            },
+            Err(StoreError::DiskFull { path }) => StoreError::DiskFull { path },
+            _ => StoreError::CannotOpen { path, detail },
+        },
+        other => other,
+    }
+}
+
+/// Tries to create (and removes) a file next to the database: SQLite needs to
+/// create the `-wal` and `-shm` files there. Root ignores permission bits, so
+/// only a real attempt tells (read-only mount, immutable directory).
+fn probe_dir_writable(db: &Path) -> Result<()> {
+    let dir = match db.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let probe = dir.join(format!(
+        ".hearth-write-probe-{}-{}",
+        std::process::id(),
+        crate::now_ms()
+    ));
+    match fs::OpenOptions::new().write(true).create_new(true).open(&probe) {
+        Ok(_) => {
+            // Best effort: a leftover empty probe file harms nothing.
+            let _ = fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(StoreError::from_io(db, e)),
+    }
+}
+
+/// Commits between checkpoints when writes are continuous.
+const CHECKPOINT_EVERY_COMMITS: u64 = 256;
+/// When writes pause, the WAL is checkpointed after this long.
+const CHECKPOINT_IDLE: Duration = Duration::from_millis(500);
+/// WAL size (frames of one page) past which the WAL is reset with a `RESTART`
+/// checkpoint (~16 MiB at 4 KiB pages).
+const WAL_RESTART_FRAMES: i64 = 4096;
+/// How long a `RESTART` checkpoint waits for readers still using the old WAL.
+/// Reads take well under a millisecond; if one is slower the restart is simply
+/// retried after the next passive checkpoint.
+const RESTART_READER_WAIT: Duration = Duration::from_millis(20);
+
+/// Checkpoints the WAL on its own thread, so a writer's commit does not
+/// include copying pages back into the database file.
+///
+/// Normally it runs `PASSIVE` checkpoints on its own connection, which never
+/// block the writer or readers. Under sustained writes that is not enough: the
+/// WAL only starts over when a writer finds it *completely* checkpointed, which
+/// never happens while commits keep arriving during each checkpoint, so the
+/// file would grow without bound (hundreds of MB in a benchmark). Past
+/// [`WAL_RESTART_FRAMES`] the checkpointer therefore asks the writer to reset
+/// the WAL right after its next commit (see [`restart_wal`]); the writer
+/// already holds the write lock, so nothing has to wait for it (taking the
+/// writer's mutex from this thread instead waited 100+ ms under load). Most
+/// pages were already copied by the passive checkpoints, so the restart copies
+/// little: one write in several hundred, and the reads that arrive meanwhile,
+/// pay for an fsync, which keeps it out of the p99.
+struct Checkpointer {
+    commits: Arc<AtomicU64>,
+    restart_wanted: Arc<AtomicBool>,
+    wake: Option<SyncSender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    fn start(path: &Path) -> Result<Checkpointer> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| open_error(path, e.into()))?;
+        let commits = Arc::new(AtomicU64::new(0));
+        let (wake, wakeups) = mpsc::sync_channel::<()>(1);
+        let counter = Arc::clone(&commits);
+        let restart_wanted = Arc::new(AtomicBool::new(false));
+        let wanted = Arc::clone(&restart_wanted);
+        let thread = std::thread::Builder::new()
+            .name("hearth-store-checkpoint".into())
+            .spawn(move || {
+                let mut done = 0u64;
+                let mut last = Instant::now();
+                loop {
+                    let stop = matches!(
+                        wakeups.recv_timeout(CHECKPOINT_IDLE),
+                        Err(RecvTimeoutError::Disconnected)
+                    );
+                    if stop {
+                        break;
+                    }
+                    let now = counter.load(Ordering::Relaxed);
+                    let due =
+                        now - done >= CHECKPOINT_EVERY_COMMITS || (now != done && last.elapsed() >= CHECKPOINT_IDLE);
+                    if due {
+                        if checkpoint(&conn, "PASSIVE") >= WAL_RESTART_FRAMES {
+                            wanted.store(true, Ordering::Relaxed);
+                        }
+                        done = now;
+                        last = Instant::now();
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Io {
+                path: path.to_path_buf(),
+                source: e,
+            })?;
+        Ok(Checkpointer {
+            commits,
+            restart_wanted,
+            wake: Some(wake),
+            thread: Some(thread),
+        })
+    }
+
+    /// Called by the writer after every commit; wakes the thread every N
+    /// commits. Returns whether the writer should now reset the WAL.
+    fn committed(&self) -> bool {
+        let n = self.commits.fetch_add(1, Ordering::Relaxed) + 1;
+        if n % CHECKPOINT_EVERY_COMMITS == 0 {
+            if let Some(wake) = &self.wake {
+                // Full means a wake-up is already pending: nothing to add.
+                let _ = wake.try_send(());
+            }
+        }
+        self.restart_wanted.swap(false, Ordering::Relaxed)
+    }
+}
+
+/// Resets the WAL from the writer connection, which the caller holds (so no
+/// commit can add frames meanwhile), outside any transaction.
+///
+/// A `RESTART` checkpoint has to wait until no reader uses the WAL. SQLite
+/// waits by polling (its busy handler sleeps 1, 2, 5, 10... ms), and under CPU
+/// contention some pooled reader is nearly always mid-transaction, so polling
+/// alone failed again and again and the WAL reached hundreds of MB. Instead:
+/// a `PASSIVE` pass first copies what it can with readers running, then the
+/// reader gate is taken exclusively, which waits (blocking, not polling) for
+/// the pool's in-flight reads and holds new ones back while `RESTART` copies
+/// the last frames. Only readers in *other* processes are polled for, at most
+/// [`RESTART_READER_WAIT`]; failing that, the WAL is restarted later.
+fn restart_wal(writer: &Connection, gate: &RwLock<()>, busy_timeout: Duration) {
+    checkpoint(writer, "PASSIVE");
+    let _gate = gate.write().unwrap_or_else(PoisonError::into_inner);
+    if writer.busy_timeout(RESTART_READER_WAIT).is_ok() {
+        checkpoint(writer, "RESTART");
+    }
+    if let Err(e) = writer.busy_timeout(busy_timeout) {
+        tracing::warn!(error = %e, "could not restore the writer's busy timeout");
+    }
+}
+
+/// Runs one checkpoint; returns the WAL's size in frames (0 when it failed).
+fn checkpoint(conn: &Connection, mode: &str) -> i64 {
+    let result = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+    });
+    match result {
+        Ok((busy, log, done)) => {
+            tracing::trace!(mode, busy, log, done, "WAL checkpoint");
+            log
+        }
+        // The next checkpoint (or the final close) catches up; a failed
+        // checkpoint loses nothing, the frames stay in the WAL.
+        Err(e) => {
+            tracing::warn!(mode, error = %e, "WAL checkpoint failed");
+            0
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        drop(self.wake.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
