@@ -152,3 +152,35 @@ pub fn log_generation(model: &str, metrics: &GenerationMetrics) {
         Err(e) => tracing::warn!(error = %e, "performance record not saved"),
     }
 }
+
+/// Keeps each load's measured memory beside the planner's prediction, so the
+/// planner's accuracy on real machines can be checked over time.
+pub fn log_load(info: &hearth_engine::ModelInfo, predicted_ram_mib: f64, measured_ram_mib: f64) {
+    let mut metrics = PerfMetrics::default();
+    for (key, value) in [
+        ("n_ctx", serde_json::json!(info.n_ctx)),
+        ("n_gpu_layers", serde_json::json!(info.n_gpu_layers)),
+        ("threads", serde_json::json!(info.threads)),
+        ("predicted_ram_mib", serde_json::json!(predicted_ram_mib)),
+        ("measured_ram_mib", serde_json::json!(measured_ram_mib)),
+    ] {
+        metrics.extra.insert(key.into(), value);
+    }
+    let record = PerfRecord {
+        operation: "load_model".into(),
+        latency_ms: info.load_ms,
+        tokens_processed: None,
+        backend: BACKEND.into(),
+        model: info.name.clone(),
+        timestamp: None,
+        metrics,
+    };
+    match Store::open_default() {
+        Ok(store) => {
+            if let Err(e) = store.log_perf(&record) {
+                tracing::warn!(error = %e, "load record not saved");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "load record not saved"),
+    }
+}

@@ -122,6 +122,7 @@ impl ModelOptions {
                 error_pct = format!("{:+.1}", (predicted - measured) / measured.max(1.0) * 100.0),
                 "memory after load vs plan"
             );
+            crate::history::log_load(engine.info(), predicted, measured);
         }
         Ok(engine)
     }
