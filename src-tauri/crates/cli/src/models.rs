@@ -55,8 +55,18 @@ pub fn resolve(model: Option<&str>) -> Result<PathBuf> {
         return Ok(default);
     };
     let as_path = Path::new(model);
-    if as_path.components().count() > 1 || as_path.exists() || model.ends_with(".gguf") {
+    if as_path.components().count() > 1 || as_path.exists() {
         return Ok(as_path.to_path_buf());
+    }
+    // A bare file name: the installed model of that name, else the path as given
+    // (the loader then says the file is missing).
+    if model.ends_with(".gguf") {
+        let installed = dir.join(model);
+        return Ok(if installed.exists() {
+            installed
+        } else {
+            as_path.to_path_buf()
+        });
     }
     let needle = model.to_lowercase();
     let matches: Vec<PathBuf> = installed()?
