@@ -143,13 +143,13 @@ pub fn perf_record(model: &str, m: &GenerationMetrics) -> PerfRecord {
 
 /// Logs a generation that is not part of a saved chat (`hearth generate`).
 pub fn log_generation(model: &str, metrics: &GenerationMetrics) {
-    match Store::open_default() {
-        Ok(store) => {
-            if let Err(e) = store.log_perf(&perf_record(model, metrics)) {
-                tracing::warn!(error = %e, "performance record not saved");
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "performance record not saved"),
+    save_record(&perf_record(model, metrics));
+}
+
+/// A performance record outside a chat: opened, written, closed; a failure is logged, never fatal.
+fn save_record(record: &PerfRecord) {
+    if let Err(e) = Store::open_default().and_then(|store| store.log_perf(record)) {
+        tracing::warn!(error = %e, operation = %record.operation, "performance record not saved");
     }
 }
 
@@ -175,12 +175,5 @@ pub fn log_load(info: &hearth_engine::ModelInfo, predicted_ram_mib: f64, measure
         timestamp: None,
         metrics,
     };
-    match Store::open_default() {
-        Ok(store) => {
-            if let Err(e) = store.log_perf(&record) {
-                tracing::warn!(error = %e, "load record not saved");
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "load record not saved"),
-    }
+    save_record(&record);
 }
