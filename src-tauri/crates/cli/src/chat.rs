@@ -4,13 +4,14 @@
 //! the part it has already seen, so a follow-up turn only evaluates its new tokens.
 
 use std::io::{BufRead, Write};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use anyhow::Result;
 use clap::Args;
-use hearth_core::{ChatMessage, GenerationMetrics};
-use hearth_engine::{CancelToken, GenerationRequest, Prompt};
+use hearth_core::{ChatMessage, GenerationMetrics, Prompt};
 
+use crate::local::{LocalModel, StopSignal};
 use crate::options::{ModelOptions, SamplingOptions};
 
 #[derive(Args, Debug)]
@@ -25,28 +26,36 @@ pub struct ChatArgs {
     /// Continue a saved conversation (its id is printed when a chat starts).
     #[arg(long)]
     session: Option<String>,
+    /// Run the engine in this process instead of a supervised worker (no crash isolation).
+    #[arg(long)]
+    in_process: bool,
 }
 
 const HELP: &str = "Commands: /reset (new conversation), /stats (last reply's figures), /quit. Ctrl-C stops a reply.";
 
 pub fn run(args: &ChatArgs) -> Result<()> {
-    let engine = args.model.load()?;
-    let info = engine.info().clone();
+    let model = LocalModel::open(&args.model, args.in_process)?;
+    let info = model.info().clone();
     if !info.has_chat_template {
-        anyhow::bail!(hearth_engine::EngineError::NoChatTemplate { model: info.name });
+        anyhow::bail!(hearth_core::BackendError::NoChatTemplate { model: info.name });
     }
     eprintln!(
-        "{} ready (context {} tokens, loaded in {:.0} ms). {HELP}",
-        info.name, info.n_ctx, info.load_ms
+        "{} ready ({}, context {} tokens, loaded in {:.0} ms). {HELP}",
+        info.name, info.mode, info.n_ctx, info.load_ms
     );
 
-    // Ctrl-C cancels the reply in progress; at the prompt it only reminds how to quit.
-    let current: Arc<Mutex<Option<CancelToken>>> = Arc::new(Mutex::new(None));
+    // Ctrl-C stops the reply in progress; at the prompt it only reminds how to quit.
+    let stop = StopSignal::default();
+    let replying = Arc::new(AtomicBool::new(false));
     {
-        let current = Arc::clone(&current);
-        ctrlc::set_handler(move || match current.lock().ok().and_then(|c| c.clone()) {
-            Some(cancel) => cancel.cancel(),
-            None => eprint!("\n(type /quit or press Ctrl-D to leave)\n> "),
+        let stop = stop.clone();
+        let replying = Arc::clone(&replying);
+        ctrlc::set_handler(move || {
+            if replying.load(Ordering::Acquire) {
+                stop.stop();
+            } else {
+                eprint!("\n(type /quit or press Ctrl-D to leave)\n> ");
+            }
         })?;
     }
 
@@ -84,8 +93,9 @@ pub fn run(args: &ChatArgs) -> Result<()> {
                 continue;
             }
             "/reset" => {
+                // The next prompt shares no turns with the old one, so the engine's cache
+                // reuse keeps only the common opening (system prompt) and evaluates the rest.
                 history.retain(|m| m.role == hearth_core::Role::System);
-                engine.reset_cache()?;
                 saved = crate::history::History::open();
                 for m in &history {
                     saved.save_turn(m.role, &m.content);
@@ -114,26 +124,17 @@ pub fn run(args: &ChatArgs) -> Result<()> {
                 eprintln!("(saving as session {id}; resume with --session {id})");
             }
         }
-        let request = GenerationRequest {
-            prompt: Prompt::Chat(history.clone()),
-            params: args.sampling.params(),
-        };
-        let generation = match engine.generate(request) {
-            Ok(g) => g,
-            Err(e) => {
-                // The turn could not start (e.g. the conversation outgrew the context). It stays
-                // saved (the user wrote it) but leaves the context sent to the model.
-                history.pop();
-                eprintln!("error: {e}");
-                continue;
-            }
-        };
-        *current.lock().map_err(|_| anyhow::anyhow!("lock poisoned"))? = Some(generation.cancel.clone());
-        let result = generation.collect_with(|delta| {
-            let _ = stdout.write_all(delta.as_bytes());
-            let _ = stdout.flush();
-        });
-        *current.lock().map_err(|_| anyhow::anyhow!("lock poisoned"))? = None;
+        replying.store(true, Ordering::Release);
+        let result = model.generate(
+            Prompt::Chat(history.clone()),
+            args.sampling.params(),
+            &stop,
+            |delta| {
+                let _ = stdout.write_all(delta.as_bytes());
+                let _ = stdout.flush();
+            },
+        );
+        replying.store(false, Ordering::Release);
         println!();
         match result {
             Ok(output) => {
@@ -161,6 +162,9 @@ pub fn run(args: &ChatArgs) -> Result<()> {
                 last = Some(output.metrics);
             }
             Err(e) => {
+                // The turn could not run (e.g. the conversation outgrew the context, or the
+                // worker died and is restarting). It stays saved (the user wrote it) but
+                // leaves the context sent to the model.
                 history.pop();
                 eprintln!("error: {e}");
             }

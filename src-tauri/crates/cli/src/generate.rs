@@ -4,9 +4,9 @@ use std::io::{Read, Write};
 
 use anyhow::{bail, Result};
 use clap::Args;
-use hearth_core::ChatMessage;
-use hearth_engine::{GenerationRequest, Prompt};
+use hearth_core::{ChatMessage, Prompt};
 
+use crate::local::{LocalModel, StopSignal};
 use crate::options::{ModelOptions, SamplingOptions};
 
 #[derive(Args, Debug)]
@@ -30,6 +30,9 @@ pub struct GenerateArgs {
     /// Print {"text", "metrics", "model"} as one JSON object instead of streaming text.
     #[arg(long)]
     json: bool,
+    /// Run the engine in this process instead of a supervised worker (no crash isolation).
+    #[arg(long)]
+    in_process: bool,
 }
 
 pub fn run(args: &GenerateArgs) -> Result<()> {
@@ -44,8 +47,9 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     if text.trim().is_empty() {
         bail!("the prompt is empty: pass it as an argument or on stdin");
     }
-    let engine = args.model.load()?;
-    let chat = args.chat || (!args.raw && engine.info().has_chat_template);
+    let model = LocalModel::open(&args.model, args.in_process)?;
+    let info = model.info().clone();
+    let chat = args.chat || (!args.raw && info.has_chat_template);
     let prompt = if chat {
         let mut messages = Vec::new();
         if let Some(system) = &args.system {
@@ -56,29 +60,34 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     } else {
         Prompt::Text(text)
     };
-    let generation = engine.generate(GenerationRequest {
-        prompt,
-        params: args.sampling.params(),
-    })?;
-    let cancel = generation.cancel.clone();
-    let _ = ctrlc::set_handler(move || cancel.cancel());
-    if args.json {
-        let output = generation.collect()?;
-        crate::history::log_generation(&engine.info().name, &output.metrics);
-        let json = serde_json::json!({ "model": engine.info().name, "text": output.text, "metrics": output.metrics });
-        println!("{json}");
-    } else {
-        let mut stdout = std::io::stdout();
-        let output = generation.collect_with(|delta| {
+    let stop = StopSignal::default();
+    {
+        let stop = stop.clone();
+        let _ = ctrlc::set_handler(move || stop.stop());
+    }
+    let mut stdout = std::io::stdout();
+    let reply = model.generate(prompt, args.sampling.params(), &stop, |delta| {
+        if !args.json {
             let _ = stdout.write_all(delta.as_bytes());
             let _ = stdout.flush();
-        })?;
+        }
+    })?;
+    crate::history::log_generation(&info.name, &reply.metrics);
+    if args.json {
+        let json = serde_json::json!({
+            "model": info.name,
+            "engine": info.mode,
+            "text": reply.text,
+            "metrics": reply.metrics,
+        });
+        println!("{json}");
+    } else {
         println!();
-        crate::history::log_generation(&engine.info().name, &output.metrics);
-        let m = &output.metrics;
+        let m = &reply.metrics;
         eprintln!(
-            "[{} | {} prompt + {} tokens | ttft {:.0} ms | {:.1} tok/s | {}]",
-            engine.info().name,
+            "[{} ({}) | {} prompt + {} tokens | ttft {:.0} ms | {:.1} tok/s | {}]",
+            info.name,
+            info.mode,
             m.prompt_tokens,
             m.completion_tokens,
             m.ttft_ms,

@@ -8,6 +8,7 @@ mod db;
 mod generate;
 mod history;
 mod hw;
+mod local;
 mod logging;
 mod membw;
 mod models;

@@ -11,7 +11,7 @@ use hearth_hw::{FitPlan, PlanRequest, Verdict};
 const MIB: f64 = 1024.0 * 1024.0;
 
 /// RssAnon + RssFile: heap and touched file pages (the mmapped weights).
-fn resident_bytes() -> Option<u64> {
+pub fn resident_bytes() -> Option<u64> {
     let m = hearth_hw::proc_files::self_status_memory()?;
     Some(m.rss_anon? + m.rss_file?)
 }
@@ -98,6 +98,22 @@ impl ModelOptions {
         Ok((config, plan))
     }
 
+    /// Arguments after `hearth worker --model PATH` that load the model the same way.
+    pub fn worker_args(&self) -> Vec<std::ffi::OsString> {
+        let mut args: Vec<String> = vec![
+            "--ctx".into(),
+            self.ctx.to_string(),
+            "--batch".into(),
+            self.batch.to_string(),
+            "--gpu-layers".into(),
+            self.gpu_layers.to_string(),
+        ];
+        if let Some(threads) = self.threads {
+            args.extend(["--threads".into(), threads.to_string()]);
+        }
+        args.into_iter().map(Into::into).collect()
+    }
+
     pub fn load(&self) -> Result<Engine> {
         let (config, plan) = self.planned_config()?;
         eprintln!("loading {} …", config.model_path.display());
@@ -109,23 +125,30 @@ impl ModelOptions {
         }
         let before = resident_bytes();
         let engine = Engine::load(config)?;
-        if let (Some(plan), Some(before), Some(after)) = (plan, before, resident_bytes()) {
-            // The plan's promise, checked on every load (the engine warms up, so weights are resident).
-            let predicted = plan.cpu.resident_bytes() as f64 / MIB;
-            let measured = after.saturating_sub(before) as f64 / MIB;
-            tracing::info!(
-                model = %engine.info().name,
-                n_ctx = engine.info().n_ctx,
-                n_gpu_layers = plan.n_gpu_layers,
-                predicted_ram_mib = format!("{predicted:.1}"),
-                measured_ram_mib = format!("{measured:.1}"),
-                error_pct = format!("{:+.1}", (predicted - measured) / measured.max(1.0) * 100.0),
-                "memory after load vs plan"
-            );
-            crate::history::log_load(engine.info(), predicted, measured);
-        }
+        record_load(engine.info(), plan.as_ref(), before);
         Ok(engine)
     }
+}
+
+/// The memory use measured after a load, beside the plan's prediction: in the log and
+/// as a `load_model` performance record. `before` is [`resident_bytes`] before the load.
+pub fn record_load(info: &hearth_engine::ModelInfo, plan: Option<&FitPlan>, before: Option<u64>) {
+    let (Some(plan), Some(before), Some(after)) = (plan, before, resident_bytes()) else {
+        return;
+    };
+    // The plan's promise, checked on every load (the engine warms up, so weights are resident).
+    let predicted = plan.cpu.resident_bytes() as f64 / MIB;
+    let measured = after.saturating_sub(before) as f64 / MIB;
+    tracing::info!(
+        model = %info.name,
+        n_ctx = info.n_ctx,
+        n_gpu_layers = plan.n_gpu_layers,
+        predicted_ram_mib = format!("{predicted:.1}"),
+        measured_ram_mib = format!("{measured:.1}"),
+        error_pct = format!("{:+.1}", (predicted - measured) / measured.max(1.0) * 100.0),
+        "memory after load vs plan"
+    );
+    crate::history::log_load(info, predicted, measured);
 }
 
 #[derive(Args, Debug, Clone)]

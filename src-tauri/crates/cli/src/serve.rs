@@ -42,25 +42,6 @@ pub struct ServeArgs {
     in_process: bool,
 }
 
-impl ServeArgs {
-    /// Arguments the worker needs to load the model the same way.
-    fn worker_args(&self) -> Vec<std::ffi::OsString> {
-        let m = &self.model;
-        let mut args: Vec<String> = vec![
-            "--ctx".into(),
-            m.ctx.to_string(),
-            "--batch".into(),
-            m.batch.to_string(),
-            "--gpu-layers".into(),
-            m.gpu_layers.to_string(),
-        ];
-        if let Some(threads) = m.threads {
-            args.extend(["--threads".into(), threads.to_string()]);
-        }
-        args.into_iter().map(Into::into).collect()
-    }
-}
-
 pub fn run(args: &ServeArgs) -> Result<()> {
     if args.model.ctx > hearth_api::MAX_TOKENS_CAP {
         bail!(
@@ -91,7 +72,7 @@ async fn serve(args: &ServeArgs, path: std::path::PathBuf) -> Result<()> {
         Arc::new(EngineBackend::new(args.model.config()?))
     } else {
         let mut worker = WorkerConfig::new(std::env::current_exe().context("locating the hearth executable")?);
-        worker.args = args.worker_args();
+        worker.args = args.model.worker_args();
         Arc::new(Supervisor::new(worker))
     };
     let metrics = Arc::new(Metrics::new());

@@ -83,8 +83,8 @@ fn handshake(line: &Handshake) -> Result<()> {
 }
 
 async fn serve(args: &WorkerArgs, token: String) -> Result<()> {
-    let config = match args.model.config() {
-        Ok(config) => config,
+    let (config, plan) = match args.model.planned_config() {
+        Ok(planned) => planned,
         Err(e) => {
             handshake(&Handshake::failed("model_not_found", format!("{e:#}")))?;
             return Err(e);
@@ -92,9 +92,13 @@ async fn serve(args: &WorkerArgs, token: String) -> Result<()> {
     };
     let path = config.model_path.clone();
     let backend = Arc::new(EngineBackend::new(config));
+    let before = crate::options::resident_bytes();
     if let Err(e) = backend.load_path(path.clone()).await {
         handshake(&Handshake::failed(e.code(), e.to_string()))?;
         bail!("{e}");
+    }
+    if let Some(info) = backend.info() {
+        crate::options::record_load(&info, plan.as_ref(), before);
     }
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
         .await

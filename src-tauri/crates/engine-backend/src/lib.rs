@@ -142,6 +142,18 @@ impl EngineBackend {
         Ok(())
     }
 
+    /// A backend serving an engine already loaded (and warmed up) by the caller.
+    pub fn from_engine(engine: Engine) -> Self {
+        let id = model_id(&engine.info().path);
+        let backend = Self::new(EngineConfig::new(engine.info().path.clone()));
+        backend.set(Some(Arc::new(Loaded {
+            engine,
+            id,
+            healthy: AtomicBool::new(true),
+        })));
+        backend
+    }
+
     /// Generations still decoding, including abandoned ones not yet stopped.
     pub fn running_generations(&self) -> usize {
         self.counters.running.load(Ordering::Acquire)
