@@ -9,6 +9,7 @@
 mod config;
 mod error;
 mod extract;
+pub mod fault_proxy;
 mod guard;
 mod limits;
 mod metrics;

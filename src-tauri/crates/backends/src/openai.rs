@@ -29,6 +29,9 @@ pub struct OpenAiBackend {
     /// The model used when a request names none; `load` sets it.
     default_model: Mutex<Option<String>>,
     classifier: Option<Arc<dyn FailureClassifier>>,
+    /// How long a stream may go without a byte before it counts as stalled (a transient
+    /// failure). `None` waits forever: the worker may think for minutes over a 32K prompt.
+    stall_timeout: Option<Duration>,
 }
 
 impl OpenAiBackend {
@@ -51,11 +54,19 @@ impl OpenAiBackend {
             http,
             default_model: Mutex::new(None),
             classifier: None,
+            stall_timeout: None,
         })
     }
 
     pub fn with_classifier(mut self, classifier: Arc<dyn FailureClassifier>) -> Self {
         self.classifier = Some(classifier);
+        self
+    }
+
+    /// Treats a stream that sends nothing for `timeout` as broken (transient), so a hung
+    /// server is retried or replaced instead of hanging the reply.
+    pub fn with_stall_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.stall_timeout = timeout;
         self
     }
 
@@ -101,23 +112,44 @@ impl OpenAiBackend {
             return Ok(response);
         }
         let status = response.status().as_u16();
+        let retry_after = retry_after_secs(response.headers());
         let body = response.text().await.unwrap_or_default();
-        Err(upstream_error(status, &body))
+        match (status, retry_after) {
+            // The server said when to come back: the retry policy waits at least that long.
+            (429 | 503, Some(retry_after_secs)) => Err(BackendError::Busy {
+                backend: self.name.clone(),
+                retry_after_secs,
+            }),
+            _ => Err(upstream_error(status, &body)),
+        }
     }
 
-    fn body(&self, request: &GenerateRequest) -> Result<(String, Value), BackendError> {
-        let model = match request
+    /// The model to use when a request names none: the loaded one, else the first the
+    /// server lists (vLLM serves exactly one, under the name it was started with).
+    async fn model_for(&self, request: &GenerateRequest) -> Result<Option<String>, BackendError> {
+        if let Some(model) = request
             .model
             .clone()
             .or_else(|| self.default_model.lock().ok().and_then(|m| m.clone()))
         {
-            Some(model) => model,
-            None => {
-                return Err(BackendError::InvalidRequest {
-                    param: Some("model".into()),
-                    message: "no model named and none loaded".into(),
-                })
-            }
+            return Ok(Some(model));
+        }
+        let first = self.models().await?.into_iter().next().map(|m| m.id);
+        if let (Some(model), Ok(mut default)) = (&first, self.default_model.lock()) {
+            *default = Some(model.clone());
+        }
+        Ok(first)
+    }
+
+    fn body(&self, request: &GenerateRequest, model: Option<String>) -> Result<(String, Value), BackendError> {
+        let Some(model) = model else {
+            return Err(BackendError::InvalidRequest {
+                param: Some("model".into()),
+                message: format!(
+                    "{} serves no model: start it with one, or name one in the settings",
+                    self.name
+                ),
+            });
         };
         let p = &request.params;
         let mut body = json!({
@@ -162,6 +194,39 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// `Retry-After` in seconds (the delta form; an HTTP date is rare from model servers).
+fn retry_after_secs(headers: &reqwest::header::HeaderMap) -> Option<u32> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The first run of digits after `marker` in `text`.
+fn number_after(text: &str, marker: &str) -> Option<u32> {
+    let rest = &text[text.find(marker)? + marker.len()..];
+    let digits: String = rest.trim_start().chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// A context-length error, as Hearth says it ("the prompt needs N tokens but the context
+/// holds M") or as vLLM and OpenAI do ("This model's maximum context length is M tokens.
+/// However, you requested N tokens …").
+fn context_overflow(message: &str) -> Option<BackendError> {
+    let (needed, limit) = if message.contains("maximum context length") {
+        (
+            number_after(message, "requested")?,
+            number_after(message, "maximum context length is")?,
+        )
+    } else {
+        (number_after(message, "needs")?, number_after(message, "context holds")?)
+    };
+    Some(BackendError::ContextOverflow { needed, limit })
+}
+
 /// Maps an error answer, in OpenAI's shape or vLLM's flat one, keeping status and code.
 pub fn upstream_error(status: u16, body: &str) -> BackendError {
     let value: Value = serde_json::from_str(body).unwrap_or(Value::Null);
@@ -179,6 +244,15 @@ pub fn upstream_error(status: u16, body: &str) -> BackendError {
             model: text("model").unwrap_or_default(),
         },
         (503, Some("model_not_loaded")) => BackendError::NotLoaded,
+        (400 | 413 | 422, code) if code == Some("context_length_exceeded") || message.contains("context length") => {
+            context_overflow(&message).unwrap_or(BackendError::Upstream {
+                status,
+                code: code.map(str::to_owned),
+                kind: text("type"),
+                param: text("param"),
+                message,
+            })
+        }
         _ => BackendError::Upstream {
             status,
             code,
@@ -371,9 +445,21 @@ impl Backend for OpenAiBackend {
 
     fn generate(&self, request: GenerateRequest) -> BoxFuture<'_, Result<EventStream, BackendError>> {
         Box::pin(async move {
-            let (path, body) = self.body(&request)?;
+            let model = self.model_for(&request).await?;
+            let (path, body) = self.body(&request, model)?;
             let started = Instant::now();
-            let response = match self.send(self.http.post(self.url(&path)).json(&body)).await {
+            let sent = self.send(self.http.post(self.url(&path)).json(&body));
+            let sent = match self.stall_timeout {
+                Some(limit) => match tokio::time::timeout(limit, sent).await {
+                    Ok(sent) => sent,
+                    Err(_) => {
+                        let cause = format!("no answer within {} ms", limit.as_millis());
+                        return Err(self.broken(cause).await);
+                    }
+                },
+                None => sent.await,
+            };
+            let response = match sent {
                 Ok(response) => response,
                 Err(BackendError::ModelNotFound { model }) if model.is_empty() => {
                     return Err(BackendError::ModelNotFound {
@@ -393,39 +479,52 @@ impl Backend for OpenAiBackend {
             };
             let name = self.name.clone();
             let classifier = self.classifier.clone();
+            let stall = self.stall_timeout;
             let state = (Box::pin(sse), Some(tally), name, classifier);
-            let stream = futures_util::stream::unfold(state, |(mut sse, mut tally, name, classifier)| async move {
-                tally.as_ref()?;
-                loop {
-                    let item = match sse.next().await {
-                        Some(Ok(event)) => event,
-                        Some(Err(e)) => {
-                            let cause = format!("the connection broke mid-stream: {}", error_chain(&e));
-                            let error = classify(classifier.as_ref(), &name, cause).await;
+            let stream =
+                futures_util::stream::unfold(state, move |(mut sse, mut tally, name, classifier)| async move {
+                    tally.as_ref()?;
+                    loop {
+                        let next = match stall {
+                            Some(limit) => match tokio::time::timeout(limit, sse.next()).await {
+                                Ok(next) => next,
+                                Err(_) => {
+                                    let cause = format!("the stream stalled: nothing for {} ms", limit.as_millis());
+                                    let error = classify(classifier.as_ref(), &name, cause).await;
+                                    return Some((Err(error), (sse, None, name, classifier)));
+                                }
+                            },
+                            None => sse.next().await,
+                        };
+                        let item = match next {
+                            Some(Ok(event)) => event,
+                            Some(Err(e)) => {
+                                let cause = format!("the connection broke mid-stream: {}", error_chain(&e));
+                                let error = classify(classifier.as_ref(), &name, cause).await;
+                                return Some((Err(error), (sse, None, name, classifier)));
+                            }
+                            None => {
+                                let cause = "the stream ended before [DONE]".to_owned();
+                                let error = classify(classifier.as_ref(), &name, cause).await;
+                                return Some((Err(error), (sse, None, name, classifier)));
+                            }
+                        };
+                        if item.data.trim() == "[DONE]" {
+                            let done = tally.take().map(Tally::done)?;
+                            return Some((Ok(done), (sse, None, name, classifier)));
+                        }
+                        let Ok(chunk) = serde_json::from_str::<Value>(&item.data) else {
+                            continue; // Not JSON (a comment-like line): skip it, as OpenAI's clients do.
+                        };
+                        if let Some(error) = chunk.get("error").filter(|e| e.is_object()) {
+                            let error = stream_error(&name, error);
                             return Some((Err(error), (sse, None, name, classifier)));
                         }
-                        None => {
-                            let cause = "the stream ended before [DONE]".to_owned();
-                            let error = classify(classifier.as_ref(), &name, cause).await;
-                            return Some((Err(error), (sse, None, name, classifier)));
+                        if let Some(text) = tally.as_mut()?.chunk(&chunk) {
+                            return Some((Ok(GenerationEvent::Delta { text }), (sse, tally, name, classifier)));
                         }
-                    };
-                    if item.data.trim() == "[DONE]" {
-                        let done = tally.take().map(Tally::done)?;
-                        return Some((Ok(done), (sse, None, name, classifier)));
                     }
-                    let Ok(chunk) = serde_json::from_str::<Value>(&item.data) else {
-                        continue; // Not JSON (a comment-like line): skip it, as OpenAI's clients do.
-                    };
-                    if let Some(error) = chunk.get("error").filter(|e| e.is_object()) {
-                        let error = stream_error(&name, error);
-                        return Some((Err(error), (sse, None, name, classifier)));
-                    }
-                    if let Some(text) = tally.as_mut()?.chunk(&chunk) {
-                        return Some((Ok(GenerationEvent::Delta { text }), (sse, tally, name, classifier)));
-                    }
-                }
-            });
+                });
             Ok(Box::pin(stream) as EventStream)
         })
     }
@@ -466,6 +565,28 @@ mod tests {
             r#"{"object":"error","message":"too long","type":"BadRequestError","code":400}"#,
         );
         assert!(matches!(flat, BackendError::Upstream { status: 400, code: Some(c), .. } if c == "400"));
+        let vllm = upstream_error(
+            400,
+            r#"{"object":"error","message":"This model's maximum context length is 2048 tokens. However, you requested 3000 tokens (2900 in the messages, 100 in the completion). Please reduce the length of the messages or completion.","type":"BadRequestError","param":null,"code":400}"#,
+        );
+        assert_eq!(
+            vllm,
+            BackendError::ContextOverflow {
+                needed: 3000,
+                limit: 2048
+            }
+        );
+        let hearth = upstream_error(
+            400,
+            r#"{"error":{"message":"the prompt needs 5000 tokens but the context holds 4096: shorten the conversation","type":"invalid_request_error","code":"context_length_exceeded"}}"#,
+        );
+        assert_eq!(
+            hearth,
+            BackendError::ContextOverflow {
+                needed: 5000,
+                limit: 4096
+            }
+        );
         let garbage = upstream_error(502, "<html>");
         assert!(matches!(garbage, BackendError::Upstream { status: 502, message, .. } if message.contains("<html>")));
     }

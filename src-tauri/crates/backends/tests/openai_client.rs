@@ -92,9 +92,13 @@ async fn errors_are_typed() {
     let e = collect(&client, chat(SCRIPTED_MODEL, "overflow", 5))
         .await
         .expect_err("overflow");
-    assert!(
-        matches!(&e, BackendError::Upstream { status: 400, code: Some(c), .. } if c == "context_length_exceeded"),
-        "{e:?}"
+    // Hearth's own context error comes back typed, with both figures (as vLLM's does).
+    assert_eq!(
+        e,
+        BackendError::ContextOverflow {
+            needed: 5000,
+            limit: 4096
+        }
     );
     let e = collect(&client, chat(SCRIPTED_MODEL, "crash", 5))
         .await
@@ -158,9 +162,13 @@ async fn a_proxy_passes_statuses_and_streams_through() {
     let e = collect(&client, chat(SCRIPTED_MODEL, "overflow", 5))
         .await
         .expect_err("400");
-    assert!(
-        matches!(&e, BackendError::Upstream { status: 400, code: Some(c), param: Some(p), .. } if c == "context_length_exceeded" && p == "messages"),
-        "{e:?}"
+    // Through two hops the overflow keeps its type and figures.
+    assert_eq!(
+        e,
+        BackendError::ContextOverflow {
+            needed: 5000,
+            limit: 4096
+        }
     );
     let e = collect(&client, chat(SCRIPTED_MODEL, "crash", 5))
         .await

@@ -125,15 +125,10 @@ pub fn run(args: &ChatArgs) -> Result<()> {
             }
         }
         replying.store(true, Ordering::Release);
-        let result = model.generate(
-            Prompt::Chat(history.clone()),
-            args.sampling.params(),
-            &stop,
-            |delta| {
-                let _ = stdout.write_all(delta.as_bytes());
-                let _ = stdout.flush();
-            },
-        );
+        let result = model.generate(Prompt::Chat(history.clone()), args.sampling.params(), &stop, |delta| {
+            let _ = stdout.write_all(delta.as_bytes());
+            let _ = stdout.flush();
+        });
         replying.store(false, Ordering::Release);
         println!();
         match result {

@@ -117,28 +117,7 @@ fn warn_disabled(e: &StoreError) {
 }
 
 pub fn perf_record(model: &str, m: &GenerationMetrics) -> PerfRecord {
-    let mut metrics = PerfMetrics {
-        decode_tps: Some(m.decode_tps),
-        ttft_ms: Some(m.ttft_ms),
-        prompt_tps: Some(m.prompt_tps),
-        ..PerfMetrics::default()
-    };
-    for (key, value) in [
-        ("prompt_tokens", serde_json::json!(m.prompt_tokens)),
-        ("prompt_tokens_evaluated", serde_json::json!(m.prompt_tokens_evaluated)),
-        ("finish_reason", serde_json::json!(m.finish_reason.as_str())),
-    ] {
-        metrics.extra.insert(key.into(), value);
-    }
-    PerfRecord {
-        operation: "generate".into(),
-        latency_ms: m.total_ms,
-        tokens_processed: Some(i64::from(m.completion_tokens)),
-        backend: BACKEND.into(),
-        model: model.into(),
-        timestamp: None,
-        metrics,
-    }
+    PerfRecord::generation(BACKEND, model, m)
 }
 
 /// Logs a generation that is not part of a saved chat (`hearth generate`).

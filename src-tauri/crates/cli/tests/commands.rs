@@ -14,7 +14,18 @@ use hearth_store::{SessionId, Store};
 
 fn generate_json(data_dir: &std::path::Path, extra: &[&str]) -> serde_json::Value {
     let output = Command::new(hearth())
-        .args(["generate", "--json", "--temperature", "0", "-n", "24", "-t", "1", "--ctx", "1024"])
+        .args([
+            "generate",
+            "--json",
+            "--temperature",
+            "0",
+            "-n",
+            "24",
+            "-t",
+            "1",
+            "--ctx",
+            "1024",
+        ])
         .arg("--model")
         .arg(chat_model())
         .args(extra)
@@ -40,8 +51,14 @@ fn generate_through_the_worker_gives_the_in_process_text() {
     assert_eq!(local["engine"], "in-process");
     let text = worker["text"].as_str().expect("text");
     assert!(!text.trim().is_empty(), "empty reply: {worker}");
-    assert_eq!(worker["text"], local["text"], "greedy text differs across the process boundary");
-    assert_eq!(worker["metrics"]["completion_tokens"], local["metrics"]["completion_tokens"]);
+    assert_eq!(
+        worker["text"], local["text"],
+        "greedy text differs across the process boundary"
+    );
+    assert_eq!(
+        worker["metrics"]["completion_tokens"],
+        local["metrics"]["completion_tokens"]
+    );
     // Every load and every generation leaves a performance record, in either mode.
     let store = Store::open(data.path().join("hearth.db")).expect("the database");
     let stats = store.stats().expect("stats");
@@ -92,7 +109,11 @@ async fn ctrl_c_stops_the_reply_not_the_chat_and_the_worker_goes_with_it() {
     let workers = children_of(pid);
     assert_eq!(workers.len(), 1, "one worker process expected, found {workers:?}");
 
-    writeln!(stdin, "Write a very long story about a dragon who learns to bake bread.").expect("send");
+    writeln!(
+        stdin,
+        "Write a very long story about a dragon who learns to bake bread."
+    )
+    .expect("send");
     let session = wait_for_line(&errors, "saving as session");
     let session = session
         .split("--session ")
@@ -127,9 +148,14 @@ async fn ctrl_c_stops_the_reply_not_the_chat_and_the_worker_goes_with_it() {
 
     // The stopped reply is kept, marked incomplete.
     let store = Store::open(data.path().join("hearth.db")).expect("the database");
-    let messages = store.list_messages(&SessionId::from(session.as_str())).expect("messages");
+    let messages = store
+        .list_messages(&SessionId::from(session.as_str()))
+        .expect("messages");
     let roles: Vec<Role> = messages.iter().map(|m| m.role).collect();
     assert_eq!(roles, [Role::User, Role::Assistant]);
-    assert!(messages[1].metadata.incomplete, "the stopped reply is not marked incomplete");
+    assert!(
+        messages[1].metadata.incomplete,
+        "the stopped reply is not marked incomplete"
+    );
     assert!(!messages[1].content.is_empty());
 }

@@ -35,6 +35,18 @@ pub fn log_dir() -> PathBuf {
         .unwrap_or_else(|| data_dir().join("logs"))
 }
 
+/// `HEARTH_CONFIG_DIR`, else `~/.config/hearth`: the settings file.
+pub fn config_dir() -> PathBuf {
+    from_env("HEARTH_CONFIG_DIR")
+        .or_else(|| project_dirs().map(|d| d.config_dir().to_path_buf()))
+        .unwrap_or_else(|| data_dir().join("config"))
+}
+
+/// `HEARTH_SETTINGS`, else `<config dir>/settings.toml`.
+pub fn settings_file() -> PathBuf {
+    from_env("HEARTH_SETTINGS").unwrap_or_else(|| config_dir().join("settings.toml"))
+}
+
 /// The default chat model `make models` installs.
 pub const DEFAULT_CHAT_MODEL: &str = "SmolLM2-135M-Instruct-Q4_1.gguf";
 /// The second default model: a base model without a chat template.

@@ -51,6 +51,34 @@ pub struct PerfRecord {
     pub metrics: PerfMetrics,
 }
 
+impl PerfRecord {
+    /// The record of one generation: its engine figures, by backend and model.
+    pub fn generation(backend: &str, model: &str, m: &hearth_core::GenerationMetrics) -> PerfRecord {
+        let mut metrics = PerfMetrics {
+            decode_tps: Some(m.decode_tps),
+            ttft_ms: Some(m.ttft_ms),
+            prompt_tps: Some(m.prompt_tps),
+            ..PerfMetrics::default()
+        };
+        for (key, value) in [
+            ("prompt_tokens", serde_json::json!(m.prompt_tokens)),
+            ("prompt_tokens_evaluated", serde_json::json!(m.prompt_tokens_evaluated)),
+            ("finish_reason", serde_json::json!(m.finish_reason.as_str())),
+        ] {
+            metrics.extra.insert(key.into(), value);
+        }
+        PerfRecord {
+            operation: "generate".into(),
+            latency_ms: m.total_ms,
+            tokens_processed: Some(i64::from(m.completion_tokens)),
+            backend: backend.into(),
+            model: model.into(),
+            timestamp: None,
+            metrics,
+        }
+    }
+}
+
 /// A time range `[since_ms, until_ms)` in Unix milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TimeWindow {

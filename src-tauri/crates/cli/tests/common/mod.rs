@@ -16,6 +16,12 @@ pub fn hearth() -> &'static str {
     env!("CARGO_BIN_EXE_hearth")
 }
 
+pub fn base_model() -> PathBuf {
+    let path = models_dir().join(hearth_core::paths::DEFAULT_BASE_MODEL);
+    assert!(path.exists(), "{} is missing: run `make models`", path.display());
+    path
+}
+
 pub fn chat_model() -> PathBuf {
     let path = models_dir().join(DEFAULT_CHAT_MODEL);
     assert!(path.exists(), "{} is missing: run `make models`", path.display());
@@ -32,7 +38,11 @@ pub struct Serve {
 impl Serve {
     /// Starts `hearth serve` on a free port with the default chat model and `extra` arguments.
     pub fn start(extra: &[&str]) -> Self {
-        let model = chat_model();
+        Self::start_model(&chat_model(), extra)
+    }
+
+    /// Starts `hearth serve` on a free port with `model` and `extra` arguments.
+    pub fn start_model(model: &std::path::Path, extra: &[&str]) -> Self {
         let mut child = Command::new(hearth())
             .args([
                 "serve",
@@ -46,7 +56,7 @@ impl Serve {
                 "2048",
                 "--model",
             ])
-            .arg(&model)
+            .arg(model)
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

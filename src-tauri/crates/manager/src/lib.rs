@@ -1,0 +1,16 @@
+//! Hearth's backend manager: settings (file + `HEARTH_*` environment), the backends
+//! they name (embedded engine in its worker, Ollama, vLLM/OpenAI-compatible), runtime
+//! switching that keeps the conversation, and retries, fallback and cooldown.
+
+pub mod cooldown;
+mod manager;
+pub mod retry;
+pub mod settings;
+pub mod transcript;
+
+pub use manager::{
+    resolve_model_file, BackendManager, BackendStatus, Counters, CountersSnapshot, InitReport, ManagerError,
+    ManagerHealth, ManagerOptions, Placement, StopSignal, SwitchReport, TurnReport,
+};
+pub use retry::RetryPolicy;
+pub use settings::{BackendKind, Settings, SettingsError};

@@ -1,0 +1,855 @@
+//! The backend manager (the seed's `LLMBackendManager`): which backend answers, how a
+//! reply survives a failing one, and a conversation that outlives any backend.
+//!
+//! - The conversation lives in the store, never in a backend: each reply is generated
+//!   from the saved history, so switching backends (or models) at runtime keeps the chat.
+//! - Starting a reply is retried (transient failures only, exponential backoff), then
+//!   handed to the next backend in the fallback order. Once the first token has reached
+//!   the caller nothing is retried: a failure then ends the reply, which is kept and
+//!   marked incomplete, so no text is ever duplicated.
+//! - A backend that keeps failing cools down and is skipped for a while.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use hearth_backends::{OllamaBackend, OllamaOptions, OpenAiBackend, Supervisor, WorkerConfig};
+use hearth_core::{
+    Backend, BackendError, ChatMessage, EventStream, FinishReason, GenerateRequest, GenerationEvent, GenerationMetrics,
+    Health, SamplingParams,
+};
+use hearth_store::{AsyncStore, MessageId, MessageMetadata, NewMessage, NewSession, PerfRecord, SessionId, StoreError};
+use serde::Serialize;
+use tokio::sync::Notify;
+
+use crate::cooldown::{CooldownPolicy, Cooldowns};
+use crate::retry::{retry_transient, RetryPolicy};
+use crate::settings::{BackendKind, Settings, SettingsError};
+use crate::transcript::prompt_for;
+
+/// Where the embedded engine's layers go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Placement {
+    /// What the fit planner says fits in free GPU memory now.
+    Auto,
+    Cpu,
+    GpuLayers(u32),
+}
+
+impl Placement {
+    fn from_setting(value: &str) -> Placement {
+        match value.trim().parse::<u32>() {
+            Ok(0) => Placement::Cpu,
+            Ok(n) => Placement::GpuLayers(n),
+            Err(_) => Placement::Auto,
+        }
+    }
+
+    fn worker_arg(self) -> String {
+        match self {
+            Placement::Auto => "auto".into(),
+            Placement::Cpu => "0".into(),
+            Placement::GpuLayers(n) => n.to_string(),
+        }
+    }
+}
+
+/// What the manager needs besides settings.
+#[derive(Debug, Clone)]
+pub struct ManagerOptions {
+    /// The `hearth` executable, which runs the embedded engine as `hearth worker`.
+    pub worker_program: PathBuf,
+    /// Where installed GGUF files are looked up by name.
+    pub models_dir: PathBuf,
+    /// How long a worker may take to start and load.
+    pub worker_ready_timeout: Duration,
+}
+
+impl ManagerOptions {
+    pub fn new(worker_program: impl Into<PathBuf>) -> Self {
+        Self {
+            worker_program: worker_program.into(),
+            models_dir: hearth_core::paths::models_dir(),
+            worker_ready_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManagerError {
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    #[error("{0} is not configured: add a [{0}] section with its url to the settings")]
+    NotConfigured(BackendKind),
+    #[error("{backend}: {error}")]
+    Backend { backend: BackendKind, error: BackendError },
+    #[error("no backend could answer ({})", summary(attempts))]
+    AllFailed { attempts: Vec<(BackendKind, BackendError)> },
+    #[error(
+        "the reply from {backend} broke off ({error}); the {chars} characters received are saved, marked incomplete"
+    )]
+    Interrupted {
+        backend: BackendKind,
+        error: BackendError,
+        chars: usize,
+    },
+    #[error("chat history: {0}")]
+    Store(#[from] StoreError),
+}
+
+fn summary(attempts: &[(BackendKind, BackendError)]) -> String {
+    attempts
+        .iter()
+        .map(|(kind, e)| format!("{kind}: {e}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl ManagerError {
+    /// The backend error behind this one, when there is exactly one.
+    pub fn backend_error(&self) -> Option<&BackendError> {
+        match self {
+            ManagerError::Backend { error, .. } | ManagerError::Interrupted { error, .. } => Some(error),
+            ManagerError::AllFailed { attempts } => attempts.last().map(|(_, e)| e),
+            _ => None,
+        }
+    }
+}
+
+/// The seed's errors.count, retries and fallbacks, plus cooldowns started.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub errors: AtomicU64,
+    pub retries: Arc<AtomicU64>,
+    pub fallbacks: AtomicU64,
+    pub cooldowns: AtomicU64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct CountersSnapshot {
+    pub errors: u64,
+    pub retries: u64,
+    pub fallbacks: u64,
+    pub cooldowns: u64,
+}
+
+/// Stops the reply in progress (the stop button, Esc, Ctrl-C).
+#[derive(Debug, Clone, Default)]
+pub struct StopSignal(Arc<(AtomicBool, Notify)>);
+
+impl StopSignal {
+    pub fn stop(&self) {
+        self.0 .0.store(true, Ordering::Release);
+        self.0 .1.notify_one();
+    }
+
+    fn reset(&self) {
+        self.0 .0.store(false, Ordering::Release);
+    }
+
+    async fn stopped(&self) {
+        while !self.0 .0.load(Ordering::Acquire) {
+            self.0 .1.notified().await;
+        }
+    }
+}
+
+/// A backend ready to generate.
+#[derive(Clone)]
+struct Slot {
+    backend: Arc<dyn Backend>,
+    model: String,
+    has_chat_template: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InitReport {
+    pub backend: BackendKind,
+    pub model: String,
+    pub load_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SwitchReport {
+    pub from: BackendKind,
+    pub to: BackendKind,
+    pub model: String,
+    /// From the call to the new backend being ready (loading included when it was not).
+    pub switch_ms: f64,
+    pub preserved_context: bool,
+    /// Turns the next reply will see.
+    pub messages_carried: usize,
+}
+
+/// One finished turn.
+#[derive(Debug, Clone, Serialize)]
+pub struct TurnReport {
+    pub session: SessionId,
+    pub backend: BackendKind,
+    pub model: String,
+    pub text: String,
+    pub metrics: GenerationMetrics,
+    /// Retries made before the reply started, over every backend tried.
+    pub retries: u32,
+    /// Backends given up on before this one answered.
+    pub fallbacks: u32,
+    pub message: Option<MessageId>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BackendStatus {
+    pub backend: BackendKind,
+    pub configured: bool,
+    pub loaded_model: Option<String>,
+    pub health: Option<Health>,
+    pub cooling_secs: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ManagerHealth {
+    pub active: BackendKind,
+    /// The active backend's readiness.
+    pub ready: bool,
+    pub reason: Option<String>,
+    pub backends: Vec<BackendStatus>,
+}
+
+pub struct BackendManager {
+    settings: RwLock<Settings>,
+    options: ManagerOptions,
+    slots: tokio::sync::Mutex<HashMap<BackendKind, Slot>>,
+    active: Mutex<BackendKind>,
+    session: Mutex<Option<SessionId>>,
+    cooldowns: Mutex<Cooldowns>,
+    counters: Counters,
+    store: AsyncStore,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic elsewhere must not take the chat down with it: the data is still consistent.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl BackendManager {
+    /// A manager with nothing loaded yet; `settings` must have been validated (as
+    /// [`Settings::load`] does).
+    pub fn new(settings: Settings, options: ManagerOptions, store: AsyncStore) -> Self {
+        Self {
+            active: Mutex::new(settings.active),
+            cooldowns: Mutex::new(Cooldowns::new(CooldownPolicy::from(&settings.cooldown))),
+            settings: RwLock::new(settings),
+            options,
+            slots: tokio::sync::Mutex::new(HashMap::new()),
+            session: Mutex::new(None),
+            counters: Counters::default(),
+            store,
+        }
+    }
+
+    pub fn settings(&self) -> Settings {
+        self.settings
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Applies new settings without a restart. Backends whose configuration changed are
+    /// unloaded, and load again with the new one when next used.
+    pub async fn apply_settings(&self, settings: Settings) -> Result<(), ManagerError> {
+        settings.validate().map_err(|problems| SettingsError {
+            file: PathBuf::from("(applied)"),
+            problems,
+        })?;
+        let old = std::mem::replace(
+            &mut *self.settings.write().unwrap_or_else(std::sync::PoisonError::into_inner),
+            settings.clone(),
+        );
+        lock(&self.cooldowns).set_policy(CooldownPolicy::from(&settings.cooldown));
+        let changed: Vec<BackendKind> = BackendKind::ALL
+            .into_iter()
+            .filter(|k| match k {
+                BackendKind::Embedded => old.embedded != settings.embedded,
+                BackendKind::Ollama => old.ollama != settings.ollama,
+                BackendKind::Vllm => old.vllm != settings.vllm,
+            })
+            .collect();
+        for kind in changed {
+            self.unload(kind).await;
+        }
+        Ok(())
+    }
+
+    pub fn active(&self) -> BackendKind {
+        *lock(&self.active)
+    }
+
+    pub fn counters(&self) -> CountersSnapshot {
+        let c = &self.counters;
+        CountersSnapshot {
+            errors: c.errors.load(Ordering::Relaxed),
+            retries: c.retries.load(Ordering::Relaxed),
+            fallbacks: c.fallbacks.load(Ordering::Relaxed),
+            cooldowns: c.cooldowns.load(Ordering::Relaxed),
+        }
+    }
+
+    pub fn store(&self) -> &AsyncStore {
+        &self.store
+    }
+
+    /// The conversation replies continue; `None` until the first message.
+    pub fn session(&self) -> Option<SessionId> {
+        lock(&self.session).clone()
+    }
+
+    /// Continues a saved conversation.
+    pub async fn resume_session(&self, id: SessionId) -> Result<usize, ManagerError> {
+        let messages = self.store.list_messages(id.clone()).await?;
+        *lock(&self.session) = Some(id);
+        Ok(messages.len())
+    }
+
+    /// The next message starts a new conversation.
+    pub fn new_session(&self) {
+        *lock(&self.session) = None;
+    }
+
+    /// Creates `kind`'s backend and loads `model` (settings' model when `None`). For the
+    /// embedded engine `quantization` picks among installed files of that model
+    /// (`Q4_K_M` …) and `placement` decides the GPU layers; servers pick by name.
+    pub async fn initialize_backend(
+        &self,
+        kind: BackendKind,
+        model: Option<&str>,
+        quantization: Option<&str>,
+        placement: Option<Placement>,
+    ) -> Result<InitReport, ManagerError> {
+        let settings = self.settings();
+        let started = Instant::now();
+        let fail = |error| ManagerError::Backend { backend: kind, error };
+        let (backend, model_arg): (Arc<dyn Backend>, String) = match kind {
+            BackendKind::Embedded => {
+                let s = &settings.embedded;
+                let name = model.unwrap_or(&s.model);
+                let path = resolve_model_file(&self.options.models_dir, name, quantization).map_err(fail)?;
+                let placement = placement.unwrap_or_else(|| Placement::from_setting(&s.gpu_layers));
+                let mut config = WorkerConfig::new(&self.options.worker_program);
+                config.ready_timeout = self.options.worker_ready_timeout;
+                config.args = vec!["--ctx".into(), s.ctx.to_string().into()];
+                config
+                    .args
+                    .extend(["--gpu-layers".into(), placement.worker_arg().into()]);
+                if let Some(threads) = s.threads {
+                    config.args.extend(["--threads".into(), threads.to_string().into()]);
+                }
+                (Arc::new(Supervisor::new(config)), path.to_string_lossy().into_owned())
+            }
+            BackendKind::Ollama => {
+                let s = settings.ollama.as_ref().ok_or(ManagerError::NotConfigured(kind))?;
+                let options = OllamaOptions {
+                    num_ctx: s.num_ctx,
+                    ..OllamaOptions::default()
+                };
+                let backend = OllamaBackend::new("ollama", &s.url, options).map_err(fail)?;
+                let name = with_quantization(model.unwrap_or(&s.model), quantization);
+                (Arc::new(backend), name)
+            }
+            BackendKind::Vllm => {
+                let s = settings.vllm.as_ref().ok_or(ManagerError::NotConfigured(kind))?;
+                let key = s.api_key.as_ref().map(|k| k.expose().to_owned());
+                let backend = OpenAiBackend::new("vllm", &s.url, key)
+                    .map_err(fail)?
+                    .with_stall_timeout(Some(Duration::from_millis(s.stall_timeout_ms)));
+                let name = match model.map(str::to_owned).or_else(|| s.model.clone()) {
+                    Some(name) => name,
+                    // vLLM serves one model, under the name it was started with.
+                    None => backend
+                        .models()
+                        .await
+                        .map_err(fail)?
+                        .into_iter()
+                        .next()
+                        .map(|m| m.id)
+                        .ok_or_else(|| {
+                            fail(BackendError::Unavailable {
+                                backend: "vllm".into(),
+                                cause: format!("{} lists no model", s.url),
+                            })
+                        })?,
+                };
+                (Arc::new(backend), name)
+            }
+        };
+        self.install(kind, backend, &model_arg).await?;
+        let model = self.slot(kind).await.map(|s| s.model).unwrap_or(model_arg);
+        let load_ms = started.elapsed().as_secs_f64() * 1000.0;
+        tracing::info!(backend = %kind, %model, load_ms, "backend initialized");
+        Ok(InitReport {
+            backend: kind,
+            model,
+            load_ms,
+        })
+    }
+
+    /// Loads `model` into `backend` and makes it `kind`'s backend (replacing any before).
+    /// Tests and embedders use this to bring their own backend.
+    pub async fn install(&self, kind: BackendKind, backend: Arc<dyn Backend>, model: &str) -> Result<(), ManagerError> {
+        let fail = |error| ManagerError::Backend { backend: kind, error };
+        self.unload(kind).await;
+        backend.load(model).await.map_err(fail)?;
+        let described = backend.models().await.map_err(fail)?;
+        let id = Path::new(model)
+            .file_stem()
+            .filter(|_| kind == BackendKind::Embedded)
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| model.to_owned());
+        let descriptor = described
+            .iter()
+            .find(|m| m.id == id || m.id == model)
+            .or(described.first());
+        let slot = Slot {
+            model: descriptor.map_or(id, |d| d.id.clone()),
+            has_chat_template: descriptor.and_then(|d| d.has_chat_template).unwrap_or(true),
+            backend,
+        };
+        self.slots.lock().await.insert(kind, slot);
+        Ok(())
+    }
+
+    /// Frees `kind`'s model (for the embedded engine its worker process ends).
+    pub async fn unload(&self, kind: BackendKind) {
+        let slot = self.slots.lock().await.remove(&kind);
+        if let Some(slot) = slot {
+            if let Err(e) = slot.backend.unload().await {
+                tracing::warn!(backend = %kind, error = %e, "unload failed");
+            }
+        }
+    }
+
+    async fn slot(&self, kind: BackendKind) -> Option<Slot> {
+        self.slots.lock().await.get(&kind).cloned()
+    }
+
+    /// `kind`'s backend, initialized from the settings when it is not yet.
+    async fn ensure(&self, kind: BackendKind) -> Result<Slot, ManagerError> {
+        if let Some(slot) = self.slot(kind).await {
+            return Ok(slot);
+        }
+        self.initialize_backend(kind, None, None, None).await?;
+        self.slot(kind).await.ok_or(ManagerError::NotConfigured(kind))
+    }
+
+    /// Makes `to` the backend replies come from. With `preserve_context` the current
+    /// conversation continues there (its whole history goes into the next prompt);
+    /// without, the next message starts a new conversation (the old one stays saved).
+    /// The previous backend is unloaded unless it is in the fallback order.
+    pub async fn switch_backend(&self, to: BackendKind, preserve_context: bool) -> Result<SwitchReport, ManagerError> {
+        let started = Instant::now();
+        let slot = self.ensure(to).await?;
+        let health = slot.backend.health().await;
+        if !health.ready {
+            return Err(ManagerError::Backend {
+                backend: to,
+                error: BackendError::Unavailable {
+                    backend: to.to_string(),
+                    cause: health.reason.unwrap_or_else(|| "not ready".into()),
+                },
+            });
+        }
+        let from = std::mem::replace(&mut *lock(&self.active), to);
+        if !preserve_context {
+            self.new_session();
+        }
+        let messages_carried = match self.session() {
+            Some(id) => self.store.list_messages(id).await?.len(),
+            None => 0,
+        };
+        if from != to && !self.settings().fallback.contains(&from) {
+            self.unload(from).await;
+        }
+        let report = SwitchReport {
+            from,
+            to,
+            model: slot.model,
+            switch_ms: started.elapsed().as_secs_f64() * 1000.0,
+            preserved_context: preserve_context,
+            messages_carried,
+        };
+        tracing::info!(from = %report.from, to = %report.to, model = %report.model, switch_ms = report.switch_ms, messages_carried, "backend switched");
+        Ok(report)
+    }
+
+    /// The active backend's readiness, and every backend's state.
+    pub async fn health(&self) -> ManagerHealth {
+        let settings = self.settings();
+        let active = self.active();
+        let mut backends = Vec::new();
+        for kind in BackendKind::ALL {
+            let slot = self.slot(kind).await;
+            let health = match &slot {
+                Some(slot) => Some(slot.backend.health().await),
+                None => None,
+            };
+            backends.push(BackendStatus {
+                backend: kind,
+                configured: settings.is_configured(kind),
+                loaded_model: slot.map(|s| s.model),
+                health,
+                cooling_secs: lock(&self.cooldowns).cooling(kind).map(|d| d.as_secs_f64()),
+            });
+        }
+        let (ready, reason) = match backends.iter().find(|b| b.backend == active) {
+            Some(BackendStatus {
+                health: Some(health), ..
+            }) => (health.ready, health.reason.clone()),
+            _ => (false, Some(format!("{active} has no model loaded yet"))),
+        };
+        ManagerHealth {
+            active,
+            ready,
+            reason,
+            backends,
+        }
+    }
+
+    /// The backends to try, in order: the active one, then the configured fallbacks.
+    fn candidates(&self) -> Vec<BackendKind> {
+        let settings = self.settings();
+        let mut order = vec![self.active()];
+        for kind in settings.fallback {
+            if !order.contains(&kind) {
+                order.push(kind);
+            }
+        }
+        order
+    }
+
+    /// Saves `text` as the user's turn, generates the reply from the whole saved
+    /// conversation, streams it to `on_delta`, and saves it (with its backend, model and
+    /// figures). See the module comment for what happens on failure.
+    pub async fn send(
+        &self,
+        text: &str,
+        params: SamplingParams,
+        stop: &StopSignal,
+        mut on_delta: impl FnMut(&str),
+    ) -> Result<TurnReport, ManagerError> {
+        stop.reset();
+        let session = self.current_or_new_session(text).await?;
+        self.store
+            .append_message(session.clone(), NewMessage::new(hearth_core::Role::User, text))
+            .await?;
+        let history: Vec<ChatMessage> = self
+            .store
+            .list_messages(session.clone())
+            .await?
+            .into_iter()
+            .map(|m| ChatMessage::new(m.role, m.content))
+            .collect();
+        let started = self.start_reply(&history, &params).await?;
+        let Started {
+            kind,
+            model,
+            first,
+            mut rest,
+            retries,
+            fallbacks,
+        } = started;
+        let mut reply = String::new();
+        let mut next = Some(Ok(first));
+        let outcome = loop {
+            let event = match next.take() {
+                Some(event) => Some(event),
+                None => tokio::select! {
+                    biased;
+                    _ = stop.stopped() => break Outcome::Stopped,
+                    event = rest.next() => event,
+                },
+            };
+            match event {
+                Some(Ok(GenerationEvent::Delta { text })) => {
+                    on_delta(&text);
+                    reply.push_str(&text);
+                }
+                Some(Ok(GenerationEvent::Done { metrics })) => break Outcome::Done(metrics),
+                Some(Ok(GenerationEvent::Error { message })) => {
+                    break Outcome::Failed(BackendError::Failed {
+                        code: "generation_failed".into(),
+                        message,
+                    })
+                }
+                Some(Err(e)) => break Outcome::Failed(e),
+                None => {
+                    break Outcome::Failed(BackendError::Unavailable {
+                        backend: kind.to_string(),
+                        cause: "the stream ended before the reply was complete".into(),
+                    })
+                }
+            }
+        };
+        drop(rest);
+        let (metrics, failure) = match outcome {
+            Outcome::Done(metrics) => {
+                lock(&self.cooldowns).success(kind);
+                (metrics, None)
+            }
+            Outcome::Stopped => (partial_metrics(FinishReason::Cancelled), None),
+            Outcome::Failed(error) => {
+                self.failed(kind, &error);
+                (partial_metrics(FinishReason::Error), Some(error))
+            }
+        };
+        // Saved even when cut short (marked incomplete), never regenerated behind the user's back.
+        let incomplete = metrics.finish_reason == FinishReason::Cancelled || failure.is_some();
+        let message = if reply.is_empty() && failure.is_some() {
+            None
+        } else {
+            let metadata = MessageMetadata {
+                backend: Some(kind.to_string()),
+                model: Some(model.clone()),
+                metrics: serde_json::to_value(&metrics).ok(),
+                incomplete,
+                ..MessageMetadata::default()
+            };
+            let record = PerfRecord::generation(kind.as_str(), &model, &metrics);
+            let message = NewMessage::new(hearth_core::Role::Assistant, reply.clone()).with_metadata(metadata);
+            let (id, _perf_id) = self
+                .store
+                .append_message_with_perf(session.clone(), message, record)
+                .await?;
+            Some(id)
+        };
+        if let Some(error) = failure {
+            return Err(ManagerError::Interrupted {
+                backend: kind,
+                error,
+                chars: reply.chars().count(),
+            });
+        }
+        Ok(TurnReport {
+            session,
+            backend: kind,
+            model,
+            text: reply,
+            metrics,
+            retries,
+            fallbacks,
+            message,
+        })
+    }
+
+    async fn current_or_new_session(&self, first_text: &str) -> Result<SessionId, ManagerError> {
+        if let Some(id) = self.session() {
+            return Ok(id);
+        }
+        let title: String = first_text.chars().take(60).collect();
+        let session = self
+            .store
+            .create_session(NewSession {
+                title: title.trim().to_owned(),
+                user_id: None,
+                data: None,
+            })
+            .await?;
+        *lock(&self.session) = Some(session.id.clone());
+        Ok(session.id)
+    }
+
+    fn failed(&self, kind: BackendKind, error: &BackendError) {
+        self.counters.errors.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(backend = %kind, error = %error, code = error.code(), "backend failed");
+        if lock(&self.cooldowns).failure(kind) {
+            self.counters.cooldowns.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Gets the first event of a reply from the first backend able to give one.
+    async fn start_reply(&self, history: &[ChatMessage], params: &SamplingParams) -> Result<Started, ManagerError> {
+        let candidates = self.candidates();
+        let policy = RetryPolicy::from(&self.settings().retry);
+        let mut attempts: Vec<(BackendKind, BackendError)> = Vec::new();
+        let mut total_retries = 0;
+        for (i, kind) in candidates.iter().copied().enumerate() {
+            if i > 0 {
+                self.counters.fallbacks.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(from = %candidates[i - 1], to = %kind, "falling back to the next backend");
+            }
+            let cooling = lock(&self.cooldowns).cooling(kind);
+            if let Some(left) = cooling {
+                tracing::info!(backend = %kind, left_secs = left.as_secs_f64(), "skipped: cooling down");
+                attempts.push((
+                    kind,
+                    BackendError::Unavailable {
+                        backend: kind.to_string(),
+                        cause: format!("cooling down after repeated failures ({} s left)", left.as_secs()),
+                    },
+                ));
+                continue;
+            }
+            let slot = match self.ensure(kind).await {
+                Ok(slot) => slot,
+                Err(ManagerError::Backend { error, .. }) => {
+                    self.failed(kind, &error);
+                    attempts.push((kind, error));
+                    continue;
+                }
+                Err(other) => return Err(other),
+            };
+            let mut params = params.clone();
+            let prompt = prompt_for(history, slot.has_chat_template, &mut params);
+            let request = GenerateRequest {
+                model: Some(slot.model.clone()),
+                prompt,
+                params,
+            };
+            let backend = Arc::clone(&slot.backend);
+            let (result, retries) = retry_transient(policy, kind.as_str(), &self.counters.retries, || {
+                first_event(Arc::clone(&backend), request.clone())
+            })
+            .await;
+            total_retries += retries;
+            match result {
+                Ok((first, rest)) => {
+                    return Ok(Started {
+                        kind,
+                        model: slot.model,
+                        first,
+                        rest,
+                        retries: total_retries,
+                        fallbacks: u32::try_from(i).unwrap_or(u32::MAX),
+                    })
+                }
+                Err(error) if is_about_the_request(&error) => {
+                    self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                    return Err(ManagerError::Backend { backend: kind, error });
+                }
+                Err(error) => {
+                    self.failed(kind, &error);
+                    attempts.push((kind, error));
+                }
+            }
+        }
+        Err(ManagerError::AllFailed { attempts })
+    }
+}
+
+enum Outcome {
+    Done(GenerationMetrics),
+    Stopped,
+    Failed(BackendError),
+}
+
+struct Started {
+    kind: BackendKind,
+    model: String,
+    first: GenerationEvent,
+    rest: EventStream,
+    retries: u32,
+    fallbacks: u32,
+}
+
+/// Errors another backend would give too (the request itself is wrong): no fallback.
+fn is_about_the_request(error: &BackendError) -> bool {
+    match error {
+        BackendError::InvalidRequest { .. } | BackendError::ContextOverflow { .. } => true,
+        BackendError::Upstream { status, .. } => matches!(status, 400 | 413 | 422),
+        _ => false,
+    }
+}
+
+/// Starts a generation and waits for its first event: the point after which a failure
+/// can no longer be retried.
+async fn first_event(
+    backend: Arc<dyn Backend>,
+    request: GenerateRequest,
+) -> Result<(GenerationEvent, EventStream), BackendError> {
+    let mut stream = backend.generate(request).await?;
+    match stream.next().await {
+        Some(Ok(GenerationEvent::Error { message })) => Err(BackendError::Failed {
+            code: "generation_failed".into(),
+            message,
+        }),
+        Some(Ok(event)) => Ok((event, stream)),
+        Some(Err(e)) => Err(e),
+        None => Err(BackendError::Unavailable {
+            backend: backend.name().to_owned(),
+            cause: "the stream ended before any output".into(),
+        }),
+    }
+}
+
+/// Figures for a reply that did not reach its final event.
+fn partial_metrics(finish_reason: FinishReason) -> GenerationMetrics {
+    GenerationMetrics {
+        prompt_tokens: 0,
+        prompt_tokens_evaluated: 0,
+        completion_tokens: 0,
+        load_ms: 0.0,
+        ttft_ms: 0.0,
+        prompt_tps: 0.0,
+        decode_tps: 0.0,
+        total_ms: 0.0,
+        finish_reason,
+    }
+}
+
+/// `name:quantization` for servers that tag models that way (Ollama), unless the name
+/// already carries a tag.
+fn with_quantization(name: &str, quantization: Option<&str>) -> String {
+    match quantization {
+        Some(q) if !name.contains(':') => format!("{name}:{q}"),
+        _ => name.to_owned(),
+    }
+}
+
+/// An installed GGUF file: a path, or the file whose name contains `name` (and
+/// `quantization`, when given), case-insensitively; exactly one must match.
+pub fn resolve_model_file(dir: &Path, name: &str, quantization: Option<&str>) -> Result<PathBuf, BackendError> {
+    let as_path = Path::new(name);
+    if as_path.is_file() {
+        return Ok(as_path.to_path_buf());
+    }
+    let wanted = name.trim_end_matches(".gguf").to_ascii_lowercase();
+    let quant = quantization.map(str::to_ascii_lowercase);
+    let mut matches: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| BackendError::ModelNotFound {
+            model: format!("{name} (cannot read {}: {e}; run `make models`)", dir.display()),
+        })?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let file = p
+                .file_name()
+                .map(|f| f.to_string_lossy().to_ascii_lowercase())
+                .unwrap_or_default();
+            file.ends_with(".gguf")
+                && file.contains(&wanted)
+                && quant.as_ref().is_none_or(|q| file.contains(q.as_str()))
+        })
+        .collect();
+    matches.sort();
+    match matches.len() {
+        1 => Ok(matches.remove(0)),
+        0 => Err(BackendError::ModelNotFound {
+            model: format!(
+                "{name} (no such .gguf file in {}; `hearth models` lists what is installed)",
+                dir.display()
+            ),
+        }),
+        _ => Err(BackendError::InvalidRequest {
+            param: Some("model".into()),
+            message: format!(
+                "{name:?} matches {} installed files ({}); name one exactly or give the quantization",
+                matches.len(),
+                matches
+                    .iter()
+                    .filter_map(|p| p.file_name().map(|f| f.to_string_lossy().into_owned()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }),
+    }
+}

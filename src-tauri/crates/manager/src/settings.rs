@@ -1,0 +1,610 @@
+//! Which backends Hearth may use, where they are, and how patiently it treats them:
+//! `settings.toml` (in the config dir; `HEARTH_SETTINGS` names another file) with
+//! `HEARTH_*` environment variables on top. Everything is checked at start, and each
+//! problem names the key (or variable) to fix, so a typo never surfaces later as a
+//! confusing connection error.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The backend kinds Hearth drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// llama.cpp in Hearth's supervised worker process.
+    Embedded,
+    /// An Ollama server.
+    Ollama,
+    /// vLLM or any OpenAI-compatible server.
+    Vllm,
+}
+
+impl BackendKind {
+    pub const ALL: [BackendKind; 3] = [BackendKind::Embedded, BackendKind::Ollama, BackendKind::Vllm];
+
+    /// The name used in settings, logs and the UI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Embedded => "embedded",
+            BackendKind::Ollama => "ollama",
+            BackendKind::Vllm => "vllm",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<BackendKind> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == name.trim().to_ascii_lowercase())
+    }
+}
+
+impl std::fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A value that must never reach a log: its `Debug` shows only whether it is set.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// The backend replies come from.
+    pub active: BackendKind,
+    /// Where to go, in order, when the active backend fails (it is skipped here).
+    pub fallback: Vec<BackendKind>,
+    pub embedded: EmbeddedSettings,
+    pub ollama: Option<OllamaSettings>,
+    pub vllm: Option<VllmSettings>,
+    pub retry: RetrySettings,
+    pub cooldown: CooldownSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            active: BackendKind::Embedded,
+            fallback: Vec::new(),
+            embedded: EmbeddedSettings::default(),
+            ollama: None,
+            vllm: None,
+            retry: RetrySettings::default(),
+            cooldown: CooldownSettings::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbeddedSettings {
+    /// A .gguf path or the name of an installed model.
+    pub model: String,
+    pub ctx: u32,
+    /// `auto` (the fit planner decides) or a number of layers.
+    pub gpu_layers: String,
+    /// Decode threads; absent: one per physical core.
+    pub threads: Option<u32>,
+}
+
+impl Default for EmbeddedSettings {
+    fn default() -> Self {
+        Self {
+            model: hearth_core::paths::DEFAULT_CHAT_MODEL.into(),
+            ctx: 4096,
+            gpu_layers: "auto".into(),
+            threads: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OllamaSettings {
+    /// e.g. `http://127.0.0.1:11434`.
+    pub url: String,
+    pub model: String,
+    /// Sent with every request: Ollama otherwise cuts the prompt to its own default.
+    #[serde(default = "default_num_ctx")]
+    pub num_ctx: u32,
+}
+
+fn default_num_ctx() -> u32 {
+    4096
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VllmSettings {
+    /// The API root, e.g. `http://127.0.0.1:8000/v1`.
+    pub url: String,
+    /// Absent: the model the server lists first (vLLM serves one).
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Sent as a bearer token; never logged.
+    #[serde(default)]
+    pub api_key: Option<Secret>,
+    /// A server silent this long (before its answer or within a stream) counts as a
+    /// transient failure: retried, then the next backend.
+    #[serde(default = "default_stall_ms")]
+    pub stall_timeout_ms: u64,
+}
+
+fn default_stall_ms() -> u64 {
+    120_000
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrySettings {
+    /// Retries after the first try, for transient failures before the first token.
+    pub retries: u32,
+    /// The first wait; each next one doubles (1 s, 2 s, 4 s).
+    pub first_delay_ms: u64,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        Self {
+            retries: 3,
+            first_delay_ms: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CooldownSettings {
+    /// Failed replies within `window_secs` that put a backend on cooldown.
+    pub failures: u32,
+    pub window_secs: u64,
+    /// How long a cooling backend is skipped.
+    pub cooldown_secs: u64,
+}
+
+impl Default for CooldownSettings {
+    fn default() -> Self {
+        Self {
+            failures: 3,
+            window_secs: 60,
+            cooldown_secs: 30,
+        }
+    }
+}
+
+/// One thing wrong, with the key (`ollama.url`) or variable (`HEARTH_OLLAMA_URL`) to fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{} in the settings ({}): {}", plural(problems.len()), file.display(), list(problems))]
+pub struct SettingsError {
+    /// The settings file read (the environment may have contributed too).
+    pub file: PathBuf,
+    pub problems: Vec<Problem>,
+}
+
+fn plural(n: usize) -> String {
+    if n == 1 {
+        "a problem".into()
+    } else {
+        format!("{n} problems")
+    }
+}
+
+fn list(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("`{}`: {}", p.key, p.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Environment variables that override a setting, and the key each sets.
+pub const ENV_KEYS: &[(&str, &str)] = &[
+    ("HEARTH_BACKEND", "active"),
+    ("HEARTH_FALLBACK", "fallback"),
+    ("HEARTH_MODEL", "embedded.model"),
+    ("HEARTH_CTX", "embedded.ctx"),
+    ("HEARTH_GPU_LAYERS", "embedded.gpu_layers"),
+    ("HEARTH_THREADS", "embedded.threads"),
+    ("HEARTH_OLLAMA_URL", "ollama.url"),
+    ("HEARTH_OLLAMA_MODEL", "ollama.model"),
+    ("HEARTH_OLLAMA_NUM_CTX", "ollama.num_ctx"),
+    ("HEARTH_VLLM_URL", "vllm.url"),
+    ("HEARTH_VLLM_MODEL", "vllm.model"),
+    ("HEARTH_VLLM_API_KEY", "vllm.api_key"),
+    ("HEARTH_RETRIES", "retry.retries"),
+    ("HEARTH_RETRY_DELAY_MS", "retry.first_delay_ms"),
+    ("HEARTH_COOLDOWN_FAILURES", "cooldown.failures"),
+    ("HEARTH_COOLDOWN_WINDOW_SECS", "cooldown.window_secs"),
+    ("HEARTH_COOLDOWN_SECS", "cooldown.cooldown_secs"),
+];
+
+impl Settings {
+    /// The settings file (if it exists) with the process environment on top, validated.
+    pub fn load_default() -> Result<Settings, SettingsError> {
+        Self::load(&hearth_core::paths::settings_file(), |name| std::env::var(name).ok())
+    }
+
+    /// `file` (absent: defaults) with `env` on top, validated.
+    pub fn load(file: &Path, env: impl Fn(&str) -> Option<String>) -> Result<Settings, SettingsError> {
+        let fail = |problems| SettingsError {
+            file: file.to_path_buf(),
+            problems,
+        };
+        let mut table = match std::fs::read_to_string(file) {
+            Ok(text) => text.parse::<toml::Table>().map_err(|e| {
+                fail(vec![Problem {
+                    key: "(file)".into(),
+                    message: format!("not valid TOML: {}", e.message()),
+                }])
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => toml::Table::new(),
+            Err(e) => {
+                return Err(fail(vec![Problem {
+                    key: "(file)".into(),
+                    message: format!("cannot be read: {e}"),
+                }]))
+            }
+        };
+        let mut problems = Vec::new();
+        for (var, key) in ENV_KEYS {
+            if let Some(value) = env(var).filter(|v| !v.trim().is_empty()) {
+                if let Err(message) = set_key(&mut table, key, &value) {
+                    problems.push(Problem {
+                        key: (*var).into(),
+                        message,
+                    });
+                }
+            }
+        }
+        if !problems.is_empty() {
+            return Err(fail(problems));
+        }
+        // Deserialized from text, not the table, so that an error comes with the span of
+        // the offending value, which names its key.
+        let merged = toml::to_string(&table).map_err(|e| {
+            fail(vec![Problem {
+                key: "(file)".into(),
+                message: e.to_string(),
+            }])
+        })?;
+        let settings: Settings = toml::from_str(&merged).map_err(|e| {
+            let key = e
+                .span()
+                .and_then(|span| key_at(&merged, span.start))
+                .unwrap_or_else(|| "(file)".into());
+            fail(vec![Problem {
+                key,
+                message: e.message().to_owned(),
+            }])
+        })?;
+        settings.validate().map_err(fail)?;
+        Ok(settings)
+    }
+
+    /// The configured backends, active first, then the fallback order.
+    pub fn order(&self) -> Vec<BackendKind> {
+        let mut order = vec![self.active];
+        for kind in &self.fallback {
+            if !order.contains(kind) {
+                order.push(*kind);
+            }
+        }
+        order
+    }
+
+    pub fn is_configured(&self, kind: BackendKind) -> bool {
+        match kind {
+            BackendKind::Embedded => true,
+            BackendKind::Ollama => self.ollama.is_some(),
+            BackendKind::Vllm => self.vllm.is_some(),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), Vec<Problem>> {
+        let mut problems = Vec::new();
+        let mut problem = |key: &str, message: String| {
+            problems.push(Problem {
+                key: key.into(),
+                message,
+            })
+        };
+        if !self.is_configured(self.active) {
+            problem(
+                "active",
+                format!(
+                    "{} is chosen but has no [{}] section with its url",
+                    self.active, self.active
+                ),
+            );
+        }
+        for (i, kind) in self.fallback.iter().enumerate() {
+            if !self.is_configured(*kind) {
+                problem(
+                    "fallback",
+                    format!("{kind} is listed but has no [{kind}] section with its url"),
+                );
+            }
+            if self.fallback[..i].contains(kind) {
+                problem("fallback", format!("{kind} is listed twice"));
+            }
+        }
+        check_ctx(&mut problem, "embedded.ctx", self.embedded.ctx);
+        if self.embedded.model.trim().is_empty() {
+            problem(
+                "embedded.model",
+                "is empty: name an installed model or a .gguf path".into(),
+            );
+        }
+        let layers = self.embedded.gpu_layers.trim();
+        if !layers.eq_ignore_ascii_case("auto") && layers.parse::<u32>().is_err() {
+            problem(
+                "embedded.gpu_layers",
+                format!("must be `auto` or a number of layers, not {layers:?}"),
+            );
+        }
+        if self.embedded.threads == Some(0) {
+            problem(
+                "embedded.threads",
+                "must be at least 1 (or absent for automatic)".into(),
+            );
+        }
+        if let Some(ollama) = &self.ollama {
+            check_url(&mut problem, "ollama.url", &ollama.url, "http://127.0.0.1:11434");
+            if ollama.model.trim().is_empty() {
+                problem("ollama.model", "is empty: name a model pulled in Ollama".into());
+            }
+            check_ctx(&mut problem, "ollama.num_ctx", ollama.num_ctx);
+        }
+        if let Some(vllm) = &self.vllm {
+            check_url(&mut problem, "vllm.url", &vllm.url, "http://127.0.0.1:8000/v1");
+            if vllm.stall_timeout_ms < 10 {
+                problem("vllm.stall_timeout_ms", "must be at least 10".into());
+            }
+        }
+        if self.retry.retries > 10 {
+            problem(
+                "retry.retries",
+                format!("{} is too many (at most 10)", self.retry.retries),
+            );
+        }
+        if self.retry.first_delay_ms > 60_000 {
+            problem("retry.first_delay_ms", "must be at most 60000 (one minute)".into());
+        }
+        if self.cooldown.failures == 0 {
+            problem("cooldown.failures", "must be at least 1".into());
+        }
+        if self.cooldown.window_secs == 0 {
+            problem("cooldown.window_secs", "must be at least 1".into());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// Writes the settings (the desktop app's settings panel saves through this).
+    pub fn save(&self, file: &Path) -> std::io::Result<()> {
+        let text = toml::to_string_pretty(self).map_err(std::io::Error::other)?;
+        if let Some(dir) = file.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        // Write then rename: a crash leaves the old file or the new one, never half of one.
+        let tmp = file.with_extension("toml.tmp");
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(&tmp, file)
+    }
+}
+
+fn check_ctx(problem: &mut impl FnMut(&str, String), key: &str, ctx: u32) {
+    if !(256..=1 << 20).contains(&ctx) {
+        problem(key, format!("{ctx} is out of range (256 to 1048576 tokens)"));
+    }
+}
+
+fn check_url(problem: &mut impl FnMut(&str, String), key: &str, value: &str, example: &str) {
+    match url::Url::parse(value) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
+        Ok(url) => problem(
+            key,
+            format!(
+                "{value:?} is not an http(s) URL (scheme {:?}); e.g. {example}",
+                url.scheme()
+            ),
+        ),
+        Err(e) => problem(key, format!("{value:?} is not a URL ({e}); e.g. {example}")),
+    }
+}
+
+/// The dotted key whose line holds byte `offset` of `text` (TOML as `toml` writes it:
+/// `[section]` headers, then `key = value` lines).
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let before = text.get(..offset)?;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next()?.trim();
+    let section = before[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('[') && l.ends_with(']'))
+        .map(|l| l.trim_matches(['[', ']']).to_owned());
+    let key = if line.starts_with('[') {
+        return Some(line.trim_matches(['[', ']']).to_owned());
+    } else {
+        line.split('=').next()?.trim().trim_matches('"').to_owned()
+    };
+    Some(match section {
+        Some(section) => format!("{section}.{key}"),
+        None => key,
+    })
+}
+
+/// Sets `dotted.key` in `table` from an environment string, typed like the setting.
+fn set_key(table: &mut toml::Table, key: &str, raw: &str) -> Result<(), String> {
+    let value = match key {
+        "fallback" => toml::Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| toml::Value::String(s.to_ascii_lowercase()))
+                .collect(),
+        ),
+        "active" => toml::Value::String(raw.trim().to_ascii_lowercase()),
+        "embedded.ctx"
+        | "embedded.threads"
+        | "ollama.num_ctx"
+        | "retry.retries"
+        | "retry.first_delay_ms"
+        | "cooldown.failures"
+        | "cooldown.window_secs"
+        | "cooldown.cooldown_secs" => raw
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .map(toml::Value::Integer)
+            .ok_or_else(|| format!("{raw:?} is not a whole number"))?,
+        _ => toml::Value::String(raw.trim().to_owned()),
+    };
+    let mut parts = key.split('.').peekable();
+    let mut current = table;
+    while let Some(part) = parts.next() {
+        if parts.peek().is_none() {
+            current.insert(part.to_owned(), value);
+            return Ok(());
+        }
+        let entry = current
+            .entry(part.to_owned())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = entry
+            .as_table_mut()
+            .ok_or_else(|| format!("`{part}` in the settings file is not a table"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(file_text: Option<&str>, env: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("settings.toml");
+        if let Some(text) = file_text {
+            std::fs::write(&file, text).expect("write");
+        }
+        Settings::load(&file, |name| {
+            env.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned())
+        })
+    }
+
+    #[test]
+    fn no_file_means_the_embedded_engine_alone() {
+        let settings = load(None, &[]).expect("defaults");
+        assert_eq!(settings, Settings::default());
+        assert_eq!(settings.order(), [BackendKind::Embedded]);
+    }
+
+    #[test]
+    fn a_file_and_the_environment_combine() {
+        let settings = load(
+            Some("active = \"ollama\"\nfallback = [\"embedded\"]\n[ollama]\nurl = \"http://127.0.0.1:11434\"\nmodel = \"llama3.2\"\n"),
+            &[("HEARTH_OLLAMA_NUM_CTX", "8192"), ("HEARTH_VLLM_URL", "http://10.0.0.2:8000/v1"), ("HEARTH_FALLBACK", "vllm, embedded")],
+        )
+        .expect("valid");
+        assert_eq!(settings.active, BackendKind::Ollama);
+        assert_eq!(settings.ollama.as_ref().map(|o| o.num_ctx), Some(8192));
+        assert_eq!(
+            settings.order(),
+            [BackendKind::Ollama, BackendKind::Vllm, BackendKind::Embedded]
+        );
+    }
+
+    #[test]
+    fn each_problem_names_its_key() {
+        let err = load(
+            Some("active = \"vllm\"\n[ollama]\nurl = \"localhost:11434\"\nmodel = \"\"\n[embedded]\ngpu_layers = \"many\"\n"),
+            &[],
+        )
+        .expect_err("invalid");
+        let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["active", "embedded.gpu_layers", "ollama.url", "ollama.model"],
+            "{err}"
+        );
+        assert!(err.to_string().contains("e.g. http://127.0.0.1:11434"), "{err}");
+
+        let typo = load(Some("[retry]\nretires = 3\n"), &[]).expect_err("unknown key");
+        assert!(typo.to_string().contains("retires"), "{typo}");
+        let wrong_type = load(Some("[embedded]\nctx = \"big\"\n"), &[]).expect_err("wrong type");
+        assert_eq!(wrong_type.problems[0].key, "embedded.ctx", "{wrong_type}");
+        let bad_env = load(None, &[("HEARTH_CTX", "lots")]).expect_err("bad env");
+        assert_eq!(bad_env.problems[0].key, "HEARTH_CTX");
+        let unknown_kind = load(None, &[("HEARTH_BACKEND", "gpt5")]).expect_err("unknown backend");
+        assert_eq!(unknown_kind.problems[0].key, "active", "{unknown_kind}");
+        let garbage = load(Some("this is = = not toml"), &[]).expect_err("garbage");
+        assert_eq!(garbage.problems[0].key, "(file)");
+    }
+
+    #[test]
+    fn the_api_key_never_reaches_debug_output() {
+        let settings = load(
+            None,
+            &[
+                ("HEARTH_VLLM_URL", "http://127.0.0.1:8000/v1"),
+                ("HEARTH_VLLM_API_KEY", "sk-very-secret"),
+            ],
+        )
+        .expect("valid");
+        let debug = format!("{settings:?}");
+        assert!(!debug.contains("sk-very-secret"), "{debug}");
+        assert_eq!(
+            settings.vllm.and_then(|v| v.api_key).map(|k| k.expose().to_owned()),
+            Some("sk-very-secret".into())
+        );
+    }
+
+    #[test]
+    fn saved_settings_load_back_unchanged() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("nested").join("settings.toml");
+        let settings = Settings {
+            active: BackendKind::Ollama,
+            fallback: vec![BackendKind::Embedded],
+            ollama: Some(OllamaSettings {
+                url: "http://127.0.0.1:11434".into(),
+                model: "llama3.2".into(),
+                num_ctx: 2048,
+            }),
+            ..Settings::default()
+        };
+        settings.save(&file).expect("save");
+        assert_eq!(Settings::load(&file, |_| None).expect("load"), settings);
+    }
+}
