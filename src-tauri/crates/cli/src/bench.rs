@@ -22,6 +22,8 @@ pub enum BenchKind {
     Hw,
     /// Decode tokens/s and time to first token through the worker process vs in-process.
     Worker,
+    /// Switching backends mid-chat (embedded engine -> hearth serve), and what a retry adds.
+    Switch,
 }
 
 #[derive(Args, Debug)]
@@ -150,6 +152,15 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 args.reps,
                 args.max_tokens,
             )
+        }
+        BenchKind::Switch => {
+            let a = crate::models::resolve(args.model.first().map(String::as_str))?;
+            let b = crate::models::resolve(Some(
+                args.model
+                    .get(1)
+                    .map_or(hearth_core::paths::DEFAULT_BASE_MODEL, String::as_str),
+            ))?;
+            crate::bench_switch::run(&a, &b, args.threads.unwrap_or(1), args.reps)
         }
         BenchKind::Hw => {
             let overhead = hearth_hw::measure_overhead(

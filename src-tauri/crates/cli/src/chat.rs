@@ -1,18 +1,23 @@
-//! `hearth chat`: an interactive conversation in the terminal.
+//! `hearth chat`: an interactive conversation in the terminal, through the backend
+//! manager: the backends and fallback order come from the settings (file + `HEARTH_*`),
+//! every turn is saved, and `/backend NAME` moves the conversation to another backend
+//! mid-chat. The embedded engine runs in a worker process unless `--in-process`.
 //!
-//! The whole conversation is sent every turn; the engine reuses the KV cache of
-//! the part it has already seen, so a follow-up turn only evaluates its new tokens.
+//! The whole conversation is sent every turn; the engine reuses the KV cache of the
+//! part it has already seen, so a follow-up turn only evaluates its new tokens.
 
 use std::io::{BufRead, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
-use hearth_core::{ChatMessage, GenerationMetrics, Prompt};
+use hearth_core::GenerationMetrics;
+use hearth_engine_backend::EngineBackend;
+use hearth_manager::{BackendKind, BackendManager, ManagerOptions, Settings, StopSignal};
+use hearth_store::{AsyncStore, SessionId, StoreOptions};
 
-use crate::local::{LocalModel, StopSignal};
-use crate::options::{ModelOptions, SamplingOptions};
+use crate::options::{GpuLayers, ModelOptions, SamplingOptions};
 
 #[derive(Args, Debug)]
 pub struct ChatArgs {
@@ -26,23 +31,121 @@ pub struct ChatArgs {
     /// Continue a saved conversation (its id is printed when a chat starts).
     #[arg(long)]
     session: Option<String>,
-    /// Run the engine in this process instead of a supervised worker (no crash isolation).
+    /// The backend to start on (default: `active` in the settings): embedded, ollama, vllm.
+    #[arg(long, value_parser = parse_backend)]
+    backend: Option<BackendKind>,
+    /// Run the embedded engine in this process instead of a supervised worker (no crash isolation).
     #[arg(long)]
     in_process: bool,
 }
 
-const HELP: &str = "Commands: /reset (new conversation), /stats (last reply's figures), /quit. Ctrl-C stops a reply.";
+fn parse_backend(s: &str) -> std::result::Result<BackendKind, String> {
+    BackendKind::parse(s).ok_or_else(|| format!("unknown backend {s:?}: use embedded, ollama or vllm"))
+}
+
+const HELP: &str =
+    "Commands: /backend NAME (embedded, ollama, vllm: continue the chat there), /reset (new conversation), \
+/stats (last reply's figures), /status, /quit. Ctrl-C stops a reply.";
+
+/// The settings, with this command's options on top (they win over file and environment).
+fn settings(args: &ChatArgs) -> Result<Settings> {
+    let mut settings = Settings::load_default()?;
+    let m = &args.model;
+    if m.model.is_some() {
+        settings.embedded.model = args.model.resolve_path()?.to_string_lossy().into_owned();
+    } else if !std::path::Path::new(&settings.embedded.model).is_absolute() {
+        settings.embedded.model = crate::models::resolve(Some(&settings.embedded.model))?
+            .to_string_lossy()
+            .into_owned();
+    }
+    settings.embedded.ctx = m.ctx;
+    settings.embedded.threads = m.threads.or(settings.embedded.threads);
+    if let GpuLayers::Exactly(n) = m.gpu_layers {
+        settings.embedded.gpu_layers = n.to_string();
+    }
+    if let Some(kind) = args.backend {
+        settings.active = kind;
+    }
+    settings.validate().map_err(|problems| hearth_manager::SettingsError {
+        file: hearth_core::paths::settings_file(),
+        problems,
+    })?;
+    Ok(settings)
+}
+
+/// The history database; when it cannot be used, a scratch one so the chat still runs.
+async fn open_store() -> Result<(AsyncStore, Option<tempfile::TempDir>)> {
+    match AsyncStore::open(hearth_store::default_db_path(), StoreOptions::default()).await {
+        Ok(store) => Ok((store, None)),
+        Err(e) => {
+            tracing::warn!(error = %e, "chat history disabled");
+            eprintln!("warning: chat history is off for this run: {e}");
+            let dir = tempfile::tempdir()?;
+            let store = AsyncStore::open(dir.path().join("scratch.db"), StoreOptions::default()).await?;
+            Ok((store, Some(dir)))
+        }
+    }
+}
 
 pub fn run(args: &ChatArgs) -> Result<()> {
-    let model = LocalModel::open(&args.model, args.in_process)?;
-    let info = model.info().clone();
-    if !info.has_chat_template {
-        anyhow::bail!(hearth_core::BackendError::NoChatTemplate { model: info.name });
+    let settings = settings(args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    // The worker is spawned from this thread (inside block_on), which lives as long as
+    // the chat: its death signal is tied to the thread that spawned it.
+    runtime.block_on(chat(args, settings))
+}
+
+async fn chat(args: &ChatArgs, settings: Settings) -> Result<()> {
+    let (store, _scratch) = open_store().await?;
+    let program = std::env::current_exe().context("locating the hearth executable")?;
+    let active = settings.active;
+    let manager = BackendManager::new(settings.clone(), ManagerOptions::new(program), store);
+    if args.in_process && active == BackendKind::Embedded {
+        let engine = args.model.load()?;
+        let path = engine.info().path.clone();
+        manager
+            .install(
+                BackendKind::Embedded,
+                Arc::new(EngineBackend::from_engine(engine)),
+                &path.to_string_lossy(),
+            )
+            .await?;
+    } else {
+        if active == BackendKind::Embedded {
+            eprintln!("loading {} in a worker process …", settings.embedded.model);
+        }
+        manager.initialize_backend(active, None, None, None).await?;
     }
+    let status = manager.health().await;
+    let loaded = status.backends.iter().find(|b| b.backend == active);
+    let mode = match (active, args.in_process) {
+        (BackendKind::Embedded, true) => "in-process",
+        (BackendKind::Embedded, false) => "worker",
+        (kind, _) => kind.as_str(),
+    };
     eprintln!(
-        "{} ready ({}, context {} tokens, loaded in {:.0} ms). {HELP}",
-        info.name, info.mode, info.n_ctx, info.load_ms
+        "{} ready ({mode}, context {} tokens). {HELP}",
+        loaded.and_then(|b| b.loaded_model.clone()).unwrap_or_default(),
+        settings.embedded.ctx
     );
+    if let Some(id) = &args.session {
+        let n = manager
+            .resume_session(SessionId::from(id.as_str()))
+            .await
+            .with_context(|| format!("cannot resume session {id}: `hearth db stats` shows what is stored"))?;
+        if n == 0 {
+            anyhow::bail!("no saved session {id}: start a new chat without --session");
+        }
+        eprintln!("(resumed session {id}: {n} messages)");
+    }
+    if let Some(system) = &args.system {
+        if args.session.is_none() {
+            manager.set_system_prompt(system).await;
+        }
+    }
 
     // Ctrl-C stops the reply in progress; at the prompt it only reminds how to quit.
     let stop = StopSignal::default();
@@ -59,31 +162,15 @@ pub fn run(args: &ChatArgs) -> Result<()> {
         })?;
     }
 
-    let mut saved = crate::history::History::open();
-    let mut history: Vec<ChatMessage> = match &args.session {
-        Some(id) => {
-            let resumed = saved.resume(id)?;
-            eprintln!("(resumed session {id}: {} messages)", resumed.len());
-            resumed
-        }
-        None => Vec::new(),
-    };
-    if let Some(system) = &args.system {
-        if !history.iter().any(|m| m.role == hearth_core::Role::System) {
-            history.insert(0, ChatMessage::system(system.clone()));
-            saved.save_turn(hearth_core::Role::System, system);
-        }
-    }
     let mut last: Option<GenerationMetrics> = None;
-    let stdin = std::io::stdin();
+    let mut history_warned = false;
     let mut stdout = std::io::stdout();
     loop {
         eprint!("> ");
-        let mut line = String::new();
-        if stdin.lock().read_line(&mut line)? == 0 {
+        let Some(line) = read_line().await? else {
             eprintln!();
             break;
-        }
+        };
         let input = line.trim_end_matches(['\n', '\r']);
         match input.trim() {
             "" => continue,
@@ -93,12 +180,9 @@ pub fn run(args: &ChatArgs) -> Result<()> {
                 continue;
             }
             "/reset" => {
-                // The next prompt shares no turns with the old one, so the engine's cache
-                // reuse keeps only the common opening (system prompt) and evaluates the rest.
-                history.retain(|m| m.role == hearth_core::Role::System);
-                saved = crate::history::History::open();
-                for m in &history {
-                    saved.save_turn(m.role, &m.content);
+                manager.new_session();
+                if let Some(system) = &args.system {
+                    manager.set_system_prompt(system).await;
                 }
                 eprintln!("(new conversation)");
                 continue;
@@ -110,60 +194,100 @@ pub fn run(args: &ChatArgs) -> Result<()> {
                 }
                 continue;
             }
+            "/status" => {
+                eprintln!("{}", serde_json::to_string_pretty(&manager.health().await)?);
+                eprintln!("counters: {}", serde_json::to_string(&manager.counters())?);
+                continue;
+            }
+            cmd if cmd.starts_with("/backend") => {
+                switch(&manager, cmd.trim_start_matches("/backend").trim()).await;
+                continue;
+            }
             cmd if cmd.starts_with('/') => {
                 eprintln!("unknown command {cmd}. {HELP}");
                 continue;
             }
             _ => {}
         }
-        history.push(ChatMessage::user(input));
-        let was_new = saved.session().is_none();
-        saved.save_turn(hearth_core::Role::User, input);
-        if was_new {
-            if let Some(id) = saved.session() {
+        if manager.session().is_none() {
+            if let Some(id) = manager.current_or_new_session(input).await {
                 eprintln!("(saving as session {id}; resume with --session {id})");
             }
         }
         replying.store(true, Ordering::Release);
-        let result = model.generate(Prompt::Chat(history.clone()), args.sampling.params(), &stop, |delta| {
-            let _ = stdout.write_all(delta.as_bytes());
-            let _ = stdout.flush();
-        });
+        let result = manager
+            .send(input, args.sampling.params(), &stop, |delta| {
+                let _ = stdout.write_all(delta.as_bytes());
+                let _ = stdout.flush();
+            })
+            .await;
         replying.store(false, Ordering::Release);
         println!();
         match result {
-            Ok(output) => {
-                let m = &output.metrics;
+            Ok(turn) => {
+                if !turn.saved && !history_warned {
+                    history_warned = true;
+                    let why = manager.health().await.history.unwrap_or_default();
+                    eprintln!("warning: chat history is off for the rest of this run ({why}); the chat goes on");
+                }
+                let m = &turn.metrics;
+                let mut notes = Vec::new();
+                if m.prompt_tokens_evaluated < m.prompt_tokens {
+                    notes.push(format!(
+                        "reused {} of {} prompt tokens",
+                        m.prompt_tokens - m.prompt_tokens_evaluated,
+                        m.prompt_tokens
+                    ));
+                }
+                if turn.retries > 0 {
+                    notes.push(format!("{} retries", turn.retries));
+                }
+                if turn.fallbacks > 0 {
+                    notes.push(format!(
+                        "answered by {} after {} fallback(s)",
+                        turn.backend, turn.fallbacks
+                    ));
+                }
                 eprintln!(
-                    "[{} tokens | ttft {:.0} ms | {:.1} tok/s | {}{}]",
+                    "[{} | {} tokens | ttft {:.0} ms | {:.1} tok/s | {}{}]",
+                    turn.model,
                     m.completion_tokens,
                     m.ttft_ms,
                     m.decode_tps,
                     m.finish_reason.as_str(),
-                    if m.prompt_tokens_evaluated < m.prompt_tokens {
-                        format!(
-                            " | reused {} of {} prompt tokens",
-                            m.prompt_tokens - m.prompt_tokens_evaluated,
-                            m.prompt_tokens
-                        )
-                    } else {
-                        String::new()
-                    }
+                    notes.iter().map(|n| format!(" | {n}")).collect::<String>()
                 );
-                // A cancelled or cut-off reply is kept, marked incomplete, never regenerated silently.
-                let incomplete = m.finish_reason == hearth_core::FinishReason::Cancelled;
-                saved.save_reply(&info.name, &output.text, m, incomplete);
-                history.push(ChatMessage::assistant(output.text));
-                last = Some(output.metrics);
+                last = Some(turn.metrics);
             }
-            Err(e) => {
-                // The turn could not run (e.g. the conversation outgrew the context, or the
-                // worker died and is restarting). It stays saved (the user wrote it) but
-                // leaves the context sent to the model.
-                history.pop();
-                eprintln!("error: {e}");
-            }
+            Err(e) => eprintln!("error: {e}"),
         }
     }
     Ok(())
+}
+
+/// Reads one line from stdin off the runtime (stdin blocks); `None` at end of input.
+async fn read_line() -> Result<Option<String>> {
+    tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        match std::io::stdin().lock().read_line(&mut line)? {
+            0 => Ok(None),
+            _ => Ok(Some(line)),
+        }
+    })
+    .await?
+}
+
+async fn switch(manager: &BackendManager, name: &str) {
+    let Some(kind) = BackendKind::parse(name) else {
+        eprintln!("usage: /backend embedded|ollama|vllm (now: {})", manager.active());
+        return;
+    };
+    eprintln!("(switching to {kind} …)");
+    match manager.switch_backend(kind, true).await {
+        Ok(report) => eprintln!(
+            "(now on {} with {} in {:.0} ms; the conversation continues: {} messages)",
+            report.to, report.model, report.switch_ms, report.messages_carried
+        ),
+        Err(e) => eprintln!("error: cannot switch to {kind}: {e}"),
+    }
 }

@@ -22,10 +22,7 @@ use crate::options::ModelOptions;
 #[derive(Debug, Clone)]
 pub struct LoadedModel {
     pub name: String,
-    pub n_ctx: u32,
     pub has_chat_template: bool,
-    /// From the request to a model able to generate (for the worker: process start included).
-    pub load_ms: f64,
     /// "worker" or "in-process".
     pub mode: &'static str,
 }
@@ -76,7 +73,6 @@ impl LocalModel {
             .worker_threads(2)
             .enable_all()
             .build()?;
-        let started = Instant::now();
         let (backend, mode): (Arc<dyn Backend>, _) = if in_process {
             let engine = options.load()?;
             (Arc::new(EngineBackend::from_engine(engine)), "in-process")
@@ -91,7 +87,6 @@ impl LocalModel {
             let supervisor = runtime.block_on(Supervisor::spawn(config, &path))?;
             (supervisor as Arc<dyn Backend>, "worker")
         };
-        let load_ms = started.elapsed().as_secs_f64() * 1000.0;
         let models = runtime.block_on(backend.models())?;
         let model = models
             .into_iter()
@@ -99,9 +94,7 @@ impl LocalModel {
             .ok_or_else(|| anyhow::anyhow!("the {mode} engine loaded no model"))?;
         let info = LoadedModel {
             name: model.id,
-            n_ctx: model.context_length.unwrap_or(options.ctx),
             has_chat_template: model.has_chat_template.unwrap_or(true),
-            load_ms,
             mode,
         };
         Ok(Self { backend, info, runtime })

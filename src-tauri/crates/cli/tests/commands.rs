@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{alive, chat_model, children_of, hearth, wait_gone};
+use common::{alive, base_model, chat_model, children_of, hearth, wait_gone};
 use hearth_core::Role;
 use hearth_store::{SessionId, Store};
 
@@ -96,6 +96,8 @@ async fn ctrl_c_stops_the_reply_not_the_chat_and_the_worker_goes_with_it() {
         .arg("--model")
         .arg(chat_model())
         .env("HEARTH_DATA_DIR", data.path())
+        // No settings file: the embedded engine alone, whatever this machine's user configured.
+        .env("HEARTH_SETTINGS", data.path().join("settings.toml"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -158,4 +160,39 @@ async fn ctrl_c_stops_the_reply_not_the_chat_and_the_worker_goes_with_it() {
         "the stopped reply is not marked incomplete"
     );
     assert!(!messages[1].content.is_empty());
+}
+
+#[test]
+fn bench_switch_prints_its_figures() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let output = Command::new(hearth())
+        .args(["bench", "switch", "--reps", "1", "-t", "1", "--model"])
+        .arg(chat_model())
+        .arg("--model")
+        .arg(base_model())
+        .env("HEARTH_DATA_DIR", data.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run hearth bench switch");
+    assert!(
+        output.status.success(),
+        "hearth bench switch failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let line: serde_json::Value = serde_json::from_slice(&output.stdout).expect("one JSON line");
+    assert_eq!(line["bench"], "switch");
+    assert_eq!(line["from_model"], "SmolLM2-135M-Instruct-Q4_1");
+    assert_eq!(line["to_model"], "gemma-3-270m-Q4_K_M");
+    assert_eq!(line["messages_carried"], 6);
+    for key in [
+        "switch_ms",
+        "switch_cold_ms",
+        "ttft_ms",
+        "ttft_with_one_retry_ms",
+        "retry_overhead_ms",
+    ] {
+        assert!(line[key].is_f64(), "{key} missing: {line}");
+    }
+    // The retried turn waited out the backoff (1 s) before it started.
+    assert!(line["ttft_with_one_retry_ms"].as_f64() >= Some(1000.0), "{line}");
 }

@@ -101,7 +101,7 @@ async fn a_conversation_moves_to_another_backend_with_every_turn() {
 
     let saved = manager
         .store()
-        .list_messages(turn.session.clone())
+        .list_messages(turn.session.clone().expect("saved"))
         .await
         .expect("history");
     assert_eq!(saved.len(), 8, "four turns, each saved once");

@@ -187,7 +187,10 @@ pub struct SwitchReport {
 /// One finished turn.
 #[derive(Debug, Clone, Serialize)]
 pub struct TurnReport {
-    pub session: SessionId,
+    /// `None` when chat history is off (the database failed; see [`ManagerHealth::history`]).
+    pub session: Option<SessionId>,
+    /// Whether the reply reached the database.
+    pub saved: bool,
     pub backend: BackendKind,
     pub model: String,
     pub text: String,
@@ -215,6 +218,8 @@ pub struct ManagerHealth {
     pub ready: bool,
     pub reason: Option<String>,
     pub backends: Vec<BackendStatus>,
+    /// Why chat history is off for this run, when it is.
+    pub history: Option<String>,
 }
 
 pub struct BackendManager {
@@ -223,6 +228,11 @@ pub struct BackendManager {
     slots: tokio::sync::Mutex<HashMap<BackendKind, Slot>>,
     active: Mutex<BackendKind>,
     session: Mutex<Option<SessionId>>,
+    /// The current conversation, mirrored from the store: replies are built from it, and
+    /// it keeps the chat going if the database fails (full disk, read-only, corrupt).
+    conversation: Mutex<Vec<ChatMessage>>,
+    /// Set when a database write failed: history is off for the rest of the run.
+    history_error: Mutex<Option<String>>,
     cooldowns: Mutex<Cooldowns>,
     counters: Counters,
     store: AsyncStore,
@@ -244,6 +254,8 @@ impl BackendManager {
             options,
             slots: tokio::sync::Mutex::new(HashMap::new()),
             session: Mutex::new(None),
+            conversation: Mutex::new(Vec::new()),
+            history_error: Mutex::new(None),
             counters: Counters::default(),
             store,
         }
@@ -307,14 +319,68 @@ impl BackendManager {
 
     /// Continues a saved conversation.
     pub async fn resume_session(&self, id: SessionId) -> Result<usize, ManagerError> {
-        let messages = self.store.list_messages(id.clone()).await?;
+        let messages: Vec<ChatMessage> = self
+            .store
+            .list_messages(id.clone())
+            .await?
+            .into_iter()
+            .map(|m| ChatMessage::new(m.role, m.content))
+            .collect();
+        let n = messages.len();
+        *lock(&self.conversation) = messages;
         *lock(&self.session) = Some(id);
-        Ok(messages.len())
+        Ok(n)
     }
 
     /// The next message starts a new conversation.
     pub fn new_session(&self) {
         *lock(&self.session) = None;
+        lock(&self.conversation).clear();
+    }
+
+    /// The messages of the current conversation, as the next reply will see them.
+    pub fn conversation(&self) -> Vec<ChatMessage> {
+        lock(&self.conversation).clone()
+    }
+
+    fn history_on(&self) -> bool {
+        lock(&self.history_error).is_none()
+    }
+
+    /// A database write failed: history goes off for this run, the chat goes on.
+    fn history_failed(&self, e: &StoreError) {
+        let mut error = lock(&self.history_error);
+        if error.is_none() {
+            tracing::warn!(error = %e, "chat history disabled for this run");
+            *error = Some(e.to_string());
+        }
+    }
+
+    /// Runs a database write unless history is off; a failure turns history off.
+    async fn save<T, F>(&self, write: F) -> Option<T>
+    where
+        F: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        if !self.history_on() {
+            return None;
+        }
+        match write.await {
+            Ok(value) => Some(value),
+            Err(e) => {
+                self.history_failed(&e);
+                None
+            }
+        }
+    }
+
+    /// Starts a new conversation that opens with `text` as its system prompt.
+    pub async fn set_system_prompt(&self, text: &str) {
+        self.new_session();
+        lock(&self.conversation).push(ChatMessage::system(text));
+        if let Some(session) = self.current_or_new_session(text).await {
+            let message = NewMessage::new(hearth_core::Role::System, text);
+            self.save(self.store.append_message(session, message)).await;
+        }
     }
 
     /// Creates `kind`'s backend and loads `model` (settings' model when `None`). For the
@@ -463,10 +529,7 @@ impl BackendManager {
         if !preserve_context {
             self.new_session();
         }
-        let messages_carried = match self.session() {
-            Some(id) => self.store.list_messages(id).await?.len(),
-            None => 0,
-        };
+        let messages_carried = lock(&self.conversation).len();
         if from != to && !self.settings().fallback.contains(&from) {
             self.unload(from).await;
         }
@@ -512,6 +575,7 @@ impl BackendManager {
             ready,
             reason,
             backends,
+            history: lock(&self.history_error).clone(),
         }
     }
 
@@ -538,17 +602,16 @@ impl BackendManager {
         mut on_delta: impl FnMut(&str),
     ) -> Result<TurnReport, ManagerError> {
         stop.reset();
-        let session = self.current_or_new_session(text).await?;
-        self.store
-            .append_message(session.clone(), NewMessage::new(hearth_core::Role::User, text))
-            .await?;
-        let history: Vec<ChatMessage> = self
-            .store
-            .list_messages(session.clone())
-            .await?
-            .into_iter()
-            .map(|m| ChatMessage::new(m.role, m.content))
-            .collect();
+        let session = self.current_or_new_session(text).await;
+        if let Some(session) = &session {
+            let message = NewMessage::new(hearth_core::Role::User, text);
+            self.save(self.store.append_message(session.clone(), message)).await;
+        }
+        let history = {
+            let mut conversation = lock(&self.conversation);
+            conversation.push(ChatMessage::user(text));
+            conversation.clone()
+        };
         let started = self.start_reply(&history, &params).await?;
         let Started {
             kind,
@@ -604,9 +667,12 @@ impl BackendManager {
         };
         // Saved even when cut short (marked incomplete), never regenerated behind the user's back.
         let incomplete = metrics.finish_reason == FinishReason::Cancelled || failure.is_some();
+        if !(reply.is_empty() && failure.is_some()) {
+            lock(&self.conversation).push(ChatMessage::assistant(reply.clone()));
+        }
         let message = if reply.is_empty() && failure.is_some() {
             None
-        } else {
+        } else if let Some(session) = session.clone().filter(|_| self.history_on()) {
             let metadata = MessageMetadata {
                 backend: Some(kind.to_string()),
                 model: Some(model.clone()),
@@ -616,11 +682,11 @@ impl BackendManager {
             };
             let record = PerfRecord::generation(kind.as_str(), &model, &metrics);
             let message = NewMessage::new(hearth_core::Role::Assistant, reply.clone()).with_metadata(metadata);
-            let (id, _perf_id) = self
-                .store
-                .append_message_with_perf(session.clone(), message, record)
-                .await?;
-            Some(id)
+            self.save(self.store.append_message_with_perf(session, message, record))
+                .await
+                .map(|(id, _perf)| id)
+        } else {
+            None
         };
         if let Some(error) = failure {
             return Err(ManagerError::Interrupted {
@@ -630,6 +696,7 @@ impl BackendManager {
             });
         }
         Ok(TurnReport {
+            saved: message.is_some(),
             session,
             backend: kind,
             model,
@@ -641,21 +708,21 @@ impl BackendManager {
         })
     }
 
-    async fn current_or_new_session(&self, first_text: &str) -> Result<SessionId, ManagerError> {
+    /// The conversation's session, created on its first message (titled after it);
+    /// `None` when history is off.
+    pub async fn current_or_new_session(&self, first_text: &str) -> Option<SessionId> {
         if let Some(id) = self.session() {
-            return Ok(id);
+            return Some(id);
         }
         let title: String = first_text.chars().take(60).collect();
-        let session = self
-            .store
-            .create_session(NewSession {
-                title: title.trim().to_owned(),
-                user_id: None,
-                data: None,
-            })
-            .await?;
+        let new = NewSession {
+            title: title.trim().to_owned(),
+            user_id: None,
+            data: None,
+        };
+        let session = self.save(self.store.create_session(new)).await?;
         *lock(&self.session) = Some(session.id.clone());
-        Ok(session.id)
+        Some(session.id)
     }
 
     fn failed(&self, kind: BackendKind, error: &BackendError) {
@@ -815,8 +882,12 @@ pub fn resolve_model_file(dir: &Path, name: &str, quantization: Option<&str>) ->
     let wanted = name.trim_end_matches(".gguf").to_ascii_lowercase();
     let quant = quantization.map(str::to_ascii_lowercase);
     let mut matches: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| BackendError::ModelNotFound {
-            model: format!("{name} (cannot read {}: {e}; run `make models`)", dir.display()),
+        .map_err(|e| BackendError::Failed {
+            code: "model_not_found".into(),
+            message: format!(
+                "model {name:?} is not installed: cannot read {} ({e}); `make models` installs the defaults",
+                dir.display()
+            ),
         })?
         .flatten()
         .map(|e| e.path())
@@ -833,9 +904,10 @@ pub fn resolve_model_file(dir: &Path, name: &str, quantization: Option<&str>) ->
     matches.sort();
     match matches.len() {
         1 => Ok(matches.remove(0)),
-        0 => Err(BackendError::ModelNotFound {
-            model: format!(
-                "{name} (no such .gguf file in {}; `hearth models` lists what is installed)",
+        0 => Err(BackendError::Failed {
+            code: "model_not_found".into(),
+            message: format!(
+                "no installed model matches {name:?} in {}: `hearth models` lists what is installed",
                 dir.display()
             ),
         }),

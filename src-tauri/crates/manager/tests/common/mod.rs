@@ -61,6 +61,11 @@ pub async fn manager(settings: Settings) -> Fixture {
     let store = AsyncStore::open(dir.path().join("hearth.db"), StoreOptions::default())
         .await
         .expect("store");
+    manager_with_store(settings, store, dir).await
+}
+
+/// [`manager`] over a store the test opened (`dir` is kept alive with it).
+pub async fn manager_with_store(settings: Settings, store: AsyncStore, dir: tempfile::TempDir) -> Fixture {
     let manager = BackendManager::new(settings, ManagerOptions::new("/nonexistent/hearth"), store);
     let fallback = Arc::new(ScriptedBackend::new());
     manager
