@@ -34,6 +34,12 @@ pub struct BenchArgs {
     /// Seconds to run the store benchmark.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Store benchmark: pause of each reader and writer between operations, in ms.
+    /// 0 (default) is a closed loop: 7 threads on this machine's cores, so latencies
+    /// include waiting for a CPU; a pause models the app's load (a UI does not read in
+    /// a tight loop) and measures the store itself.
+    #[arg(long, default_value_t = 0.0)]
+    think_ms: f64,
     /// Models to measure (paths or installed names; repeatable). Default: both default models.
     #[arg(short, long)]
     model: Vec<String>,
@@ -132,12 +138,14 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         BenchKind::Store => {
             // A scratch database: the benchmark never touches the user's history.
             let dir = tempfile::tempdir()?;
-            let report = hearth_store::bench(
-                &dir.path().join("bench.db"),
-                std::time::Duration::from_secs(args.seconds),
-                5,
-                2,
-            )?;
+            let options = hearth_store::BenchOptions {
+                duration: std::time::Duration::from_secs(args.seconds),
+                readers: 5,
+                writers: 2,
+                think_time: std::time::Duration::from_secs_f64(args.think_ms.max(0.0) / 1000.0),
+                ..hearth_store::BenchOptions::default()
+            };
+            let report = hearth_store::bench_with(&dir.path().join("bench.db"), &options)?;
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }

@@ -68,6 +68,10 @@ pub fn run(model: &std::path::Path, threads: u32, reps: usize, max_tokens: u32) 
         let figure = |runs: &[Measured], f: fn(&Measured) -> f64| median(runs.iter().map(f).collect());
         let local_ttft = figure(&local, |m| m.client_ttft_ms);
         let worker_ttft = figure(&remote, |m| m.client_ttft_ms);
+        // The boundary's own cost, free of the engine's run-to-run noise (prompt evaluation
+        // varies by tens of ms here): the caller's time to first token minus the engine's.
+        let local_transport = figure(&local, |m| m.client_ttft_ms - m.engine.ttft_ms);
+        let worker_transport = figure(&remote, |m| m.client_ttft_ms - m.engine.ttft_ms);
         let local_tps = figure(&local, |m| m.client_decode_tps);
         let worker_tps = figure(&remote, |m| m.client_decode_tps);
         let line = serde_json::json!({
@@ -80,9 +84,15 @@ pub fn run(model: &std::path::Path, threads: u32, reps: usize, max_tokens: u32) 
             "in_process_ttft_ms": round(local_ttft),
             "worker_ttft_ms": round(worker_ttft),
             "added_ttft_ms": round(worker_ttft - local_ttft),
+            "in_process_ttft_over_engine_ms": round(local_transport),
+            "worker_ttft_over_engine_ms": round(worker_transport),
+            "added_ttft_transport_ms": round(worker_transport - local_transport),
             "in_process_decode_tps": round(local_tps),
             "worker_decode_tps": round(worker_tps),
             "worker_vs_in_process": round(worker_tps / local_tps.max(f64::MIN_POSITIVE)),
+            // As each engine measured itself: the same code, in this process or the worker.
+            "in_process_engine_decode_tps": round(figure(&local, |m| m.engine.decode_tps)),
+            "worker_engine_decode_tps": round(figure(&remote, |m| m.engine.decode_tps)),
         });
         println!("{line}");
         Ok(())
