@@ -4,13 +4,17 @@
 
 pub mod cooldown;
 mod manager;
+mod models;
 pub mod retry;
 pub mod settings;
 pub mod transcript;
+mod types;
 
-pub use manager::{
-    resolve_model_file, BackendManager, BackendStatus, Counters, CountersSnapshot, InitReport, ManagerError,
-    ManagerHealth, ManagerOptions, Placement, StopSignal, SwitchReport, TurnReport,
-};
+pub use manager::BackendManager;
+pub use models::resolve_model_file;
 pub use retry::RetryPolicy;
 pub use settings::{BackendKind, Settings, SettingsError};
+pub use types::{
+    BackendStatus, Counters, CountersSnapshot, InitReport, ManagerError, ManagerHealth, ManagerOptions, Placement,
+    StopSignal, SwitchReport, TurnReport,
+};
