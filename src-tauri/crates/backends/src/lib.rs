@@ -3,6 +3,7 @@
 //! which the [`Supervisor`] starts, watches, restarts and stops.
 
 pub mod handshake;
+mod http;
 pub mod measure;
 pub mod ollama;
 mod openai;

@@ -14,6 +14,8 @@ use hearth_core::{
 };
 use serde_json::{json, Value};
 
+use crate::http::error_chain;
+
 /// Decides what a broken connection means. The worker's supervisor answers `Crashed`
 /// when the process died; plain servers answer `Unavailable`.
 pub trait FailureClassifier: Send + Sync {
@@ -38,15 +40,7 @@ impl OpenAiBackend {
     /// `base_url` is the API root as OpenAI clients take it, e.g. `http://127.0.0.1:8000/v1`.
     pub fn new(name: impl Into<String>, base_url: &str, token: Option<String>) -> Result<Self, BackendError> {
         let name = name.into();
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            // A local worker must not be reached through a system proxy.
-            .no_proxy()
-            .build()
-            .map_err(|e| BackendError::Unavailable {
-                backend: name.clone(),
-                cause: e.to_string(),
-            })?;
+        let http = crate::http::client(&name)?;
         Ok(Self {
             name,
             base: base_url.trim_end_matches('/').to_owned(),
@@ -180,18 +174,6 @@ impl OpenAiBackend {
         };
         Ok((path.to_owned(), body))
     }
-}
-
-/// The whole cause of a reqwest error (its Display hides the interesting part).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// `Retry-After` in seconds (the delta form; an HTTP date is rare from model servers).

@@ -27,6 +27,8 @@ use ollama_rs::Ollama;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::http::error_chain;
+
 mod reply;
 use reply::{Body, Reply};
 
@@ -73,15 +75,7 @@ impl OllamaBackend {
                 message: "num_ctx must be at least 1 token".into(),
             });
         }
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            // Ollama runs on this machine or the LAN: never through a system proxy.
-            .no_proxy()
-            .build()
-            .map_err(|e| BackendError::Unavailable {
-                backend: name.clone(),
-                cause: e.to_string(),
-            })?;
+        let http = crate::http::client(&name)?;
         let client = Ollama::builder().url(url.clone()).reqwest_client(http.clone()).build();
         Ok(Self {
             name,
@@ -300,18 +294,6 @@ fn to_ollama(message: &ChatMessage) -> OllamaMessage {
 /// Ollama resolves a name without a tag to `:latest`: `llama3.2` is `llama3.2:latest`.
 fn same_model(listed: &str, wanted: &str) -> bool {
     listed == wanted || (!wanted.contains(':') && listed.strip_suffix(":latest") == Some(wanted))
-}
-
-/// The whole cause of a reqwest error (its Display hides the interesting part).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 fn truncated(text: &str, max_chars: usize) -> String {
