@@ -15,16 +15,31 @@ VENV ?= $(HOME)/.cache/hearth/venv
 OPENAI_CLIENT := openai==3.57.0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-# Debian/Ubuntu packages the build needs (llama-cpp-sys-2 runs CMake and bindgen).
-APT_PACKAGES := build-essential cmake clang libclang-dev pkg-config python3 python3-pip python3-venv git
+# Debian/Ubuntu packages the build needs (llama-cpp-sys-2 runs CMake and bindgen; the
+# desktop app links WebKitGTK, AppIndicator for the tray, librsvg and libxdo).
+APT_PACKAGES := build-essential cmake clang libclang-dev pkg-config python3 python3-pip python3-venv git \
+	libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev libssl-dev \
+	webkit2gtk-driver xvfb xauth
+NPM ?= npm
+APP := $(CARGO_TARGET_DIR)/release/hearth-app
 
-.PHONY: run test deps rust models test-venv build lint fmt unit script-tests bench coverage
+.PHONY: run test deps rust models test-venv build lint fmt unit script-tests bench coverage ui-deps ui ui-test e2e chat
 
+# The desktop app. Without a display (a server, CI) it runs under Xvfb and says so.
 run: deps models build
-	@echo "Starting Hearth chat on the default model (Ctrl-D or /quit to leave)."
+	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ]; then \
+		echo "Starting Hearth (the desktop app; the model loads in the background)."; \
+		$(APP); \
+	else \
+		echo "No display found: starting Hearth under Xvfb (a virtual display; nothing is shown). Use 'make chat' for the terminal chat."; \
+		xvfb-run -a $(APP); \
+	fi
+
+# The terminal chat on the default model.
+chat: deps models build
 	$(HEARTH) chat
 
-test: deps models test-venv lint unit script-tests
+test: deps models test-venv ui-test lint unit script-tests
 
 deps: rust
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -45,10 +60,11 @@ rust:
 models:
 	python3 scripts/fetch_models.py
 
-build:
+# The UI is built first: the desktop binary embeds ui/dist when it compiles.
+build: ui
 	$(CARGO) build --release --workspace --locked
 
-lint: fmt
+lint: fmt ui
 	$(CARGO) clippy --release --workspace --all-targets --locked -- -D warnings
 
 fmt:
@@ -58,8 +74,28 @@ test-venv:
 	@[ -x $(VENV)/bin/python ] || python3 -m venv $(VENV)
 	@$(VENV)/bin/python -c "import openai" 2>/dev/null || $(VENV)/bin/pip install -q --disable-pip-version-check $(OPENAI_CLIENT)
 
-unit:
+unit: ui
 	HEARTH_TEST_PYTHON=$(VENV)/bin/python $(CARGO) test --release --workspace --locked
+
+# Node.js 20.19+ (Vite 7) is expected on the machine; npm packages are pinned in package-lock.json.
+ui-deps:
+	@command -v node >/dev/null 2>&1 || { echo "Node.js is missing: install Node.js 20.19 or newer (with npm)."; exit 1; }
+	@[ -f node_modules/.package-lock.json ] && [ node_modules/.package-lock.json -nt package-lock.json ] || \
+		$(NPM) ci --no-audit --no-fund --loglevel=error
+
+ui: ui-deps
+	$(NPM) run --silent ui:build
+
+ui-test: ui-deps
+	$(NPM) run --silent ui:typecheck
+	$(NPM) run --silent ui:test
+
+# End-to-end: the real app under Xvfb through WebDriver (tauri-driver + WebKitWebDriver).
+e2e: build test-venv
+	@command -v tauri-driver >/dev/null 2>&1 || [ -x $(HOME)/.cargo/bin/tauri-driver ] || $(CARGO) install tauri-driver --locked
+	@$(VENV)/bin/python -c "import selenium" 2>/dev/null || $(VENV)/bin/pip install -q --disable-pip-version-check selenium==4.51.0
+	PATH="$(HOME)/.cargo/bin:$$PATH" HEARTH_APP=$(APP) HEARTH_E2E_ARTIFACTS=$(CURDIR)/artifacts/e2e \
+		xvfb-run -a $(VENV)/bin/python -m unittest -v tests/e2e/test_desktop.py
 
 # The model fetcher's own tests (offline: they use the wheels `make models` cached).
 script-tests:

@@ -16,7 +16,6 @@ mod models;
 mod options;
 mod plan;
 mod serve;
-mod worker;
 
 use clap::{Parser, Subcommand};
 
@@ -50,7 +49,7 @@ enum Command {
     Plan(plan::PlanArgs),
     /// The engine worker process, started by Hearth itself.
     #[command(hide = true)]
-    Worker(worker::WorkerArgs),
+    Worker(hearth_worker::WorkerArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -65,7 +64,7 @@ fn main() -> std::process::ExitCode {
         Command::Serve(args) => serve::run(&args),
         Command::Hw(args) => hw::run(&args),
         Command::Plan(args) => plan::run(&args),
-        Command::Worker(args) => worker::run(&args),
+        Command::Worker(args) => hearth_worker::run(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use clap::Args;
 use serde::Serialize;
 
@@ -26,72 +26,8 @@ struct ModelRow {
     error: Option<String>,
 }
 
-fn installed() -> Result<Vec<PathBuf>> {
-    let dir = hearth_core::paths::models_dir();
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("cannot read the models directory {}", dir.display())),
-    };
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x.eq_ignore_ascii_case("gguf")))
-        .collect();
-    paths.sort();
-    Ok(paths)
-}
-
-/// A path is used as given; anything else is matched against installed model names.
-pub fn resolve(model: Option<&str>) -> Result<PathBuf> {
-    let dir = hearth_core::paths::models_dir();
-    let Some(model) = model else {
-        let default = dir.join(hearth_core::paths::DEFAULT_CHAT_MODEL);
-        if !default.exists() {
-            bail!(
-                "the default model {} is not installed: run `make models` (or pass --model PATH to a .gguf file)",
-                default.display()
-            );
-        }
-        return Ok(default);
-    };
-    let as_path = Path::new(model);
-    if as_path.components().count() > 1 || as_path.exists() {
-        return Ok(as_path.to_path_buf());
-    }
-    // A bare file name: the installed model of that name, else the path as given
-    // (the loader then says the file is missing).
-    if model.ends_with(".gguf") {
-        let installed = dir.join(model);
-        return Ok(if installed.exists() {
-            installed
-        } else {
-            as_path.to_path_buf()
-        });
-    }
-    let needle = model.to_lowercase();
-    let matches: Vec<PathBuf> = installed()?
-        .into_iter()
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().to_lowercase().contains(&needle))
-        })
-        .collect();
-    match matches.as_slice() {
-        [one] => Ok(one.clone()),
-        [] => bail!(
-            "no installed model matches {model:?} in {}: run `hearth models` to see them, or pass a path",
-            dir.display()
-        ),
-        many => bail!(
-            "{model:?} matches several models ({}): be more specific",
-            many.iter()
-                .filter_map(|p| p.file_name())
-                .map(|n| n.to_string_lossy().into_owned())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    }
-}
+use hearth_worker::models::installed;
+pub use hearth_worker::models::resolve;
 
 fn describe(path: &Path) -> ModelRow {
     let name = path

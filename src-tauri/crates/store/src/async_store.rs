@@ -112,6 +112,10 @@ impl AsyncStore {
         self.call(move |s| s.mark_incomplete(id)).await
     }
 
+    pub async fn delete_messages_from(&self, session: SessionId, first: MessageId) -> Result<usize> {
+        self.call(move |s| s.delete_messages_from(&session, first)).await
+    }
+
     pub async fn get_message(&self, id: MessageId) -> Result<Option<Message>> {
         self.call(move |s| s.get_message(id)).await
     }
@@ -164,6 +168,10 @@ impl AsyncStore {
 
     pub async fn log_perf(&self, record: PerfRecord) -> Result<i64> {
         self.call(move |s| s.log_perf(&record)).await
+    }
+
+    pub async fn recent_perf(&self, operation: Option<String>, limit: usize) -> Result<Vec<PerfRecord>> {
+        self.call(move |s| s.recent_perf(operation.as_deref(), limit)).await
     }
 
     pub async fn perf_summary(&self, window: TimeWindow, operation: Option<String>) -> Result<Vec<PerfSummary>> {

@@ -347,6 +347,27 @@ impl Store {
         })
     }
 
+    /// Deletes `first` and every later message of `session` (regenerate a reply, edit
+    /// a message and resend); returns how many went. Their search entries go with them
+    /// (trigger) and their performance records stay, unlinked (`ON DELETE SET NULL`).
+    /// [`StoreError::NotFound`] when `first` is not a message of `session`.
+    pub fn delete_messages_from(&self, session: &SessionId, first: MessageId) -> Result<usize> {
+        self.write(|tx| {
+            let owned = tx
+                .prepare_cached("SELECT 1 FROM chat_history WHERE id = ?1 AND session_id = ?2")?
+                .exists(params![first.0, session.as_str()])?;
+            if !owned {
+                return Err(StoreError::NotFound {
+                    what: "message",
+                    id: first.to_string(),
+                });
+            }
+            Ok(tx
+                .prepare_cached("DELETE FROM chat_history WHERE session_id = ?1 AND id >= ?2")?
+                .execute(params![session.as_str(), first.0])?)
+        })
+    }
+
     /// One message.
     pub fn get_message(&self, id: MessageId) -> Result<Option<Message>> {
         self.read(|conn| {

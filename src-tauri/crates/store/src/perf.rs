@@ -214,6 +214,32 @@ impl Store {
         self.write(|tx| insert_record(tx, &prepared, None))
     }
 
+    /// The last `limit` records, newest first (only those of `operation` when given),
+    /// each with its timestamp set.
+    pub fn recent_perf(&self, operation: Option<&str>, limit: usize) -> Result<Vec<PerfRecord>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT operation, latency_ms, tokens_processed, timestamp, metrics, backend, model
+                 FROM performance_logs
+                 WHERE (?1 IS NULL OR operation = ?1)
+                 ORDER BY timestamp DESC, id DESC LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![operation, limit], |row| {
+                Ok(PerfRecord {
+                    operation: row.get(0)?,
+                    latency_ms: row.get(1)?,
+                    tokens_processed: row.get(2)?,
+                    timestamp: Some(row.get(3)?),
+                    metrics: crate::json_col(row, 4)?,
+                    backend: row.get(5)?,
+                    model: row.get(6)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+    }
+
     /// Count and percentiles per backend+model for the records in `window`
     /// (only those of `operation` when given), sorted by backend then model.
     ///

@@ -506,3 +506,85 @@ fn integrity_check_is_not_fooled_by_a_reader_that_searched_earlier() {
         );
     }
 }
+
+#[test]
+fn delete_messages_from_cuts_the_tail_of_one_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let s = session(&store, "chat");
+    let other = session(&store, "other");
+    let u1 = store
+        .append_message(&s, &NewMessage::new(Role::User, "first question"))
+        .unwrap();
+    let a1 = store
+        .append_message(&s, &NewMessage::new(Role::Assistant, "first answer"))
+        .unwrap();
+    let keep = store
+        .append_message(&other, &NewMessage::new(Role::User, "elsewhere"))
+        .unwrap();
+    let u2 = store
+        .append_message(&s, &NewMessage::new(Role::User, "second question"))
+        .unwrap();
+    let record = PerfRecord {
+        operation: "generate".into(),
+        latency_ms: 5.0,
+        backend: "embedded".into(),
+        model: "m".into(),
+        ..PerfRecord::default()
+    };
+    let (a2, _) = store
+        .append_message_with_perf(&s, &NewMessage::new(Role::Assistant, "zebra answer"), &record)
+        .unwrap();
+
+    // Regenerate: the last reply goes; earlier turns and the other session stay.
+    assert_eq!(store.delete_messages_from(&s, a2).unwrap(), 1);
+    let ids: Vec<_> = store.list_messages(&s).unwrap().iter().map(|m| m.id).collect();
+    assert_eq!(ids, vec![u1, a1, u2]);
+    assert!(store.search_messages("zebra", None, 10).unwrap().is_empty());
+    // Its performance record stays, unlinked.
+    assert_eq!(store.recent_perf(Some("generate"), 10).unwrap().len(), 1);
+
+    // Edit and resend: the edited message and everything after it go.
+    assert_eq!(store.delete_messages_from(&s, a1).unwrap(), 2);
+    assert_eq!(store.list_messages(&s).unwrap().len(), 1);
+    assert_eq!(store.get_session(&s).unwrap().unwrap().message_count, 1);
+    assert!(store.get_message(keep).unwrap().is_some());
+
+    // A message of another session (or none) is refused, and nothing is deleted.
+    assert!(matches!(
+        store.delete_messages_from(&s, keep),
+        Err(StoreError::NotFound { what: "message", .. })
+    ));
+    assert!(store.get_message(keep).unwrap().is_some());
+}
+
+#[test]
+fn recent_perf_newest_first_with_filter() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    for (i, operation) in ["generate", "load_model", "generate"].into_iter().enumerate() {
+        let record = PerfRecord {
+            operation: operation.into(),
+            latency_ms: 10.0,
+            backend: "embedded".into(),
+            model: format!("m{i}"),
+            timestamp: Some(1_000 + i as i64),
+            metrics: PerfMetrics {
+                decode_tps: Some(40.0 + i as f64),
+                ..PerfMetrics::default()
+            },
+            ..PerfRecord::default()
+        };
+        store.log_perf(&record).unwrap();
+    }
+    let all = store.recent_perf(None, 10).unwrap();
+    assert_eq!(
+        all.iter().map(|r| r.model.as_str()).collect::<Vec<_>>(),
+        vec!["m2", "m1", "m0"]
+    );
+    assert_eq!(all[0].timestamp, Some(1_002));
+    assert_eq!(all[0].metrics.decode_tps, Some(42.0));
+    let generations = store.recent_perf(Some("generate"), 1).unwrap();
+    assert_eq!(generations.len(), 1);
+    assert_eq!(generations[0].model, "m2");
+}

@@ -1,7 +1,8 @@
-//! `hearth worker` (hidden): the engine in its own process, serving the
-//! OpenAI-compatible API on a random loopback port for the supervisor that started it
-//! (`hearth serve`, later the desktop app). llama.cpp may abort the process on a
-//! failed assertion or out-of-memory; only this process dies then, not the caller.
+//! The engine worker: the engine in its own process, serving the OpenAI-compatible API
+//! on a random loopback port for the supervisor that started it. Both executables run
+//! it: `hearth worker` (hidden; `hearth serve`, `hearth chat`) and `hearth-app worker`
+//! (the desktop app is its own worker). llama.cpp may abort the process on a failed
+//! assertion or out-of-memory; only this process dies then, not the caller.
 //!
 //! Contract (see `hearth_backends::handshake`): the token comes in `HEARTH_WORKER_TOKEN`
 //! (never argv); one JSON line on stdout says ready (port, pid, model) or why not; the
@@ -15,8 +16,12 @@ use clap::Args;
 use hearth_backends::handshake::{Handshake, PARENT_ENV, TOKEN_ENV};
 use hearth_engine_backend::{model_id, EngineBackend};
 
+pub mod models;
+pub mod options;
+
 use crate::options::ModelOptions;
 
+/// The worker's command line (after `worker`), as the supervisor passes it.
 #[derive(Args, Debug)]
 pub struct WorkerArgs {
     #[command(flatten)]
@@ -26,6 +31,7 @@ pub struct WorkerArgs {
     queue: usize,
 }
 
+/// Runs the worker until its supervisor goes away (stdin closed, parent died).
 pub fn run(args: &WorkerArgs) -> Result<()> {
     die_with_parent()?;
     let token = std::env::var(TOKEN_ENV).ok().filter(|t| !t.is_empty());

@@ -1,0 +1,199 @@
+//! Settings as the UI edits them: one flat view over the manager's settings
+//! (`settings.toml`) and the UI's own (`ui-settings.json`: sampling, system prompt).
+//! Saving validates everything first (errors name the field as the UI calls it),
+//! writes both files, and applies the result without a restart.
+
+use hearth_core::SamplingParams;
+use hearth_manager::settings::{OllamaSettings, VllmSettings};
+use hearth_manager::{Settings, SettingsError};
+use serde::{Deserialize, Serialize};
+use tauri::State;
+
+use crate::commands::{broadcast_status, current_status, parse_backend, AppStatus};
+use crate::error::{AppError, AppResult};
+use crate::state::{AppState, UiSettings};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, specta::Type)]
+#[serde(rename_all = "camelCase")]
+pub struct SettingsView {
+    /// `embedded`, `ollama` or `vllm`.
+    pub backend: String,
+    /// The embedded engine's model: an installed model's file name, or a .gguf path.
+    pub model: String,
+    pub ctx: u32,
+    /// `auto` (the fit planner decides) or a number of layers.
+    pub gpu_layers: String,
+    /// Empty or absent: Ollama is not configured.
+    pub ollama_url: Option<String>,
+    pub ollama_model: Option<String>,
+    /// Empty or absent: vLLM is not configured.
+    pub vllm_url: Option<String>,
+    pub vllm_model: Option<String>,
+    pub temperature: f32,
+    pub top_p: f32,
+    pub max_tokens: u32,
+    pub system_prompt: Option<String>,
+}
+
+impl SettingsView {
+    pub fn from_parts(settings: &Settings, ui: &UiSettings) -> Self {
+        Self {
+            backend: settings.active.to_string(),
+            model: settings.embedded.model.clone(),
+            ctx: settings.embedded.ctx,
+            gpu_layers: settings.embedded.gpu_layers.clone(),
+            ollama_url: settings.ollama.as_ref().map(|o| o.url.clone()),
+            ollama_model: settings.ollama.as_ref().map(|o| o.model.clone()),
+            vllm_url: settings.vllm.as_ref().map(|v| v.url.clone()),
+            vllm_model: settings.vllm.as_ref().and_then(|v| v.model.clone()),
+            temperature: ui.temperature,
+            top_p: ui.top_p,
+            max_tokens: ui.max_tokens,
+            system_prompt: ui.system_prompt.clone(),
+        }
+    }
+
+    /// The manager's settings and the UI's, checked: `current` supplies what the view
+    /// does not show (threads, retries, cooldown, API key, …).
+    pub fn to_parts(&self, current: &Settings) -> AppResult<(Settings, UiSettings)> {
+        let mut settings = current.clone();
+        settings.active = parse_backend(&self.backend)?;
+        settings.embedded.model = self.model.trim().to_owned();
+        settings.embedded.ctx = self.ctx;
+        settings.embedded.gpu_layers = self.gpu_layers.trim().to_owned();
+        let given = |v: &Option<String>| v.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
+        settings.ollama = match (given(&self.ollama_url), given(&self.ollama_model)) {
+            (None, _) => None,
+            (Some(_), None) => {
+                return Err(AppError::invalid_field(
+                    "ollamaModel",
+                    "name the Ollama model to use (e.g. llama3.2:1b), or clear the Ollama URL",
+                ))
+            }
+            (Some(url), Some(model)) => Some(OllamaSettings {
+                url,
+                model,
+                num_ctx: current.ollama.as_ref().map_or(self.ctx, |o| o.num_ctx),
+            }),
+        };
+        settings.vllm = given(&self.vllm_url).map(|url| VllmSettings {
+            url,
+            model: given(&self.vllm_model),
+            api_key: current.vllm.as_ref().and_then(|v| v.api_key.clone()),
+            stall_timeout_ms: current.vllm.as_ref().map_or(120_000, |v| v.stall_timeout_ms),
+        });
+        // A fallback to a backend no longer configured would fail validation for a
+        // field the view does not show: drop it instead.
+        let configured: Vec<_> = settings
+            .fallback
+            .iter()
+            .copied()
+            .filter(|k| settings.is_configured(*k))
+            .collect();
+        settings.fallback = configured;
+        settings.validate().map_err(|problems| SettingsError {
+            file: std::path::PathBuf::from("(settings)"),
+            problems,
+        })?;
+        let ui = UiSettings {
+            temperature: self.temperature,
+            top_p: self.top_p,
+            max_tokens: self.max_tokens,
+            system_prompt: self
+                .system_prompt
+                .as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned),
+        };
+        ui.sampling()
+            .validate()
+            .map_err(|e| AppError::invalid_field(&camel(e.field), format!("{} is invalid: {}", e.value, e.expected)))?;
+        Ok((settings, ui))
+    }
+}
+
+fn camel(snake: &str) -> String {
+    let mut out = String::new();
+    let mut upper = false;
+    for c in snake.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The view's name for a settings key (`ollama.url` → `ollamaUrl`), or the key itself
+/// for one the view does not show.
+pub fn view_field(key: &str) -> String {
+    match key {
+        "active" | "HEARTH_BACKEND" => "backend".into(),
+        "embedded.model" | "HEARTH_MODEL" => "model".into(),
+        "embedded.ctx" | "HEARTH_CTX" => "ctx".into(),
+        "embedded.gpu_layers" | "HEARTH_GPU_LAYERS" => "gpuLayers".into(),
+        "ollama.url" | "HEARTH_OLLAMA_URL" => "ollamaUrl".into(),
+        "ollama.model" | "HEARTH_OLLAMA_MODEL" => "ollamaModel".into(),
+        "vllm.url" | "HEARTH_VLLM_URL" => "vllmUrl".into(),
+        "vllm.model" | "HEARTH_VLLM_MODEL" => "vllmModel".into(),
+        other => other.into(),
+    }
+}
+
+/// The settings as the UI shows them.
+#[tauri::command]
+#[specta::specta]
+pub async fn get_settings(state: State<'_, AppState>) -> AppResult<SettingsView> {
+    Ok(SettingsView::from_parts(
+        &state.manager.settings(),
+        &state.ui_settings(),
+    ))
+}
+
+/// Validates, saves and applies `settings`; a changed backend is switched to at once,
+/// keeping the conversation.
+#[tauri::command]
+#[specta::specta]
+pub async fn save_settings(state: State<'_, AppState>, settings: SettingsView) -> AppResult<AppStatus> {
+    let current = state.manager.settings();
+    let (new, ui) = settings.to_parts(&current)?;
+    new.save(&state.paths.settings_file).map_err(|e| {
+        AppError::new(
+            "settings_not_saved",
+            format!(
+                "{} cannot be written ({e}): check the folder's permissions",
+                state.paths.settings_file.display()
+            ),
+        )
+    })?;
+    ui.save(&state.paths.ui_settings_file)?;
+    state.set_ui_settings(ui);
+    let switch = new.active != state.manager.active();
+    state.manager.apply_settings(new.clone()).await?;
+    if switch {
+        crate::commands::switch_to(&state, new.active).await.map_err(|e| {
+            AppError::new(
+                e.code,
+                format!("Settings saved, but {} cannot answer yet: {}", new.active, e.message),
+            )
+        })?;
+    } else if current_status(&state).await.model.is_none() {
+        // The active backend's configuration changed and it was unloaded: load it again.
+        if let Some(hooks) = state.hooks() {
+            (hooks.load_active)();
+        }
+    } else {
+        broadcast_status(&state).await;
+    }
+    Ok(current_status(&state).await)
+}
+
+/// The sampling parameters a reply uses now.
+pub fn sampling(state: &AppState) -> SamplingParams {
+    state.ui_settings().sampling()
+}

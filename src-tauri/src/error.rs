@@ -1,0 +1,153 @@
+//! The one error every command returns: a stable `code` the UI can branch on and a
+//! `message` that says what to do. Errors of the crates below are mapped here, once.
+
+use hearth_core::BackendError;
+use hearth_manager::{ManagerError, SettingsError};
+use hearth_store::StoreError;
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, specta::Type, thiserror::Error)]
+#[serde(rename_all = "camelCase")]
+#[error("{message}")]
+pub struct AppError {
+    /// Machine-readable: `model_not_found`, `invalid_settings`, `busy`, `backend_unavailable`, …
+    pub code: String,
+    /// For the user, with what to do about it.
+    pub message: String,
+}
+
+impl AppError {
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+
+    /// A settings field with a bad value; `field` is the name the UI uses (camelCase).
+    pub fn invalid_field(field: &str, problem: impl std::fmt::Display) -> Self {
+        Self::new("invalid_settings", format!("`{field}`: {problem}"))
+    }
+
+    /// Something the UI asked for that does not exist (a session, a message).
+    pub fn not_found(what: &str, id: impl std::fmt::Display) -> Self {
+        Self::new(
+            "not_found",
+            format!("{what} {id} does not exist (it may have been deleted): reload the list"),
+        )
+    }
+
+    pub fn busy() -> Self {
+        Self::new(
+            "busy",
+            "A reply is being generated: wait for it or stop it, then try again",
+        )
+    }
+
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        Self::new("internal", format!("{e}; see the log file for details"))
+    }
+}
+
+impl From<BackendError> for AppError {
+    fn from(e: BackendError) -> Self {
+        let message = match &e {
+            BackendError::ModelNotFound { .. } => format!("Model file missing: choose another in Settings ({e})"),
+            BackendError::NotLoaded => "No model is loaded yet: wait for loading to finish, or choose a model in Settings".into(),
+            BackendError::NoChatTemplate { model } => format!(
+                "{model} is a base model without a chat template: choose an instruction-tuned model in Settings"
+            ),
+            BackendError::ContextOverflow { needed, limit } => format!(
+                "The conversation needs {needed} tokens but the context holds {limit}: start a new chat, or raise the context size in Settings"
+            ),
+            _ => e.to_string(),
+        };
+        Self::new(e.code(), message)
+    }
+}
+
+impl From<ManagerError> for AppError {
+    fn from(e: ManagerError) -> Self {
+        match e {
+            ManagerError::Settings(e) => e.into(),
+            ManagerError::NotConfigured(kind) => Self::new(
+                "not_configured",
+                format!("{kind} is not configured: enter its URL in Settings first"),
+            ),
+            ManagerError::Backend { backend, error } => {
+                let inner = AppError::from(error);
+                Self::new(inner.code, format!("{backend}: {}", inner.message))
+            }
+            ManagerError::Store(e) => e.into(),
+            // AllFailed and Interrupted already say what happened and what was kept.
+            other => {
+                let code = other
+                    .backend_error()
+                    .map_or("generation_failed", BackendError::code)
+                    .to_owned();
+                Self::new(code, other.to_string())
+            }
+        }
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        match &e {
+            StoreError::NotFound { what, id } => Self::not_found(what, id),
+            _ if e.is_history_disabling() => Self::new("history_unavailable", e.to_string()),
+            _ => Self::new("history_error", e.to_string()),
+        }
+    }
+}
+
+impl From<SettingsError> for AppError {
+    fn from(e: SettingsError) -> Self {
+        let message = e
+            .problems
+            .iter()
+            .map(|p| format!("`{}`: {}", crate::commands::settings::view_field(&p.key), p.message))
+            .collect::<Vec<_>>()
+            .join("; ");
+        Self::new("invalid_settings", message)
+    }
+}
+
+impl From<hearth_gguf::GgufError> for AppError {
+    fn from(e: hearth_gguf::GgufError) -> Self {
+        Self::new("invalid_model", e.to_string())
+    }
+}
+
+pub type AppResult<T> = Result<T, AppError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_model_says_where_to_fix_it() {
+        let e: AppError = ManagerError::Backend {
+            backend: hearth_manager::BackendKind::Embedded,
+            error: BackendError::ModelNotFound { model: "x.gguf".into() },
+        }
+        .into();
+        assert_eq!(e.code, "model_not_found");
+        assert!(
+            e.message.contains("Model file missing: choose another in Settings"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn store_errors_keep_their_advice() {
+        let e: AppError = StoreError::NotFound {
+            what: "session",
+            id: "abc".into(),
+        }
+        .into();
+        assert_eq!(e.code, "not_found");
+        assert!(e.message.contains("abc"));
+    }
+}

@@ -1,0 +1,202 @@
+"""End-to-end: the real desktop app (hearth-app) under Xvfb, driven through WebDriver
+(tauri-driver in front of WebKitWebDriver), with the real embedded engine.
+
+Run by `make e2e` (part of `make test`), which builds the app, starts Xvfb and sets
+HEARTH_APP (the binary) and HEARTH_E2E_ARTIFACTS (where screenshots go). Each test
+gets its own data directory; the models are the ones `make models` installed.
+"""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+from pathlib import Path
+
+from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.common.options import ArgOptions
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
+
+APP = os.environ.get("HEARTH_APP", "")
+ARTIFACTS = Path(os.environ.get("HEARTH_E2E_ARTIFACTS", "artifacts/e2e"))
+MODELS = Path(os.environ.get("HEARTH_MODELS_DIR", str(Path.home() / ".local/share/hearth/models")))
+CHAT_MODEL = "SmolLM2-135M-Instruct-Q4_1.gguf"
+BASE_MODEL = "gemma-3-270m-Q4_K_M.gguf"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, limit: float) -> None:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {port} after {limit} s")
+
+
+def by_testid(testid: str) -> tuple:
+    return (By.CSS_SELECTOR, f'[data-testid="{testid}"]')
+
+
+class Desktop:
+    """tauri-driver plus one app session over a given data directory."""
+
+    def __init__(self, data_dir: Path):
+        self.data_dir = data_dir
+        self.port = free_port()
+        env = dict(os.environ)
+        env.update(
+            HEARTH_DATA_DIR=str(data_dir),
+            HEARTH_MODELS_DIR=str(MODELS),
+            HEARTH_CONFIG_DIR=str(data_dir / "config"),
+            HEARTH_SETTINGS=str(data_dir / "config" / "settings.toml"),
+            HEARTH_LOG_DIR=str(data_dir / "logs"),
+            HEARTH_THREADS="2",
+        )
+        driver_bin = shutil.which("tauri-driver") or str(Path.home() / ".cargo/bin/tauri-driver")
+        self.driver_proc = subprocess.Popen(
+            [driver_bin, "--port", str(self.port), "--native-driver", shutil.which("WebKitWebDriver") or "WebKitWebDriver"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_port(self.port, 20)
+        options = ArgOptions()
+        options.set_capability("browserName", "wry")
+        options.set_capability("tauri:options", {"application": APP})
+        self.driver = webdriver.Remote(command_executor=f"http://127.0.0.1:{self.port}", options=options)
+        # The page may still be loading (or reload once) when the session starts: element
+        # lookups that fail meanwhile are retried until the deadline.
+        self.wait = WebDriverWait(self.driver, 180, poll_frequency=0.2, ignored_exceptions=(WebDriverException,))
+
+    def find(self, testid: str):
+        return self.wait.until(EC.presence_of_element_located(by_testid(testid)))
+
+    def all(self, testid: str):
+        return self.driver.find_elements(*by_testid(testid))
+
+    def click(self, testid: str) -> None:
+        self.wait.until(EC.element_to_be_clickable(by_testid(testid))).click()
+
+    def ready(self) -> None:
+        """Waits until the engine has loaded the model (the status says ready)."""
+        self.wait.until(lambda d: "ready" in d.find_element(*by_testid("status-phase")).text.lower())
+
+    def send(self, text: str) -> None:
+        composer = self.find("composer")
+        composer.clear()
+        composer.send_keys(text)
+        composer.send_keys(Keys.ENTER)
+
+    def replies(self):
+        return [m for m in self.all("message") if m.get_attribute("data-role") == "assistant"]
+
+    def wait_reply_done(self, count: int) -> None:
+        self.wait.until(lambda d: len(self.replies()) >= count and not self.all("reply-streaming"))
+
+    def screenshot(self, name: str) -> None:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        self.driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
+
+    def close(self) -> None:
+        try:
+            self.driver.quit()
+        except WebDriverException:
+            pass
+        self.driver_proc.terminate()
+        try:
+            self.driver_proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.driver_proc.kill()
+
+
+@unittest.skipUnless(APP and Path(APP).exists(), "HEARTH_APP is not set to the built app (run `make e2e`)")
+class DesktopTest(unittest.TestCase):
+    def setUp(self):
+        self.dir = Path(tempfile.mkdtemp(prefix="hearth-e2e-"))
+        self.app = Desktop(self.dir)
+
+    def tearDown(self):
+        self.app.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def test_chat_streams_a_reply_and_stop_keeps_the_part(self):
+        app = self.app
+        app.ready()
+        app.send("Name three colors.")
+        streaming = app.find("reply-streaming")
+        self.assertTrue(streaming.is_displayed())
+        app.wait_reply_done(1)
+        reply = app.replies()[-1]
+        self.assertTrue(reply.text.strip(), "the reply is empty")
+        badge = reply.find_element(*by_testid("badge"))
+        self.assertIn("tok/s", badge.text)
+        app.screenshot("chat")
+
+        app.send("Write a very long story about a dragon who learns to bake bread.")
+        app.find("reply-streaming")
+        app.wait.until(lambda d: len(app.find("reply-streaming").text) > 10)
+        app.click("stop")
+        app.wait_reply_done(2)
+        stopped = app.replies()[-1]
+        self.assertTrue(stopped.find_elements(*by_testid("incomplete")), "a stopped reply is marked incomplete")
+
+    def test_a_session_survives_a_restart_and_continues_on_another_model(self):
+        app = self.app
+        app.ready()
+        app.send("My name is Ada.")
+        app.wait_reply_done(1)
+        app.close()
+
+        self.app = app = Desktop(self.dir)
+        app.ready()
+        sessions = app.wait.until(lambda d: app.all("session-item"))
+        self.assertTrue(any("Ada" in s.text for s in sessions), [s.text for s in sessions])
+        sessions[0].click()
+        app.wait.until(lambda d: len(app.all("message")) >= 2)
+
+        app.click("tab-settings")
+        model = app.find("setting-model")
+        model.send_keys(BASE_MODEL.split("-")[0])  # a <select>: typing picks the option
+        app.screenshot("settings")
+        app.click("settings-save")
+        app.click("tab-chat")
+        app.ready()
+        app.send("What is my name?")
+        app.wait_reply_done(2)
+        badge = app.replies()[-1].find_element(*by_testid("badge"))
+        self.assertIn("gemma", badge.text.lower())
+
+    def test_the_dashboard_shows_live_numbers(self):
+        app = self.app
+        app.ready()
+        app.click("tab-dashboard")
+        cpu = app.find("dash-cpu")
+        first = cpu.text
+        app.wait.until(lambda d: app.find("dash-cpu").text not in ("", "—"))
+        ram = app.find("dash-ram").text
+        self.assertRegex(ram, r"\d")
+        app.screenshot("dashboard")
+        # Live: the chart keeps gaining samples (one a second while the tab is visible).
+        chart = app.find("dash-cpu-chart")
+        samples = int(chart.get_attribute("data-samples") or "0")
+        WebDriverWait(app.driver, 15).until(
+            lambda d: int(app.find("dash-cpu-chart").get_attribute("data-samples") or "0") > samples
+        )
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

@@ -1,0 +1,64 @@
+//! send_message on the real embedded engine: the default model (`make models`) in a
+//! worker process that is this package's own `hearth-app worker`, streamed through the
+//! command's Channel in batches.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use hearth_manager::{BackendKind, Placement};
+use serde_json::json;
+
+#[test]
+fn send_message_on_the_real_engine_streams_batched_deltas() {
+    let model = hearth_core::paths::models_dir().join(hearth_core::paths::DEFAULT_CHAT_MODEL);
+    assert!(model.exists(), "{} is missing: run `make models`", model.display());
+    let h = common::harness_with(tempfile::tempdir().unwrap(), |state| {
+        let mut ui = state.ui_settings();
+        ui.temperature = 0.0;
+        ui.max_tokens = 48;
+        state.set_ui_settings(ui);
+        // Spawned from this (the test's) thread, which outlives the worker.
+        tauri::async_runtime::block_on(state.manager.initialize_backend(
+            BackendKind::Embedded,
+            Some(&model.to_string_lossy()),
+            None,
+            Some(Placement::Cpu),
+        ))
+        .unwrap();
+    });
+    let status = h.invoke("app_status", json!({})).unwrap();
+    assert_eq!(status["ready"], true, "{status}");
+    assert_eq!(status["model"], "SmolLM2-135M-Instruct-Q4_1");
+    let hw = h.invoke("hardware_snapshot", json!({})).unwrap();
+    assert!(
+        hw["modelMemoryBytes"].as_f64().unwrap_or(0.0) > 50e6,
+        "the worker's memory: {hw}"
+    );
+
+    let (id, channel) = h.channel();
+    let turn = h
+        .invoke(
+            "send_message",
+            json!({ "text": "Name three colours of the rainbow.", "onEvent": channel }),
+        )
+        .unwrap();
+    let text = turn["text"].as_str().unwrap();
+    assert!(!text.trim().is_empty());
+    assert_eq!(h.delta_text(id), text, "the deltas make the reply");
+    let kinds = h.kinds(id);
+    assert_eq!(kinds.first().map(String::as_str), Some("started"));
+    assert_eq!(kinds.last().map(String::as_str), Some("done"));
+    let done = h.received(id).last().unwrap().message.clone();
+    let tokens = done["completionTokens"].as_u64().unwrap();
+    assert!(done["decodeTps"].as_f64().unwrap() > 0.0);
+    let deltas = kinds.iter().filter(|k| *k == "delta").count() as u64;
+    // At well over 40 tokens/s, a 25 ms batch holds more than one token.
+    assert!(
+        tokens < 8 || deltas < tokens,
+        "{deltas} delta events for {tokens} tokens: not batched"
+    );
+    eprintln!(
+        "real engine: {tokens} tokens in {deltas} delta events, {:.1} tok/s",
+        done["decodeTps"].as_f64().unwrap()
+    );
+}

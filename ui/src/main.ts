@@ -1,0 +1,157 @@
+// Wires the app together: one store, the api, and the views that subscribe.
+import "./styles.css";
+import { api, onStatus, toApiError } from "./api";
+import { createChatController, type TailIds } from "./chat/controller";
+import { createChatView } from "./chat/chatView";
+import { createDashboard } from "./dashboard/dashboard";
+import { h, on } from "./dom";
+import { openHistory, type History } from "./sessions/history";
+import { createSidebar } from "./sessions/sidebar";
+import { createSettingsPanel } from "./settings/panel";
+import { createStore, localIds, type Tab } from "./state";
+import { createTopBar } from "./topbar";
+
+function start(root: HTMLElement): void {
+  const store = createStore();
+  let history: History | null = null;
+
+  const toast = h("div", { class: "toast", role: "status", "data-testid": "toast", hidden: true });
+  let toastTimer: number | undefined;
+  const notify = (message: string): void => {
+    toast.textContent = message;
+    toast.hidden = false;
+    window.clearTimeout(toastTimer);
+    toastTimer = window.setTimeout(() => (toast.hidden = true), 6000);
+  };
+
+  async function reloadSessions(): Promise<void> {
+    if (!history) return;
+    try {
+      store.dispatch({ type: "sessions", sessions: await history.listSessions() });
+    } catch (e) {
+      notify(`Could not read chat history: ${toApiError(e).message}`);
+    }
+  }
+
+  async function refreshStatus(): Promise<void> {
+    try {
+      store.dispatch({ type: "status", status: await api.appStatus() });
+    } catch {
+      // The top bar keeps the last status; the next turn or poll retries.
+    }
+  }
+
+  const tailIds: TailIds = (sessionId, count) =>
+    history
+      ? history.tailIds(sessionId, count)
+      : api.openSession(sessionId).then((ms) => ms.slice(-count).reverse().map((m) => ({ id: m.id, role: m.role })));
+
+  const dashboard = createDashboard(api);
+  const controller = createChatController({
+    store,
+    api,
+    nextLocalId: localIds(),
+    tailIds,
+    afterTurn: () => {
+      void reloadSessions();
+      void refreshStatus();
+      dashboard.refreshPerformance();
+    },
+  });
+
+  const settings = createSettingsPanel(store, api);
+  const topbar = createTopBar(store, api, selectTab);
+  const chat = createChatView({ store, controller, openSettings: () => selectTab("settings") });
+
+  async function openSession(id: string): Promise<void> {
+    controller.stop();
+    try {
+      const messages = await topbar.waits.track("Opening chat…", api.openSession(id));
+      store.dispatch({ type: "sessionOpened", id, messages });
+      selectTab("chat");
+    } catch (e) {
+      notify(`Could not open the chat: ${toApiError(e).message}`);
+    }
+  }
+
+  const sidebar = createSidebar(store, {
+    newSession: () => {
+      controller.stop();
+      api
+        .newSession()
+        .then(() => {
+          store.dispatch({ type: "sessionCleared" });
+          selectTab("chat");
+          chat.focusComposer();
+          void refreshStatus();
+          void reloadSessions();
+        })
+        .catch((e: unknown) => notify(`Could not start a chat: ${toApiError(e).message}`));
+    },
+    open: (id) => void openSession(id),
+    rename: (id, title) => {
+      api
+        .renameSession(id, title)
+        .then(() => store.dispatch({ type: "sessionRenamed", id, title }))
+        .catch((e: unknown) => notify(`Could not rename: ${toApiError(e).message}`));
+    },
+    remove: (id) => {
+      api
+        .deleteSession(id)
+        .then(() => {
+          store.dispatch({ type: "sessionDeleted", id });
+          void reloadSessions();
+        })
+        .catch((e: unknown) => notify(`Could not delete: ${toApiError(e).message}`));
+    },
+    search: (text) => (history ? history.search(text) : Promise.reject(new Error("history is not available"))),
+  });
+
+  const panels: Record<Tab, HTMLElement> = { chat: chat.el, settings: settings.el, dashboard: dashboard.el };
+  const main = h("main", { class: "content" }, chat.el, settings.el, dashboard.el);
+  root.replaceChildren(topbar.el, h("div", { class: "body" }, sidebar, main), toast);
+
+  function selectTab(tab: Tab): void {
+    store.dispatch({ type: "tab", tab });
+    for (const [name, el] of Object.entries(panels)) el.hidden = name !== tab;
+    dashboard.setVisible(tab === "dashboard" && document.visibilityState === "visible");
+    if (tab === "settings") void settings.load();
+    if (tab === "chat") chat.focusComposer();
+  }
+
+  document.addEventListener("visibilitychange", () => {
+    dashboard.setVisible(store.get().tab === "dashboard" && document.visibilityState === "visible");
+  });
+  on(document, "keydown", (e) => {
+    if (e.key === "Escape" && store.get().streaming) {
+      e.preventDefault();
+      controller.stop();
+    }
+  });
+
+  selectTab("chat");
+
+  // Loading, switching and tray actions change the status without a UI call.
+  onStatus((status) => store.dispatch({ type: "status", status })).catch(() => {
+    // Without the broadcast the top bar still updates after each call and while loading.
+  });
+
+  void (async () => {
+    try {
+      const status = await api.appStatus();
+      store.dispatch({ type: "status", status });
+      try {
+        history = await openHistory(status.dbPath);
+        await reloadSessions();
+      } catch (e) {
+        notify(`Chat history is unavailable: ${toApiError(e).message}`);
+      }
+      if (status.session) await openSession(status.session);
+    } catch (e) {
+      notify(`Hearth's core did not answer: ${toApiError(e).message}`);
+    }
+  })();
+}
+
+const root = document.getElementById("app");
+if (root) start(root);

@@ -1,0 +1,118 @@
+// The Settings tab: load, validate, save (applied by the shell without a
+// restart), and import a GGUF file by path.
+import { ApiError, toApiError, type Api } from "../api";
+import { h, on } from "../dom";
+import type { Store } from "../state";
+import { createSettingsForm, type SettingsForm } from "./form";
+import { fieldFromMessage, validateSettings } from "./validation";
+
+export interface SettingsPanel {
+  el: HTMLElement;
+  form: SettingsForm;
+  /** Re-reads settings and models from the shell. */
+  load(): Promise<void>;
+  save(): Promise<boolean>;
+}
+
+type SettingsApi = Pick<Api, "getSettings" | "saveSettings" | "listModels" | "importModel">;
+
+export function createSettingsPanel(store: Store, api: SettingsApi): SettingsPanel {
+  const form = createSettingsForm();
+  const save = h("button", { type: "submit", class: "primary", "data-testid": "settings-save", text: "Save" });
+  const note = h("span", { class: "save-note", "data-testid": "settings-note", role: "status" });
+  const importPath = h("input", {
+    type: "text",
+    class: "import-path",
+    placeholder: "/path/to/model.gguf",
+    "aria-label": "Path of a GGUF file",
+    "data-testid": "import-path",
+  });
+  const importButton = h("button", { type: "button", "data-testid": "import-model", text: "Import GGUF…" });
+  const importNote = h("div", { class: "field-error", "data-testid": "import-error", hidden: true });
+  const importBox = h(
+    "fieldset",
+    { class: "group" },
+    h("legend", { text: "Import a model" }),
+    h("div", { class: "inline" }, importPath, importButton),
+    importNote,
+  );
+  form.el.append(h("div", { class: "form-actions" }, save, note));
+  const el = h("section", { class: "settings", "data-testid": "settings" }, h("h2", { text: "Settings" }), form.el, importBox);
+
+  async function load(): Promise<void> {
+    try {
+      const [settings, models] = await Promise.all([api.getSettings(), api.listModels()]);
+      form.setModels(models, settings.model);
+      form.fill(settings);
+      form.clearErrors();
+    } catch (e) {
+      form.showErrors({}, `Could not read settings: ${toApiError(e).message}`);
+    }
+  }
+
+  async function doSave(): Promise<boolean> {
+    const values = form.read();
+    const errors = validateSettings(values);
+    if (Object.keys(errors).length > 0) {
+      form.showErrors(errors);
+      note.textContent = "";
+      return false;
+    }
+    form.clearErrors();
+    save.disabled = true;
+    note.textContent = "Saving…";
+    try {
+      const status = await api.saveSettings(values);
+      store.dispatch({ type: "status", status });
+      note.textContent = status.loading ? "Saved. Loading the model…" : "Saved.";
+      return true;
+    } catch (e) {
+      const err = e instanceof ApiError ? e : toApiError(e);
+      const field = fieldFromMessage(err.message);
+      if (field) form.showErrors({ [field]: err.message });
+      else form.showErrors({}, err.message);
+      note.textContent = "";
+      return false;
+    } finally {
+      save.disabled = false;
+    }
+  }
+
+  async function doImport(): Promise<void> {
+    const path = importPath.value.trim();
+    importNote.hidden = true;
+    if (path === "") {
+      importNote.textContent = "Enter the full path of a .gguf file.";
+      importNote.hidden = false;
+      return;
+    }
+    importButton.disabled = true;
+    try {
+      const model = await api.importModel(path);
+      const models = await api.listModels();
+      const byName = form.controls.model.value !== "" && models.some((m) => m.name === form.controls.model.value);
+      form.setModels(models, byName ? model.name : model.path);
+      importPath.value = "";
+      note.textContent = `Imported ${model.name}. Save to use it.`;
+    } catch (e) {
+      importNote.textContent = toApiError(e).message;
+      importNote.hidden = false;
+    } finally {
+      importButton.disabled = false;
+    }
+  }
+
+  on(form.el, "submit", (e) => {
+    e.preventDefault();
+    void doSave();
+  });
+  on(importButton, "click", () => void doImport());
+  on(importPath, "keydown", (e) => {
+    if (e.key === "Enter") {
+      e.preventDefault();
+      void doImport();
+    }
+  });
+
+  return { el, form, load, save: doSave };
+}

@@ -1,0 +1,96 @@
+// Client-side checks mirror the shell's (which has the last word): they catch
+// typos before a round trip, and map a server error back to the field it names.
+import type { SettingsView } from "../api";
+
+export type SettingName = keyof SettingsView;
+export type FieldErrors = Partial<Record<SettingName, string>>;
+
+export const SETTING_NAMES: readonly SettingName[] = [
+  "backend",
+  "model",
+  "ctx",
+  "gpuLayers",
+  "ollamaUrl",
+  "ollamaModel",
+  "vllmUrl",
+  "vllmModel",
+  "temperature",
+  "topP",
+  "maxTokens",
+  "systemPrompt",
+];
+
+function isHttpUrl(value: string): boolean {
+  try {
+    const url = new URL(value);
+    return url.protocol === "http:" || url.protocol === "https:";
+  } catch {
+    return false;
+  }
+}
+
+export function validateSettings(s: SettingsView): FieldErrors {
+  const errors: FieldErrors = {};
+  if (!["embedded", "ollama", "vllm"].includes(s.backend)) errors.backend = "Choose embedded, Ollama or vLLM.";
+  if (s.backend === "embedded" && s.model.trim() === "") errors.model = "Choose a model.";
+  if (!Number.isInteger(s.ctx) || s.ctx < 256 || s.ctx > 1_048_576) {
+    errors.ctx = "Context must be a whole number from 256 to 1048576.";
+  }
+  const layers = s.gpuLayers.trim();
+  if (layers !== "auto" && !/^\d+$/.test(layers)) errors.gpuLayers = 'Use "auto" or a whole number of layers (0 = CPU only).';
+  if (!Number.isFinite(s.temperature) || s.temperature < 0 || s.temperature > 2) {
+    errors.temperature = "Temperature must be between 0 and 2.";
+  }
+  if (!Number.isFinite(s.topP) || s.topP <= 0 || s.topP > 1) errors.topP = "Top-p must be greater than 0 and at most 1.";
+  if (!Number.isInteger(s.maxTokens) || s.maxTokens < 1) errors.maxTokens = "Max tokens must be a whole number of at least 1.";
+  if (s.backend === "ollama") {
+    if (!s.ollamaUrl || !isHttpUrl(s.ollamaUrl)) errors.ollamaUrl = "Enter the Ollama URL, e.g. http://127.0.0.1:11434.";
+    if (!s.ollamaModel?.trim()) errors.ollamaModel = "Enter the Ollama model name, e.g. llama3.2.";
+  } else if (s.ollamaUrl && !isHttpUrl(s.ollamaUrl)) {
+    errors.ollamaUrl = "Not an http(s) URL.";
+  }
+  if (s.backend === "vllm") {
+    if (!s.vllmUrl || !isHttpUrl(s.vllmUrl)) errors.vllmUrl = "Enter the server URL, e.g. http://127.0.0.1:8000.";
+    if (!s.vllmModel?.trim()) errors.vllmModel = "Enter the served model name.";
+  } else if (s.vllmUrl && !isHttpUrl(s.vllmUrl)) {
+    errors.vllmUrl = "Not an http(s) URL.";
+  }
+  return errors;
+}
+
+function snake(name: string): string {
+  return name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+}
+
+/** Other ways a message may spell a field (environment names, prose). */
+const ALIASES: Partial<Record<SettingName, string[]>> = {
+  ctx: ["n_ctx", "context_length", "context size", "context"],
+  gpuLayers: ["n_gpu_layers", "gpu layers"],
+  topP: ["top-p", "top p"],
+  maxTokens: ["max tokens"],
+  systemPrompt: ["system prompt"],
+  ollamaUrl: ["ollama url"],
+  vllmUrl: ["vllm url"],
+};
+
+const escapeRe = (s: string): string => s.replace(/[.*+?^${}()|[\]\\-]/g, "\\$&");
+
+/** Every spelling with its field, longest first, so "ollama_model" wins over "model". */
+const SPELLINGS: Array<[string, SettingName]> = SETTING_NAMES.flatMap((name) =>
+  [snake(name), name.toLowerCase(), ...(ALIASES[name] ?? [])].map((form): [string, SettingName] => [form, name]),
+).sort((a, b) => b[0].length - a[0].length);
+
+/**
+ * The field a server validation message names ("`topP`: must be …", "top_p must be in (0, 1]",
+ * "invalid ollamaUrl: …", "HEARTH_CTX: …"), or null.
+ */
+export function fieldFromMessage(message: string): SettingName | null {
+  // The shell's own form: "`topP`: must be …" (AppError::invalid_field).
+  const named = /^`([A-Za-z]+)`:/.exec(message)?.[1];
+  if (named && (SETTING_NAMES as readonly string[]).includes(named)) return named as SettingName;
+  const text = message.toLowerCase().replace(/hearth_/g, " ");
+  for (const [form, name] of SPELLINGS) {
+    if (new RegExp(`(^|[^a-z0-9_])${escapeRe(form)}($|[^a-z0-9_])`).test(text)) return name;
+  }
+  return null;
+}

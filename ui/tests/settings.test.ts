@@ -1,0 +1,149 @@
+import { describe, expect, it, vi } from "vitest";
+import { ApiError, type ModelView, type SettingsView } from "../src/api";
+import { createSettingsPanel } from "../src/settings/panel";
+import { fieldFromMessage, validateSettings } from "../src/settings/validation";
+import { createStore } from "../src/state";
+import { status } from "./helpers";
+
+const settings = (over: Partial<SettingsView> = {}): SettingsView => ({
+  backend: "embedded",
+  model: "/models/qwen.gguf",
+  ctx: 4096,
+  gpuLayers: "auto",
+  ollamaUrl: "http://127.0.0.1:11434",
+  ollamaModel: null,
+  vllmUrl: null,
+  vllmModel: null,
+  temperature: 0.7,
+  topP: 0.95,
+  maxTokens: 512,
+  systemPrompt: null,
+  ...over,
+});
+
+const models: ModelView[] = [
+  {
+    name: "qwen2.5-0.5b-instruct",
+    path: "/models/qwen.gguf",
+    sizeBytes: 491_400_032,
+    architecture: "qwen2",
+    quantization: "Q4_K_M",
+    contextLength: 32768,
+    hasChatTemplate: true,
+    fit: "fits fully on GPU (25/25 layers)",
+  },
+  {
+    name: "tiny-base",
+    path: "/models/tiny.gguf",
+    sizeBytes: 20_000_000,
+    architecture: "llama",
+    quantization: "Q8_0",
+    contextLength: null,
+    hasChatTemplate: false,
+    fit: null,
+  },
+];
+
+function setup(saveImpl?: (s: SettingsView) => Promise<ReturnType<typeof status>>) {
+  const store = createStore();
+  const api = {
+    getSettings: vi.fn(async () => settings()),
+    listModels: vi.fn(async () => models),
+    saveSettings: vi.fn(saveImpl ?? (async () => status({ loading: true }))),
+    importModel: vi.fn(async () => models[1]!),
+  };
+  const panel = createSettingsPanel(store, api);
+  document.body.replaceChildren(panel.el);
+  const field = <T extends HTMLElement = HTMLInputElement>(name: string) =>
+    panel.el.querySelector<T>(`[data-testid="setting-${name}"]`)!;
+  const errorOf = (name: string) => panel.el.querySelector<HTMLElement>(`[data-testid="setting-${name}-error"]`)!;
+  return { store, api, panel, field, errorOf };
+}
+
+describe("settings validation", () => {
+  it("accepts good settings", () => {
+    expect(validateSettings(settings())).toEqual({});
+  });
+
+  it("names each bad field", () => {
+    const errors = validateSettings(
+      settings({ ctx: 12.5, gpuLayers: "lots", temperature: 3, topP: 0, maxTokens: 0, backend: "ollama", ollamaUrl: "ftp://x" }),
+    );
+    expect(Object.keys(errors).sort()).toEqual(["ctx", "gpuLayers", "maxTokens", "ollamaModel", "ollamaUrl", "temperature", "topP"]);
+  });
+
+  it("finds the field a server message names", () => {
+    expect(fieldFromMessage("`ollamaUrl`: not a URL (the model name is fine)")).toBe("ollamaUrl");
+    expect(fieldFromMessage("top_p must be in (0, 1], got 1.5")).toBe("topP");
+    expect(fieldFromMessage("invalid ollama_model: empty")).toBe("ollamaModel");
+    expect(fieldFromMessage("HEARTH_CTX: 99 is below 256")).toBe("ctx");
+    expect(fieldFromMessage("gpu_layers must be auto or a number")).toBe("gpuLayers");
+    expect(fieldFromMessage("model file not found")).toBe("model");
+    expect(fieldFromMessage("disk on fire")).toBeNull();
+  });
+});
+
+describe("settings form", () => {
+  it("has a control for every SettingsView field, filled from the shell", async () => {
+    const { panel, field } = setup();
+    await panel.load();
+    for (const name of Object.keys(settings())) expect(field(name), name).not.toBeNull();
+    expect(field("ctx").value).toBe("4096");
+    expect(field<HTMLSelectElement>("model").value).toBe("/models/qwen.gguf");
+    const info = panel.el.querySelector('[data-testid="model-info"]')!.textContent!;
+    expect(info).toContain("Q4_K_M");
+    expect(info).toContain("32,768 ctx");
+    expect(info).toContain("469 MiB");
+    expect(info).toContain("fits fully on GPU");
+  });
+
+  it("shows validation errors next to their fields and does not save", async () => {
+    const { panel, field, errorOf, api } = setup();
+    await panel.load();
+    field("temperature").value = "5";
+    field("gpuLayers").value = "many";
+    expect(await panel.save()).toBe(false);
+    expect(api.saveSettings).not.toHaveBeenCalled();
+    expect(errorOf("temperature").hidden).toBe(false);
+    expect(errorOf("temperature").textContent).toMatch(/between 0 and 2/);
+    expect(errorOf("gpuLayers").hidden).toBe(false);
+    expect(errorOf("ctx").hidden).toBe(true);
+    expect(field("temperature").getAttribute("aria-invalid")).toBe("true");
+    // Fixing the fields clears the errors on the next save.
+    field("temperature").value = "0.5";
+    field("gpuLayers").value = "20";
+    expect(await panel.save()).toBe(true);
+    expect(errorOf("temperature").hidden).toBe(true);
+    expect(api.saveSettings).toHaveBeenCalledWith(expect.objectContaining({ temperature: 0.5, gpuLayers: "20" }));
+  });
+
+  it("puts a server validation error next to the field it names", async () => {
+    const { panel, errorOf } = setup(async () => {
+      throw new ApiError("invalid_settings", "`maxTokens`: 100000 exceeds the context (4096)");
+    });
+    await panel.load();
+    expect(await panel.save()).toBe(false);
+    expect(errorOf("maxTokens").hidden).toBe(false);
+    expect(errorOf("maxTokens").textContent).toContain("exceeds the context");
+  });
+
+  it("applies the returned status on save (no restart)", async () => {
+    const { panel, store } = setup();
+    await panel.load();
+    expect(await panel.save()).toBe(true);
+    expect(store.get().status?.loading).toBe(true);
+    expect(panel.el.querySelector('[data-testid="settings-note"]')!.textContent).toMatch(/Loading/);
+  });
+
+  it("imports a GGUF by path and selects it", async () => {
+    const { panel, api, field } = setup();
+    await panel.load();
+    const path = panel.el.querySelector<HTMLInputElement>('[data-testid="import-path"]')!;
+    path.value = "/home/me/tiny.gguf";
+    panel.el.querySelector<HTMLButtonElement>('[data-testid="import-model"]')!.click();
+    await new Promise((r) => setTimeout(r, 0));
+    expect(api.importModel).toHaveBeenCalledWith("/home/me/tiny.gguf");
+    expect(field<HTMLSelectElement>("model").value).toBe("/models/tiny.gguf");
+    expect(panel.el.querySelector('[data-testid="model-info"]')!.textContent).toMatch(/No chat template/);
+  });
+});
