@@ -21,9 +21,13 @@ APT_PACKAGES := build-essential cmake clang libclang-dev pkg-config python3 pyth
 	libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev libssl-dev \
 	webkit2gtk-driver xvfb xauth
 NPM ?= npm
+# Node.js for the UI build: the machine's own when it is 20.19 or newer, else one
+# installed from PyPI into NODE_HOME (first on PATH, so it wins once installed).
+NODE_HOME := $(HOME)/.cache/hearth/node
+export PATH := $(NODE_HOME)/bin:$(HOME)/.cargo/bin:$(PATH)
 APP := $(CARGO_TARGET_DIR)/release/hearth-app
 
-.PHONY: run test deps rust models test-venv build lint fmt unit script-tests bench coverage ui-deps ui ui-test e2e chat
+.PHONY: run test deps rust models test-venv build lint fmt unit script-tests bench bench-desktop coverage node ui-deps ui ui-test e2e e2e-tools deb chat
 
 # The desktop app. Without a display (a server, CI) it runs under Xvfb and says so.
 run: deps models build
@@ -39,7 +43,7 @@ run: deps models build
 chat: deps models build
 	$(HEARTH) chat
 
-test: deps models test-venv ui-test lint unit script-tests
+test: deps models test-venv ui-test lint unit script-tests e2e
 
 deps: rust
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -77,9 +81,14 @@ test-venv:
 unit: ui
 	HEARTH_TEST_PYTHON=$(VENV)/bin/python $(CARGO) test --release --workspace --locked
 
-# Node.js 20.19+ (Vite 7) is expected on the machine; npm packages are pinned in package-lock.json.
-ui-deps:
-	@command -v node >/dev/null 2>&1 || { echo "Node.js is missing: install Node.js 20.19 or newer (with npm)."; exit 1; }
+node:
+	@node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)' 2>/dev/null || { \
+		echo "Node.js 20.19 or newer not found: installing Node.js from PyPI into $(NODE_HOME)."; \
+		sh scripts/install_node.sh $(NODE_HOME); \
+	}
+
+# npm packages are pinned in package-lock.json.
+ui-deps: node
 	@[ -f node_modules/.package-lock.json ] && [ node_modules/.package-lock.json -nt package-lock.json ] || \
 		$(NPM) ci --no-audit --no-fund --loglevel=error
 
@@ -91,11 +100,24 @@ ui-test: ui-deps
 	$(NPM) run --silent ui:test
 
 # End-to-end: the real app under Xvfb through WebDriver (tauri-driver + WebKitWebDriver).
-e2e: build test-venv
-	@command -v tauri-driver >/dev/null 2>&1 || [ -x $(HOME)/.cargo/bin/tauri-driver ] || $(CARGO) install tauri-driver --locked
-	@$(VENV)/bin/python -c "import selenium" 2>/dev/null || $(VENV)/bin/pip install -q --disable-pip-version-check selenium==4.51.0
-	PATH="$(HOME)/.cargo/bin:$$PATH" HEARTH_APP=$(APP) HEARTH_E2E_ARTIFACTS=$(CURDIR)/artifacts/e2e \
+# Screenshots of chat, settings and dashboard land in artifacts/e2e.
+e2e: build test-venv e2e-tools
+	HEARTH_APP=$(APP) HEARTH_E2E_ARTIFACTS=$(CURDIR)/artifacts/e2e \
 		xvfb-run -a $(VENV)/bin/python -m unittest -v tests/e2e/test_desktop.py
+
+e2e-tools: test-venv
+	@command -v tauri-driver >/dev/null 2>&1 || $(CARGO) install tauri-driver --version 2.1.0 --locked
+	@$(VENV)/bin/python -c "import selenium" 2>/dev/null || $(VENV)/bin/pip install -q --disable-pip-version-check selenium==4.51.0
+
+# The desktop app's memory (PSS of its whole process tree) and the tokens/s its window
+# receives against the engine's own: JSON lines.
+bench-desktop: build test-venv e2e-tools
+	HEARTH_APP=$(APP) xvfb-run -a $(VENV)/bin/python tests/e2e/bench_desktop.py
+
+# The Debian package (target/release/bundle/deb). AppImage is not offered: its bundler
+# downloads tools while it builds, which fails offline.
+deb: ui-deps
+	$(NPM) run deb
 
 # The model fetcher's own tests (offline: they use the wheels `make models` cached).
 script-tests:

@@ -43,6 +43,8 @@ fn send_message_streams_batched_deltas_that_make_the_reply() {
     let done = h.received(id).last().unwrap().message.clone();
     assert_eq!(done["completionTokens"], json!(words));
     assert_eq!(done["finishReason"], "stop");
+    // Each batch says how many deltas (tokens) it holds: the UI's live tokens/s.
+    assert_eq!(h.delta_tokens(id), words as u64);
 
     let status = h.invoke("app_status", json!({})).unwrap();
     assert_eq!(status["activeBackend"], "embedded");

@@ -52,6 +52,8 @@ fn send_message_on_the_real_engine_streams_batched_deltas() {
     let tokens = done["completionTokens"].as_u64().unwrap();
     assert!(done["decodeTps"].as_f64().unwrap() > 0.0);
     let deltas = kinds.iter().filter(|k| *k == "delta").count() as u64;
+    // The engine streams one delta per token (English text: no character spans two).
+    assert_eq!(h.delta_tokens(id), tokens, "token counts carried by the batches");
     // At well over 40 tokens/s, a 25 ms batch holds more than one token.
     assert!(
         tokens < 8 || deltas < tokens,

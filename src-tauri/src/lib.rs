@@ -5,6 +5,7 @@
 pub mod commands;
 pub mod error;
 pub mod logging;
+pub mod rendering;
 pub mod state;
 pub mod tray;
 
@@ -100,7 +101,9 @@ pub fn load_active_backend<R: Runtime>(app: AppHandle<R>) {
 
 /// Starts the app (the window, the tray, the background load) and runs until quit.
 pub fn run() -> anyhow::Result<()> {
+    let compositing = rendering::configure();
     let _log_guard = logging::init("hearth-app");
+    tracing::info!(?compositing, "webview compositing");
     let worker = std::env::current_exe()?;
     let state = tauri::async_runtime::block_on(AppState::open(AppPaths::from_environment(), worker))
         .map_err(|e| anyhow::anyhow!("{}", e.message))?;

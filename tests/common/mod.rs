@@ -122,6 +122,15 @@ impl Harness {
             .map(|r| r.message["text"].as_str().unwrap().to_owned())
             .collect()
     }
+
+    /// The token counts the channel's delta batches carried, summed.
+    pub fn delta_tokens(&self, channel: u32) -> u64 {
+        self.received(channel)
+            .iter()
+            .filter(|r| r.message["kind"] == "delta")
+            .map(|r| r.message["tokens"].as_u64().unwrap())
+            .sum()
+    }
 }
 
 pub fn invoke_on(webview: &WebviewWindow<MockRuntime>, cmd: &str, args: Value) -> Result<Value, Value> {

@@ -54,13 +54,16 @@ def by_testid(testid: str) -> tuple:
 class Desktop:
     """tauri-driver plus one app session over a given data directory."""
 
-    def __init__(self, data_dir: Path):
+    def __init__(self, data_dir: Path, models_dir: Path = MODELS):
         self.data_dir = data_dir
         self.port = free_port()
+        # WebKitWebDriver's own port too: its default (4445) is taken by any driver
+        # left behind, and a session would then hang instead of failing.
+        native_port = free_port()
         env = dict(os.environ)
         env.update(
             HEARTH_DATA_DIR=str(data_dir),
-            HEARTH_MODELS_DIR=str(MODELS),
+            HEARTH_MODELS_DIR=str(models_dir),
             HEARTH_CONFIG_DIR=str(data_dir / "config"),
             HEARTH_SETTINGS=str(data_dir / "config" / "settings.toml"),
             HEARTH_LOG_DIR=str(data_dir / "logs"),
@@ -68,7 +71,7 @@ class Desktop:
         )
         driver_bin = shutil.which("tauri-driver") or str(Path.home() / ".cargo/bin/tauri-driver")
         self.driver_proc = subprocess.Popen(
-            [driver_bin, "--port", str(self.port), "--native-driver", shutil.which("WebKitWebDriver") or "WebKitWebDriver"],
+            [driver_bin, "--port", str(self.port), "--native-port", str(native_port), "--native-driver", shutil.which("WebKitWebDriver") or "WebKitWebDriver"],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -164,13 +167,17 @@ class DesktopTest(unittest.TestCase):
         self.app = app = Desktop(self.dir)
         app.ready()
         sessions = app.wait.until(lambda d: app.all("session-item"))
-        self.assertTrue(any("Ada" in s.text for s in sessions), [s.text for s in sessions])
+        # textContent, not .text: WebKitWebDriver's "visible text" leaves out the title
+        # span inside the item's button although it is drawn (see the screenshot).
+        labels = [s.get_attribute("textContent") for s in sessions]
+        self.assertTrue(any("Ada" in label for label in labels), labels)
         sessions[0].click()
         app.wait.until(lambda d: len(app.all("message")) >= 2)
 
         app.click("tab-settings")
         model = app.find("setting-model")
         model.send_keys(BASE_MODEL.split("-")[0])  # a <select>: typing picks the option
+        app.wait.until(lambda d: BASE_MODEL in (app.find("setting-model").get_attribute("value") or ""))
         app.screenshot("settings")
         app.click("settings-save")
         app.click("tab-chat")

@@ -240,9 +240,11 @@ export type ChatEvent =
  */
 { kind: "started"; backend: string; model: string } | 
 /**
- * More text of the reply (the deltas of one batch, concatenated).
+ * More text of the reply: the deltas of one batch, concatenated, and how many
+ * there were. Backends stream one delta per token (a character split across
+ * tokens arrives whole, with the later token), so the UI counts tokens/s by it.
  */
-{ kind: "delta"; text: string } | 
+{ kind: "delta"; text: string; tokens: number } | 
 /**
  * The reply ended (`finishReason`: `stop`, `length`, `cancelled`).
  */

@@ -3,6 +3,7 @@
 // patch the DOM for exactly what changed (a delta appends text; it never
 // re-renders the thread).
 import type { AppStatus } from "./api";
+import { addTokens, NO_TOKENS, tokensPerSecond, type TokenRate } from "./chat/rate";
 
 export type Tab = "chat" | "settings" | "dashboard";
 
@@ -35,6 +36,8 @@ export interface ChatMessage {
   incomplete: boolean;
   finishReason?: string | null;
   error?: ChatError | null;
+  /** Tokens/s as this window received the reply (set on replies streamed here). */
+  deliveredTps?: number | null;
 }
 
 export type TurnMode = "send" | "regenerate" | "edit";
@@ -45,6 +48,7 @@ export interface StreamingReply {
   model: string | null;
   text: string;
   stopping: boolean;
+  rate: TokenRate;
 }
 
 export interface AppState {
@@ -81,7 +85,8 @@ export type Action =
   | { type: "idsSynced"; ids: ReadonlyArray<readonly [number, number]> }
   | { type: "streamStart"; mode: TurnMode }
   | { type: "streamStarted"; backend: string; model: string }
-  | { type: "streamDelta"; text: string }
+  /** `tokens`: how many tokens the batch holds; `at`: when it arrived (performance.now()). */
+  | { type: "streamDelta"; text: string; tokens: number; at: number }
   | { type: "streamStopRequested" }
   | { type: "streamDone"; id: number; turn: TurnResult }
   | { type: "streamError"; id: number; error: ChatError };
@@ -161,14 +166,21 @@ export function reduce(state: AppState, action: Action): AppState {
       return {
         ...state,
         lastError: null,
-        streaming: { mode: action.mode, backend: null, model: null, text: "", stopping: false },
+        streaming: { mode: action.mode, backend: null, model: null, text: "", stopping: false, rate: NO_TOKENS },
       };
     case "streamStarted":
       if (!state.streaming) return state;
       return { ...state, streaming: { ...state.streaming, backend: action.backend, model: action.model } };
     case "streamDelta":
       if (!state.streaming || action.text === "") return state;
-      return { ...state, streaming: { ...state.streaming, text: state.streaming.text + action.text } };
+      return {
+        ...state,
+        streaming: {
+          ...state.streaming,
+          text: state.streaming.text + action.text,
+          rate: addTokens(state.streaming.rate, action.tokens, action.at),
+        },
+      };
     case "streamStopRequested":
       if (!state.streaming || state.streaming.stopping) return state;
       return { ...state, streaming: { ...state.streaming, stopping: true } };
@@ -188,6 +200,7 @@ export function reduce(state: AppState, action: Action): AppState {
         ttftMs: turn.ttftMs,
         incomplete: isIncompleteFinish(turn.finishReason, s.stopping),
         finishReason: turn.finishReason,
+        deliveredTps: tokensPerSecond(s.rate),
       };
       return {
         ...state,

@@ -103,13 +103,13 @@ describe("chat view + controller", () => {
     const body = streaming.querySelector(".message-body")!;
     const append = vi.spyOn(Text.prototype, "appendData");
 
-    fake.emit({ kind: "delta", text: "Hi" });
-    fake.emit({ kind: "delta", text: "! " });
+    fake.emit({ kind: "delta", text: "Hi", tokens: 1 });
+    fake.emit({ kind: "delta", text: "! ", tokens: 1 });
     expect(append).not.toHaveBeenCalled();
     frames.tick();
     expect(append).toHaveBeenCalledTimes(1);
     expect(body.textContent).toBe("Hi! ");
-    fake.emit({ kind: "delta", text: "**Done.**" });
+    fake.emit({ kind: "delta", text: "**Done.**", tokens: 1 });
     frames.tick();
     expect(append).toHaveBeenCalledTimes(2);
     append.mockRestore();
@@ -138,7 +138,7 @@ describe("chat view + controller", () => {
   it("stop asks the shell once and the reply is marked incomplete", async () => {
     const { fake, frames, q, controller, store } = setup();
     controller.send("tell me a story");
-    fake.emit({ kind: "delta", text: "Once upon a time" });
+    fake.emit({ kind: "delta", text: "Once upon a time", tokens: 1 });
     frames.tick();
     q<HTMLButtonElement>("stop")!.click();
     q<HTMLButtonElement>("stop")!.click();
@@ -155,7 +155,7 @@ describe("chat view + controller", () => {
     const { fake, frames, q } = setup();
     q<HTMLTextAreaElement>("composer")!.value = "hi";
     q<HTMLButtonElement>("send")!.click();
-    fake.emit({ kind: "delta", text: "partial" });
+    fake.emit({ kind: "delta", text: "partial", tokens: 1 });
     frames.tick();
     fake.fail(new ApiError("model_not_found", "no such file: /models/x.gguf"));
     await flush();

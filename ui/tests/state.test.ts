@@ -22,8 +22,8 @@ describe("state: streaming reply lifecycle", () => {
       { type: "userMessage", id: -1, content: "hi" },
       { type: "streamStart", mode: "send" },
       { type: "streamStarted", backend: "embedded", model: "qwen" },
-      { type: "streamDelta", text: "Hello" },
-      { type: "streamDelta", text: " there" },
+      { type: "streamDelta", text: "Hello", tokens: 1, at: 0 },
+      { type: "streamDelta", text: " there", tokens: 1, at: 0 },
     ]);
     expect(s.streaming).toMatchObject({ backend: "embedded", model: "qwen", text: "Hello there", stopping: false });
     const done = reduce(s, { type: "streamDone", id: -2, turn: turn() });
@@ -39,7 +39,7 @@ describe("state: streaming reply lifecycle", () => {
   it("a stopped reply is kept and marked incomplete", () => {
     const s = run([
       { type: "streamStart", mode: "send" },
-      { type: "streamDelta", text: "partial" },
+      { type: "streamDelta", text: "partial", tokens: 1, at: 0 },
       { type: "streamStopRequested" },
     ]);
     expect(s.streaming?.stopping).toBe(true);
@@ -57,7 +57,7 @@ describe("state: streaming reply lifecycle", () => {
   it("an error after some text keeps that text as an incomplete reply and records the error", () => {
     const s = run([
       { type: "streamStart", mode: "send" },
-      { type: "streamDelta", text: "Once upon" },
+      { type: "streamDelta", text: "Once upon", tokens: 1, at: 0 },
       { type: "streamError", id: -3, error: { code: "backend_crashed", message: "worker died" } },
     ]);
     expect(s.streaming).toBeNull();
@@ -78,7 +78,7 @@ describe("state: streaming reply lifecycle", () => {
 
   it("ignores stream events when nothing is streaming, and a second start while streaming", () => {
     const idle = initialState();
-    expect(reduce(idle, { type: "streamDelta", text: "x" })).toBe(idle);
+    expect(reduce(idle, { type: "streamDelta", text: "x", tokens: 1, at: 0 })).toBe(idle);
     expect(reduce(idle, { type: "streamStopRequested" })).toBe(idle);
     expect(reduce(idle, { type: "streamDone", id: -1, turn: turn() })).toBe(idle);
     const streaming = reduce(idle, { type: "streamStart", mode: "send" });
@@ -162,13 +162,13 @@ describe("store", () => {
     const store = createStore();
     const listener = vi.fn();
     const unsubscribe = store.subscribe(listener);
-    store.dispatch({ type: "streamDelta", text: "ignored" });
+    store.dispatch({ type: "streamDelta", text: "ignored", tokens: 1, at: 0 });
     expect(listener).not.toHaveBeenCalled();
     store.dispatch({ type: "streamStart", mode: "send" });
     expect(listener).toHaveBeenCalledTimes(1);
     expect(listener.mock.calls[0]?.[1]).toEqual({ type: "streamStart", mode: "send" });
     unsubscribe();
-    store.dispatch({ type: "streamDelta", text: "x" });
+    store.dispatch({ type: "streamDelta", text: "x", tokens: 1, at: 0 });
     expect(listener).toHaveBeenCalledTimes(1);
     expect(store.get().streaming?.text).toBe("x");
   });

@@ -23,8 +23,10 @@ pub const DELTA_BATCH: Duration = Duration::from_millis(25);
 pub enum ChatEvent {
     /// The reply is starting on this backend and model.
     Started { backend: String, model: String },
-    /// More text of the reply (the deltas of one batch, concatenated).
-    Delta { text: String },
+    /// More text of the reply: the deltas of one batch, concatenated, and how many
+    /// there were. Backends stream one delta per token (a character split across
+    /// tokens arrives whole, with the later token), so the UI counts tokens/s by it.
+    Delta { text: String, tokens: u32 },
     /// The reply ended (`finishReason`: `stop`, `length`, `cancelled`).
     #[serde(rename_all = "camelCase")]
     Done {
@@ -221,7 +223,7 @@ async fn run_turn(state: &AppState, text: &str, on_event: &Channel<ChatEvent>) -
     let pending = batcher.pending();
     let result = manager
         .send(text, sampling(state), &state.stop, |delta| {
-            lock(&pending).push_str(delta);
+            lock(&pending).push(delta);
         })
         .await;
     batcher.finish().await;
@@ -259,13 +261,27 @@ fn send_event(channel: &Channel<ChatEvent>, event: ChatEvent) {
     }
 }
 
-fn lock(m: &Mutex<String>) -> std::sync::MutexGuard<'_, String> {
+fn lock(m: &Mutex<Pending>) -> std::sync::MutexGuard<'_, Pending> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The deltas collected since the last batch went out.
+#[derive(Default)]
+struct Pending {
+    text: String,
+    deltas: u32,
+}
+
+impl Pending {
+    fn push(&mut self, delta: &str) {
+        self.text.push_str(delta);
+        self.deltas += 1;
+    }
 }
 
 /// Collects deltas and sends what has collected every [`DELTA_BATCH`].
 struct Batcher {
-    pending: Arc<Mutex<String>>,
+    pending: Arc<Mutex<Pending>>,
     channel: Channel<ChatEvent>,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tauri::async_runtime::JoinHandle<()>,
@@ -273,7 +289,7 @@ struct Batcher {
 
 impl Batcher {
     fn start(channel: Channel<ChatEvent>) -> Self {
-        let pending = Arc::new(Mutex::new(String::new()));
+        let pending = Arc::new(Mutex::new(Pending::default()));
         let (stop, mut stopped) = tokio::sync::oneshot::channel();
         let task = {
             let pending = Arc::clone(&pending);
@@ -297,7 +313,7 @@ impl Batcher {
         }
     }
 
-    fn pending(&self) -> Arc<Mutex<String>> {
+    fn pending(&self) -> Arc<Mutex<Pending>> {
         Arc::clone(&self.pending)
     }
 
@@ -311,9 +327,9 @@ impl Batcher {
     }
 }
 
-fn flush(pending: &Mutex<String>, channel: &Channel<ChatEvent>) {
-    let text = std::mem::take(&mut *lock(pending));
+fn flush(pending: &Mutex<Pending>, channel: &Channel<ChatEvent>) {
+    let Pending { text, deltas } = std::mem::take(&mut *lock(pending));
     if !text.is_empty() {
-        send_event(channel, ChatEvent::Delta { text });
+        send_event(channel, ChatEvent::Delta { text, tokens: deltas });
     }
 }

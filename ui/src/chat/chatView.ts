@@ -6,6 +6,7 @@ import { h, on } from "../dom";
 import type { Action, AppState, ChatMessage, Store } from "../state";
 import { createDeltaCoalescer, type DeltaCoalescer, type FrameScheduler } from "./coalescer";
 import type { ChatController } from "./controller";
+import { tokensPerSecond } from "./rate";
 import { codeForCopyButton, copyText } from "./markdown";
 import {
   createErrorElement,
@@ -171,6 +172,7 @@ export function createChatView(opts: ChatViewOptions): ChatView {
     switch (action.type) {
       case "streamDelta":
         coalescer?.push(action.text);
+        if (state.streaming) streaming?.setRate(tokensPerSecond(state.streaming.rate), action.at);
         return; // the hot path: nothing else to update
       case "sessionOpened":
       case "sessionCleared":

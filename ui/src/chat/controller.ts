@@ -34,7 +34,7 @@ export function createChatController(deps: ChatControllerDeps): ChatController {
           store.dispatch({ type: "streamStarted", backend: e.backend, model: e.model });
           break;
         case "delta":
-          store.dispatch({ type: "streamDelta", text: e.text });
+          store.dispatch({ type: "streamDelta", text: e.text, tokens: e.tokens, at: performance.now() });
           break;
         case "error":
           channelError = { code: e.code, message: e.message };

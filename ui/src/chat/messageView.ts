@@ -41,7 +41,15 @@ export function createMessageElement(m: ChatMessage): HTMLElement {
     renderMarkdownInto(body, m.content);
     el.append(body);
     const badge = formatBadge(m);
-    if (badge) el.append(h("div", { class: "badge", "data-testid": "badge", text: badge }));
+    if (badge) {
+      const badgeEl = h("div", { class: "badge", "data-testid": "badge", text: badge });
+      if (m.deliveredTps !== null && m.deliveredTps !== undefined) {
+        // The rate as this window received it, next to the engine's own in the text.
+        badgeEl.dataset.deliveredTps = m.deliveredTps.toFixed(2);
+        badgeEl.title = `Received here at ${formatTps(m.deliveredTps)}`;
+      }
+      el.append(badgeEl);
+    }
     if (m.incomplete) {
       el.classList.add("incomplete");
       el.append(h("div", { class: "incomplete-note", "data-testid": "incomplete", text: incompleteLabel(m) }));
@@ -79,8 +87,12 @@ export interface StreamingElement {
   el: HTMLElement;
   append(text: string): void;
   setSource(backend: string, model: string): void;
+  /** The live tokens/s; the badge text changes at most every RATE_REFRESH_MS. */
+  setRate(tps: number | null, now: number): void;
   setStopping(): void;
 }
+
+export const RATE_REFRESH_MS = 250;
 
 /**
  * The reply being generated. Text is appended to one Text node as it arrives
@@ -106,15 +118,31 @@ export function createStreamingElement(): StreamingElement {
     body,
     badge,
   );
+  let source: { backend: string; model: string } | null = null;
+  let stopping = false;
+  let rate: number | null = null;
+  let rateShownAt = -Infinity;
+  const showBadge = (): void => {
+    const parts = formatBadge({ ...source, decodeTps: rate });
+    badge.textContent = stopping ? `${parts} · stopping…` : parts || "…";
+  };
   return {
     el,
     append: (t) => text.appendData(t),
     setSource: (backend, model) => {
-      badge.textContent = formatBadge({ backend, model });
+      source = { backend, model };
+      showBadge();
+    },
+    setRate: (tps, now) => {
+      if (tps === null || now - rateShownAt < RATE_REFRESH_MS) return;
+      rate = tps;
+      rateShownAt = now;
+      showBadge();
     },
     setStopping: () => {
       el.classList.add("stopping");
-      badge.textContent = `${badge.textContent ?? ""} · stopping…`;
+      stopping = true;
+      showBadge();
     },
   };
 }
