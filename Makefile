@@ -82,7 +82,7 @@ unit: ui
 	HEARTH_TEST_PYTHON=$(VENV)/bin/python $(CARGO) test --release --workspace --locked
 
 node:
-	@node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)' 2>/dev/null || { \
+	@{ command -v npm >/dev/null 2>&1 && node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)'; } 2>/dev/null || { \
 		echo "Node.js 20.19 or newer not found: installing Node.js from PyPI into $(NODE_HOME)."; \
 		sh scripts/install_node.sh $(NODE_HOME); \
 	}

@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 import time
 import unittest
+import warnings
 from pathlib import Path
 
 from selenium import webdriver
@@ -23,6 +24,9 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.common.options import ArgOptions
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
+
+# Selenium's Remote() warns about its own internal use of a deprecated argument.
+warnings.filterwarnings("ignore", category=DeprecationWarning, module="selenium")
 
 APP = os.environ.get("HEARTH_APP", "")
 ARTIFACTS = Path(os.environ.get("HEARTH_E2E_ARTIFACTS", "artifacts/e2e"))
