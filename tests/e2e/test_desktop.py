@@ -9,6 +9,7 @@ gets its own data directory; the models are the ones `make models` installed.
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -25,9 +26,6 @@ from selenium.webdriver.common.options import ArgOptions
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
-# Selenium's Remote() warns about its own internal use of a deprecated argument.
-warnings.filterwarnings("ignore", category=DeprecationWarning, module="selenium")
-
 APP = os.environ.get("HEARTH_APP", "")
 ARTIFACTS = Path(os.environ.get("HEARTH_E2E_ARTIFACTS", "artifacts/e2e"))
 MODELS = Path(os.environ.get("HEARTH_MODELS_DIR", str(Path.home() / ".local/share/hearth/models")))
@@ -35,10 +33,16 @@ CHAT_MODEL = "SmolLM2-135M-Instruct-Q4_1.gguf"
 BASE_MODEL = "gemma-3-270m-Q4_K_M.gguf"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(count: int) -> list[int]:
+    """Distinct free ports: all sockets stay open until every port is known."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def wait_port(port: int, limit: float) -> None:
@@ -60,10 +64,9 @@ class Desktop:
 
     def __init__(self, data_dir: Path, models_dir: Path = MODELS):
         self.data_dir = data_dir
-        self.port = free_port()
-        # WebKitWebDriver's own port too: its default (4445) is taken by any driver
-        # left behind, and a session would then hang instead of failing.
-        native_port = free_port()
+        # WebKitWebDriver gets its own port too: its default (4445) may be held by a
+        # driver left behind, and a session would then hang instead of failing.
+        self.port, native_port = free_ports(2)
         env = dict(os.environ)
         env.update(
             HEARTH_DATA_DIR=str(data_dir),
@@ -79,8 +82,13 @@ class Desktop:
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            # Its own process group: closing it ends WebKitWebDriver and the app too.
+            start_new_session=True,
         )
+        # tauri-driver starts WebKitWebDriver first and forwards the new-session
+        # request to it: both must listen before the session is asked for.
         wait_port(self.port, 20)
+        wait_port(native_port, 20)
         options = ArgOptions()
         options.set_capability("browserName", "wry")
         options.set_capability("tauri:options", {"application": APP})
@@ -123,16 +131,23 @@ class Desktop:
             self.driver.quit()
         except WebDriverException:
             pass
-        self.driver_proc.terminate()
+        group = self.driver_proc.pid
         try:
+            os.killpg(group, signal.SIGTERM)
             self.driver_proc.wait(10)
         except subprocess.TimeoutExpired:
-            self.driver_proc.kill()
+            os.killpg(group, signal.SIGKILL)
+            self.driver_proc.wait(10)
+        except ProcessLookupError:
+            pass
 
 
 @unittest.skipUnless(APP and Path(APP).exists(), "HEARTH_APP is not set to the built app (run `make e2e`)")
 class DesktopTest(unittest.TestCase):
     def setUp(self):
+        # Selenium's Remote() warns about its own use of a deprecated argument (set here:
+        # the unittest runner resets the warning filters before each run).
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module="selenium")
         self.dir = Path(tempfile.mkdtemp(prefix="hearth-e2e-"))
         self.app = Desktop(self.dir)
 
