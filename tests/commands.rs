@@ -57,6 +57,14 @@ fn send_message_streams_batched_deltas_that_make_the_reply() {
 
     let empty = h.invoke("send_message", json!({ "text": "  ", "onEvent": h.channel().1 }));
     assert_eq!(empty.unwrap_err()["code"], "invalid_request");
+
+    // While a model loads, a message is refused with what to do, not sent half-way.
+    h.state().set_loading(true);
+    let loading = h.invoke("send_message", json!({ "text": "hi", "onEvent": h.channel().1 }));
+    let err = loading.unwrap_err();
+    assert_eq!(err["code"], "model_loading");
+    assert!(err["message"].as_str().unwrap().contains("Ready"), "{err}");
+    h.state().set_loading(false);
 }
 
 #[test]

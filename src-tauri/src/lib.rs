@@ -83,12 +83,16 @@ pub fn connect<R: Runtime>(app: &AppHandle<R>) {
 
 /// Loads the active backend's model in the background, with the loading flag up.
 pub fn load_active_backend<R: Runtime>(app: AppHandle<R>) {
+    // Loading from the moment it is asked for, so a status read right after (the one
+    // `save_settings` returns) already says so and no message goes to a half-loaded model.
+    if let Some(state) = app.try_state::<AppState>() {
+        state.set_loading(true);
+    }
     tauri::async_runtime::spawn(async move {
         let Some(state) = app.try_state::<AppState>() else {
             return;
         };
         let kind = state.manager.active();
-        state.set_loading(true);
         commands::broadcast_status(&state).await;
         match state.manager.initialize_backend(kind, None, None, None).await {
             Ok(report) => tracing::info!(backend = %kind, model = %report.model, load_ms = report.load_ms, "ready"),

@@ -200,6 +200,8 @@ class DesktopTest(unittest.TestCase):
         app.screenshot("settings")
         app.click("settings-save")
         app.click("tab-chat")
+        # The new model loads in the background: wait until the status names it, ready.
+        app.wait.until(lambda d: "gemma" in (app.find("status-model").get_attribute("textContent") or "").lower())
         app.ready()
         app.send("What is my name?")
         app.wait_reply_done(2)

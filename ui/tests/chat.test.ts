@@ -6,7 +6,7 @@ import { createChatView } from "../src/chat/chatView";
 import { adviceFor } from "../src/chat/errors";
 import { formatBadge } from "../src/chat/messageView";
 import { createStore, localIds } from "../src/state";
-import { fakeFrames } from "./helpers";
+import { fakeFrames, status } from "./helpers";
 
 const turnView = (over: Partial<TurnView> = {}): TurnView => ({
   sessionId: "s1",
@@ -77,6 +77,21 @@ describe("chat view + controller", () => {
     composer.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter", bubbles: true }));
     expect(fake.api.sendMessage).toHaveBeenCalledWith("line one", expect.any(Function));
     expect(composer.value).toBe("");
+  });
+
+  it("does not send while a model loads; the text waits in the composer", () => {
+    const { store, fake, q } = setup();
+    const composer = q<HTMLTextAreaElement>("composer")!;
+    store.dispatch({ type: "status", status: status({ loading: true }) });
+    expect(q<HTMLButtonElement>("send")!.disabled).toBe(true);
+    composer.value = "hello";
+    composer.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter", bubbles: true }));
+    expect(fake.api.sendMessage).not.toHaveBeenCalled();
+    expect(composer.value).toBe("hello");
+    store.dispatch({ type: "status", status: status({ loading: false }) });
+    expect(q<HTMLButtonElement>("send")!.disabled).toBe(false);
+    composer.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter", bubbles: true }));
+    expect(fake.api.sendMessage).toHaveBeenCalledWith("hello", expect.any(Function));
   });
 
   it("streams into one element, appending once per frame, without touching earlier messages", async () => {

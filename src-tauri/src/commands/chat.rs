@@ -176,6 +176,13 @@ async fn rewind(state: &AppState, session: hearth_store::SessionId, first: Messa
 
 /// One reply, from claiming the generating slot to the final event.
 async fn generate(state: &AppState, text: &str, on_event: &Channel<ChatEvent>) -> AppResult<TurnView> {
+    if state.loading() {
+        // The backend is being replaced: a reply now would go to a half-loaded model.
+        return Err(AppError::new(
+            "model_loading",
+            "The model is still loading: send again when the status says Ready",
+        ));
+    }
     let Some(guard) = state.begin_generation() else {
         return Err(AppError::busy());
     };

@@ -155,7 +155,7 @@ export function createChatView(opts: ChatViewOptions): ChatView {
 
   function updateControls(state: AppState): void {
     const s = state.streaming;
-    send.disabled = s !== null;
+    send.disabled = s !== null || (state.status?.loading ?? false);
     stop.hidden = s === null;
     stop.disabled = s?.stopping ?? false;
     stop.textContent = s?.stopping ? "Stopping…" : "Stop";
@@ -219,6 +219,8 @@ export function createChatView(opts: ChatViewOptions): ChatView {
       case "streamError":
         finishStreaming(state, previous);
         break;
+      case "status":
+        break; // a model may have started or finished loading: Send follows it
       default:
         return;
     }
@@ -258,6 +260,8 @@ export function createChatView(opts: ChatViewOptions): ChatView {
   }
 
   function submit(): void {
+    // While a model loads the shell refuses messages; the text stays in the composer.
+    if (store.get().status?.loading) return;
     if (controller.send(composer.value)) composer.value = "";
   }
 

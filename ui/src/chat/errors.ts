@@ -16,6 +16,7 @@ const ADVICE: Record<string, ErrorAdvice> = {
     action: "settings",
   },
   model_not_loaded: { title: "No model loaded", hint: "Pick a model in Settings and save.", action: "settings" },
+  model_loading: { title: "The model is still loading", hint: "Send again when the status says Ready.", action: null },
   invalid_model: {
     title: "Not a usable model file",
     hint: "Choose another GGUF file in Settings.",
