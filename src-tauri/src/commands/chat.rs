@@ -83,12 +83,7 @@ pub async fn send_message(
     text: String,
     on_event: Channel<ChatEvent>,
 ) -> AppResult<TurnView> {
-    if text.trim().is_empty() {
-        return Err(AppError::new(
-            "invalid_request",
-            "The message is empty: type something first",
-        ));
-    }
+    require_text(&text)?;
     generate(&state, &text, &on_event).await
 }
 
@@ -124,12 +119,7 @@ pub async fn edit_and_resend(
     text: String,
     on_event: Channel<ChatEvent>,
 ) -> AppResult<TurnView> {
-    if text.trim().is_empty() {
-        return Err(AppError::new(
-            "invalid_request",
-            "The message is empty: type something first",
-        ));
-    }
+    require_text(&text)?;
     let session = state
         .manager
         .session()
@@ -150,6 +140,17 @@ pub async fn edit_and_resend(
     }
     rewind(&state, session, id).await?;
     generate(&state, &text, &on_event).await
+}
+
+/// A message must say something before it is sent (or resent after an edit).
+fn require_text(text: &str) -> AppResult<()> {
+    if text.trim().is_empty() {
+        return Err(AppError::new(
+            "invalid_request",
+            "The message is empty: type something first",
+        ));
+    }
+    Ok(())
 }
 
 /// Stops the reply in progress (its text so far is kept, marked incomplete).
