@@ -7,7 +7,11 @@ use crate::EngineError;
 pub struct EngineConfig {
     pub model_path: PathBuf,
     /// Context window in tokens (prompt + reply). Capped at the model's training context.
+    /// The most the KV cache may grow to; see [`crate::INITIAL_CONTEXT`].
     pub n_ctx: u32,
+    /// KV cache allocated at load, in tokens (at most `n_ctx`). It grows toward `n_ctx`
+    /// when a request needs more room.
+    pub initial_ctx: u32,
     /// Threads for generating tokens; `None` = one per physical core.
     pub n_threads: Option<u32>,
     /// Threads for prompt processing; `None` = same as `n_threads`.
@@ -29,6 +33,7 @@ impl EngineConfig {
         Self {
             model_path: model_path.into(),
             n_ctx: 4096,
+            initial_ctx: crate::INITIAL_CONTEXT,
             n_threads: None,
             n_threads_batch: None,
             n_batch: 512,
@@ -39,6 +44,12 @@ impl EngineConfig {
 
     pub fn with_n_ctx(mut self, n_ctx: u32) -> Self {
         self.n_ctx = n_ctx;
+        self
+    }
+
+    /// Allocates the whole context at load (no growth): what llama.cpp itself does.
+    pub fn with_full_context(mut self) -> Self {
+        self.initial_ctx = self.n_ctx;
         self
     }
 

@@ -5,22 +5,21 @@
 //! for their whole life; callers talk to it through channels. Token events flow
 //! back through a bounded channel, which also gives back-pressure.
 
-use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
 use hearth_core::{ChatMessage, GenerationEvent, GenerationMetrics, SamplingParams};
-use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 use serde::Serialize;
 
-use crate::session::Session;
+use crate::context::{padded, ContextShape};
+use crate::session::{Growth, Session};
 use crate::{EngineConfig, EngineError};
 
 /// Events buffered between the decode thread and a slow reader before decoding pauses.
@@ -50,7 +49,10 @@ pub struct ModelInfo {
     pub architecture: String,
     pub n_params: u64,
     pub n_layer: u32,
+    /// The context size requests are checked against (llama.cpp's padding applied).
     pub n_ctx: u32,
+    /// The KV cache allocated at load, in tokens; it grows toward `n_ctx` on demand.
+    pub n_ctx_initial: u32,
     pub n_ctx_train: u32,
     pub n_batch: u32,
     pub threads: u32,
@@ -134,6 +136,8 @@ pub struct Engine {
     commands: Option<SyncSender<Command>>,
     thread: Option<JoinHandle<()>>,
     info: ModelInfo,
+    /// Tokens the KV cache holds room for now (written by the decode thread).
+    allocated: Arc<AtomicU32>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -196,9 +200,11 @@ impl Engine {
         let n_swa = header
             .sliding_window
             .map_or(0, |w| u32::try_from(w).unwrap_or(u32::MAX));
+        let allocated = Arc::new(AtomicU32::new(0));
+        let allocated_by_thread = Arc::clone(&allocated);
         let thread = std::thread::Builder::new()
             .name("hearth-decode".into())
-            .spawn(move || engine_thread(backend, config, n_swa, ready_tx, cmd_rx))
+            .spawn(move || engine_thread(backend, config, n_swa, allocated_by_thread, ready_tx, cmd_rx))
             .map_err(|e| EngineError::DecodeFailed(format!("could not start the decode thread: {e}")))?;
         match ready_rx.recv() {
             Ok(Ok(info)) => {
@@ -207,6 +213,7 @@ impl Engine {
                     commands: Some(cmd_tx),
                     thread: Some(thread),
                     info,
+                    allocated,
                 })
             }
             Ok(Err(e)) => {
@@ -222,6 +229,12 @@ impl Engine {
 
     pub fn info(&self) -> &ModelInfo {
         &self.info
+    }
+
+    /// Tokens the KV cache has room for now: between `info().n_ctx_initial` and
+    /// `info().n_ctx`, growing as conversations need it.
+    pub fn context_allocated(&self) -> u32 {
+        self.allocated.load(Ordering::Acquire)
     }
 
     /// Starts a generation. Returns after the prompt was checked (template,
@@ -299,6 +312,7 @@ fn engine_thread(
     backend: &'static LlamaBackend,
     config: EngineConfig,
     n_swa: u32,
+    allocated: Arc<AtomicU32>,
     ready: SyncSender<Result<ModelInfo, EngineError>>,
     commands: Receiver<Command>,
 ) {
@@ -318,36 +332,42 @@ fn engine_thread(
         }
     };
     let n_ctx_train = model.n_ctx_train();
-    let n_ctx = if n_ctx_train > 0 {
+    let requested = if n_ctx_train > 0 {
         config.n_ctx.min(n_ctx_train)
     } else {
         config.n_ctx
     };
-    let n_batch = config.n_batch.min(n_ctx);
-    let threads = config.threads();
-    let threads_batch = config.threads_batch();
-    let ctx_params = LlamaContextParams::default()
-        .with_n_ctx(NonZeroU32::new(n_ctx))
-        .with_n_batch(n_batch)
-        .with_n_ubatch(n_batch)
-        .with_n_threads(i32::try_from(threads).unwrap_or(4))
-        .with_n_threads_batch(i32::try_from(threads_batch).unwrap_or(4));
-    let ctx = match model.new_context(backend, ctx_params) {
+    // llama.cpp pads every context to a multiple of 256: the ceiling is what it would hold.
+    let ceiling = padded(requested);
+    let initial = padded(config.initial_ctx).min(ceiling);
+    let shape = ContextShape {
+        n_batch: config.n_batch.min(ceiling),
+        threads: config.threads(),
+        threads_batch: config.threads_batch(),
+    };
+    let ctx = match model.new_context(backend, shape.params(initial)) {
         Ok(ctx) => ctx,
         Err(e) => {
             let _ = ready.send(Err(EngineError::ContextFailed {
                 path,
-                n_ctx,
+                n_ctx: initial,
                 reason: e.to_string(),
             }));
             return;
         }
     };
-    // llama.cpp pads the context (to a multiple of 256): report what it really holds.
-    let n_ctx = ctx.n_ctx();
+    let n_ctx_initial = ctx.n_ctx();
+    allocated.store(n_ctx_initial, Ordering::Release);
     let name = model_name(&path);
     let has_chat_template = model.chat_template(None).is_ok();
-    let mut session = Session::new(&model, ctx, name.clone(), n_swa);
+    let growth = Growth {
+        backend,
+        shape,
+        ceiling: ceiling.max(n_ctx_initial),
+        path: path.clone(),
+        allocated,
+    };
+    let mut session = Session::new(&model, ctx, growth, name.clone(), n_swa);
     if config.warmup {
         if let Err(e) = session.warm_up() {
             let _ = ready.send(Err(e));
@@ -363,11 +383,12 @@ fn engine_thread(
         n_layer: model.n_layer(),
         path,
         name,
-        n_ctx,
+        n_ctx: ceiling.max(n_ctx_initial),
+        n_ctx_initial,
         n_ctx_train,
-        n_batch,
-        threads,
-        threads_batch,
+        n_batch: shape.n_batch,
+        threads: shape.threads,
+        threads_batch: shape.threads_batch,
         n_gpu_layers: config.n_gpu_layers,
         has_chat_template,
         load_ms,

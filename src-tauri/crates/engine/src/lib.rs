@@ -4,9 +4,11 @@
 //! decode thread, cancel promptly, and measure every generation.
 //!
 //! Multi-turn chats reuse the KV cache of the conversation so far, so a
-//! follow-up turn only evaluates its new tokens.
+//! follow-up turn only evaluates its new tokens. The KV cache starts small and grows
+//! with the conversation, up to the configured context size.
 
 mod config;
+mod context;
 mod engine;
 mod error;
 mod sampler;
@@ -15,6 +17,7 @@ mod stop;
 mod utf8;
 
 pub use config::{default_threads, EngineConfig, MAX_CONTEXT};
+pub use context::INITIAL_CONTEXT;
 pub use engine::{
     gpu_offload_supported, CancelToken, Engine, Generation, GenerationOutput, GenerationRequest, ModelInfo, Prompt,
 };

@@ -1,14 +1,20 @@
 //! The decode thread's state and loop: prompt → prefix reuse → batched prompt
 //! evaluation → sample/decode until a stop condition, streaming text deltas.
 
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use hearth_core::{FinishReason, GenerationEvent, GenerationMetrics};
+use llama_cpp_2::context::session::LlamaStateSeqFlags;
 use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::{LlamaChatMessage, LlamaModel};
 use llama_cpp_2::token::LlamaToken;
 
+use crate::context::{next_size, ContextShape};
 use crate::engine::{Job, Prompt};
 use crate::sampler::build_sampler;
 use crate::stop::{StopMatcher, StopScan};
@@ -18,9 +24,21 @@ use crate::EngineError;
 /// The single sequence the engine uses in llama.cpp's KV cache.
 const SEQ: i32 = 0;
 
+/// What the session needs to make its context again, larger.
+pub(crate) struct Growth {
+    pub backend: &'static LlamaBackend,
+    pub shape: ContextShape,
+    /// The configured context size: never grown past, and what prompts are checked against.
+    pub ceiling: u32,
+    pub path: PathBuf,
+    /// Published for [`crate::Engine::context_allocated`].
+    pub allocated: Arc<AtomicU32>,
+}
+
 pub(crate) struct Session<'m> {
     model: &'m LlamaModel,
     ctx: LlamaContext<'m>,
+    growth: Growth,
     name: String,
     /// Tokens whose keys and values are in the KV cache, in order from position 0.
     /// The next prompt reuses the longest common prefix with it.
@@ -40,10 +58,11 @@ struct Outcome {
 }
 
 impl<'m> Session<'m> {
-    pub(crate) fn new(model: &'m LlamaModel, ctx: LlamaContext<'m>, name: String, n_swa: u32) -> Self {
+    pub(crate) fn new(model: &'m LlamaModel, ctx: LlamaContext<'m>, growth: Growth, name: String, n_swa: u32) -> Self {
         Self {
             model,
             ctx,
+            growth,
             name,
             cached: Vec::new(),
             n_swa,
@@ -142,7 +161,7 @@ impl<'m> Session<'m> {
                 return;
             }
         };
-        let limit = self.ctx.n_ctx();
+        let limit = self.growth.ceiling;
         // At least one position must stay free for the reply.
         let needed = u32::try_from(tokens.len()).unwrap_or(u32::MAX).saturating_add(1);
         if needed > limit {
@@ -150,9 +169,19 @@ impl<'m> Session<'m> {
             return;
         }
         let mut sampler = build_sampler(&request.params, self.model);
+        let mut reused = self.reuse_prefix(&tokens);
+        // Room for the prompt and the whole reply, so a reply never stops short of
+        // max_tokens while the ceiling would have allowed more.
+        match self.make_room(needed.saturating_add(request.params.max_tokens)) {
+            Ok(true) => {}
+            Ok(false) => reused = 0,
+            Err(e) => {
+                let _ = accepted.send(Err(e));
+                return;
+            }
+        }
         let _ = accepted.send(Ok(()));
 
-        let reused = self.reuse_prefix(&tokens);
         let prompt_started = Instant::now();
         let mut outcome = match self.evaluate_prompt(&tokens[reused..], reused, &cancel) {
             Ok(true) => self.decode_loop(&request.params, &mut sampler, tokens.len(), &events, &cancel, stream),
@@ -199,6 +228,62 @@ impl<'m> Session<'m> {
         };
         tracing::debug!(model = %self.name, ?metrics, "generation finished");
         let _ = events.send(GenerationEvent::Done { metrics });
+    }
+
+    /// Grows the context when it holds fewer than `wanted` tokens (and the ceiling
+    /// allows more), carrying the cached conversation over. Returns whether the cache
+    /// survived; if it did not, it was cleared and the prompt is evaluated in full.
+    /// On failure the old context stays in use.
+    fn make_room(&mut self, wanted: u32) -> Result<bool, EngineError> {
+        let current = self.ctx.n_ctx();
+        let Some(size) = next_size(current, wanted, self.growth.ceiling) else {
+            return Ok(true);
+        };
+        let started = Instant::now();
+        let carried = if self.cached.is_empty() {
+            None
+        } else {
+            match self.ctx.state_seq_get(SEQ, LlamaStateSeqFlags::empty()) {
+                Ok(state) => Some(state),
+                Err(e) => {
+                    tracing::warn!(model = %self.name, error = %e, "the cached conversation could not be copied; it is evaluated again");
+                    None
+                }
+            }
+        };
+        let ctx = self
+            .model
+            .new_context(self.growth.backend, self.growth.shape.params(size))
+            .map_err(|e| EngineError::ContextFailed {
+                path: self.growth.path.clone(),
+                n_ctx: size,
+                reason: e.to_string(),
+            })?;
+        // The old context (and its KV cache) is freed here.
+        self.ctx = ctx;
+        self.growth.allocated.store(self.ctx.n_ctx(), Ordering::Release);
+        let kept = match carried {
+            Some(state) => match self.ctx.state_seq_set(&state, SEQ) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(model = %self.name, error = %e, "the cached conversation could not be restored; it is evaluated again");
+                    false
+                }
+            },
+            None => false,
+        };
+        if !kept {
+            self.reset();
+        }
+        tracing::info!(
+            model = %self.name,
+            from = current,
+            to = self.ctx.n_ctx(),
+            carried_tokens = if kept { self.cached.len() } else { 0 },
+            ms = ms(started.elapsed()),
+            "context grown"
+        );
+        Ok(kept)
     }
 
     /// Keeps the KV cache of the longest prefix this prompt shares with what is

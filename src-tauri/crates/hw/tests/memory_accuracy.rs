@@ -292,8 +292,12 @@ fn child(spec: &str) {
         .init();
 
     let before = resident();
-    let engine =
-        hearth_engine::Engine::load(hearth_engine::EngineConfig::new(&path).with_n_ctx(n_ctx)).expect("model loads");
+    // The plan is for the whole context, the most the engine's KV cache grows to: load
+    // it all up front (the engine would otherwise start smaller and grow on demand).
+    let config = hearth_engine::EngineConfig::new(&path)
+        .with_n_ctx(n_ctx)
+        .with_full_context();
+    let engine = hearth_engine::Engine::load(config).expect("model loads");
     let after_load = resident();
 
     // A prompt of a few hundred tokens (one batch), as real use sends.

@@ -138,12 +138,15 @@ pub fn record_load(info: &hearth_engine::ModelInfo, plan: Option<&FitPlan>, befo
     let (Some(plan), Some(before), Some(after)) = (plan, before, resident_bytes()) else {
         return;
     };
-    // The plan's promise, checked on every load (the engine warms up, so weights are resident).
-    let predicted = plan.cpu.resident_bytes() as f64 / MIB;
+    // The plan's promise, checked on every load (the engine warms up, so weights are
+    // resident), for the KV cache the engine allocated at load.
+    let at_load = plan_at_load(info, plan);
+    let predicted = at_load.as_ref().unwrap_or(plan).cpu.resident_bytes() as f64 / MIB;
     let measured = after.saturating_sub(before) as f64 / MIB;
     tracing::info!(
         model = %info.name,
         n_ctx = info.n_ctx,
+        n_ctx_allocated = info.n_ctx_initial,
         n_gpu_layers = plan.n_gpu_layers,
         predicted_ram_mib = format!("{predicted:.1}"),
         measured_ram_mib = format!("{measured:.1}"),
@@ -153,12 +156,29 @@ pub fn record_load(info: &hearth_engine::ModelInfo, plan: Option<&FitPlan>, befo
     log_load(info, predicted, measured);
 }
 
+/// The plan for what a load allocates: the engine's KV cache starts at `n_ctx_initial`
+/// and grows toward the planned context later. `None` when that is the planned context.
+fn plan_at_load(info: &hearth_engine::ModelInfo, plan: &FitPlan) -> Option<FitPlan> {
+    if info.n_ctx_initial >= plan.n_ctx {
+        return None;
+    }
+    let header = hearth_gguf::read(&info.path).ok()?;
+    let request = PlanRequest {
+        n_ctx: info.n_ctx_initial,
+        n_batch: plan.n_batch,
+        n_gpu_layers: Some(plan.n_gpu_layers),
+        ..PlanRequest::default()
+    };
+    Some(hearth_hw::plan_now(&header, &request))
+}
+
 /// Keeps each load's measured memory beside the planner's prediction, so the planner's
 /// accuracy on real machines can be checked over time. A failure is logged, never fatal.
 fn log_load(info: &hearth_engine::ModelInfo, predicted_ram_mib: f64, measured_ram_mib: f64) {
     let mut metrics = PerfMetrics::default();
     for (key, value) in [
         ("n_ctx", serde_json::json!(info.n_ctx)),
+        ("n_ctx_allocated", serde_json::json!(info.n_ctx_initial)),
         ("n_gpu_layers", serde_json::json!(info.n_gpu_layers)),
         ("threads", serde_json::json!(info.threads)),
         ("predicted_ram_mib", serde_json::json!(predicted_ram_mib)),

@@ -1,0 +1,130 @@
+//! The KV cache starts small and grows with the conversation, carrying what is cached:
+//! a growing engine gives exactly the replies of one that allocated everything at load,
+//! and a follow-up turn after a growth still evaluates only its new tokens.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::*;
+use hearth_core::{ChatMessage, GenerationMetrics, SamplingParams};
+use hearth_engine::{Engine, EngineConfig, GenerationRequest, Prompt};
+
+const CEILING: u32 = 4096;
+const INITIAL: u32 = 256;
+
+fn engines(path: PathBuf) -> (Engine, Engine) {
+    let config = EngineConfig::new(path).with_n_ctx(CEILING);
+    let growing = Engine::load(EngineConfig {
+        initial_ctx: INITIAL,
+        ..config.clone()
+    })
+    .expect("loads");
+    let full = Engine::load(config.with_full_context()).expect("loads");
+    (growing, full)
+}
+
+/// The same request on both engines: the replies must be identical.
+fn both(growing: &Engine, full: &Engine, prompt: Prompt, max_tokens: u32) -> (String, GenerationMetrics) {
+    let run = |engine: &Engine| {
+        engine
+            .generate(GenerationRequest {
+                prompt: prompt.clone(),
+                params: SamplingParams::greedy(max_tokens),
+            })
+            .unwrap()
+            .collect()
+            .unwrap()
+    };
+    let (grown, reference) = (run(growing), run(full));
+    assert_eq!(grown.text, reference.text, "a grown context changed the reply");
+    (grown.text, grown.metrics)
+}
+
+#[test]
+fn limits_are_the_ceiling_while_the_cache_starts_small() {
+    let _g = serial();
+    let (growing, full) = engines(smollm());
+    assert_eq!(growing.info().n_ctx, CEILING);
+    assert_eq!(full.info().n_ctx, CEILING);
+    assert_eq!(growing.info().n_ctx_initial, INITIAL);
+    assert_eq!(growing.context_allocated(), INITIAL);
+    assert_eq!(full.context_allocated(), CEILING);
+    // The default: a 2048-token start under a larger ceiling, all of a smaller one.
+    let default = load(smollm(), 8192);
+    assert_eq!(default.info().n_ctx_initial, hearth_engine::INITIAL_CONTEXT);
+    let small = load(smollm(), 1024);
+    assert_eq!(small.info().n_ctx_initial, 1024);
+    assert_eq!(small.context_allocated(), 1024);
+}
+
+#[test]
+fn a_chat_that_outgrows_the_cache_keeps_it_and_replies_the_same() {
+    let _g = serial();
+    let (growing, full) = engines(smollm());
+    let mut history = vec![
+        ChatMessage::system("You are a helpful assistant."),
+        ChatMessage::user("Name three colours of the rainbow."),
+    ];
+    let (reply, m) = both(&growing, &full, Prompt::Chat(history.clone()), 32);
+    assert_eq!(
+        growing.context_allocated(),
+        INITIAL,
+        "a short turn fits the first allocation"
+    );
+    assert_eq!(m.prompt_tokens_evaluated, m.prompt_tokens);
+
+    // A long second message: prompt and reply no longer fit in 256 tokens.
+    let long = format!(
+        "Here are my notes on colour. {} Which colour is the sky?",
+        "Light splits into bands of colour when it passes through rain, and each band bends by a different angle. "
+            .repeat(10)
+    );
+    history.push(ChatMessage::assistant(reply));
+    history.push(ChatMessage::user(long.clone()));
+    let (reply, m) = both(&growing, &full, Prompt::Chat(history.clone()), 32);
+    let grown = growing.context_allocated();
+    assert!(grown > INITIAL && grown < CEILING, "grew to {grown}");
+    assert!(
+        m.prompt_tokens + 32 <= grown,
+        "room for the prompt and the reply: {m:?}, {grown}"
+    );
+    // The first turn came over with the growth: only the new message was evaluated.
+    let new_turn = growing.count_tokens(Prompt::Text(long)).unwrap();
+    assert!(
+        m.prompt_tokens_evaluated <= new_turn + 16 && m.prompt_tokens > m.prompt_tokens_evaluated + 20,
+        "evaluated {} of {} (new message {new_turn})",
+        m.prompt_tokens_evaluated,
+        m.prompt_tokens
+    );
+
+    // A reply allowed to be long reserves its room up front, up to the ceiling at most.
+    history.push(ChatMessage::assistant(reply));
+    history.push(ChatMessage::user("Thanks."));
+    let (_, m) = both(&growing, &full, Prompt::Chat(history), 700);
+    assert!(growing.context_allocated() >= m.prompt_tokens + 700);
+    assert!(growing.context_allocated() <= CEILING);
+    assert!(m.prompt_tokens_evaluated < 20, "{m:?}");
+}
+
+#[test]
+fn a_sliding_window_model_grows_and_continues_the_same() {
+    let _g = serial();
+    let (growing, full) = engines(gemma());
+    let story = "Once upon a time, in a small village by the sea, there lived an old fisherman who";
+    let (first, _) = both(&growing, &full, Prompt::Text(story.into()), 24);
+    assert_eq!(growing.context_allocated(), INITIAL);
+    let continued = format!(
+        "{story}{first} {} Then",
+        "Every morning he mended his nets and watched the gulls circle over the harbour. ".repeat(12)
+    );
+    let (_, m) = both(&growing, &full, Prompt::Text(continued), 24);
+    assert!(growing.context_allocated() > INITIAL);
+    assert!(
+        m.prompt_tokens > m.prompt_tokens_evaluated + 30,
+        "the story so far came from the cache: evaluated {} of {}",
+        m.prompt_tokens_evaluated,
+        m.prompt_tokens
+    );
+}
