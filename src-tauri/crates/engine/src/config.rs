@@ -10,7 +10,8 @@ pub struct EngineConfig {
     /// The most the KV cache may grow to; see [`crate::INITIAL_CONTEXT`].
     pub n_ctx: u32,
     /// KV cache allocated at load, in tokens (at most `n_ctx`). It grows toward `n_ctx`
-    /// when a request needs more room.
+    /// when a request needs more room. With layers on a GPU the whole `n_ctx` is
+    /// allocated at load.
     pub initial_ctx: u32,
     /// Threads for generating tokens; `None` = one per physical core.
     pub n_threads: Option<u32>,

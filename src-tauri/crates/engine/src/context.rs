@@ -24,6 +24,17 @@ pub(crate) fn padded(n: u32) -> u32 {
     n.max(1).div_ceil(LLAMA_CTX_PAD).saturating_mul(LLAMA_CTX_PAD)
 }
 
+/// The context allocated at load. With layers on a GPU it is the whole context: the
+/// fit planner reserved that VRAM, and growing would need the old and the new cache
+/// in VRAM at once for a moment.
+pub(crate) fn initial_size(initial: u32, ceiling: u32, n_gpu_layers: u32) -> u32 {
+    if n_gpu_layers > 0 {
+        ceiling
+    } else {
+        padded(initial).min(ceiling)
+    }
+}
+
 /// The next context size for a request needing `wanted` tokens (prompt + reply), or
 /// `None` when `current` already holds it. Doubling keeps regrowth rare; the ceiling
 /// is never passed.
@@ -63,6 +74,14 @@ mod tests {
         assert_eq!(padded(257), 512);
         assert_eq!(padded(4000), 4096);
         assert_eq!(padded(0), 256);
+    }
+
+    #[test]
+    fn the_cache_starts_small_on_the_cpu_and_whole_on_a_gpu() {
+        assert_eq!(initial_size(2048, 4096, 0), 2048);
+        assert_eq!(initial_size(2048, 1024, 0), 1024);
+        assert_eq!(initial_size(2000, 8192, 0), 2048);
+        assert_eq!(initial_size(2048, 4096, 1), 4096);
     }
 
     #[test]

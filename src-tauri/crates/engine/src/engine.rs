@@ -18,7 +18,7 @@ use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 use serde::Serialize;
 
-use crate::context::{padded, ContextShape};
+use crate::context::{initial_size, padded, ContextShape};
 use crate::session::{Growth, Session};
 use crate::{EngineConfig, EngineError};
 
@@ -339,7 +339,7 @@ fn engine_thread(
     };
     // llama.cpp pads every context to a multiple of 256: the ceiling is what it would hold.
     let ceiling = padded(requested);
-    let initial = padded(config.initial_ctx).min(ceiling);
+    let initial = initial_size(config.initial_ctx, ceiling, config.n_gpu_layers);
     let shape = ContextShape {
         n_batch: config.n_batch.min(ceiling),
         threads: config.threads(),

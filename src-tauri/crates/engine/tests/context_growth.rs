@@ -57,6 +57,15 @@ fn limits_are_the_ceiling_while_the_cache_starts_small() {
     let small = load(smollm(), 1024);
     assert_eq!(small.info().n_ctx_initial, 1024);
     assert_eq!(small.context_allocated(), 1024);
+    // Layers on a GPU: the planner reserved the whole context's VRAM, so it is allocated
+    // at load (a CPU-only build ignores the layer count but keeps the rule).
+    let gpu = Engine::load(EngineConfig {
+        n_gpu_layers: 1,
+        initial_ctx: INITIAL,
+        ..EngineConfig::new(smollm()).with_n_ctx(CEILING)
+    })
+    .expect("loads");
+    assert_eq!(gpu.info().n_ctx_initial, CEILING);
 }
 
 #[test]
