@@ -44,6 +44,8 @@ pub struct Metrics {
     generations: Family<FinishLabels, Counter>,
     completion_tokens: Counter,
     prompt_tokens: Counter,
+    draft_tokens: Counter,
+    draft_accepted: Counter,
     ttft: Histogram,
     decode_rate: Histogram,
     pub(crate) active: Gauge,
@@ -89,6 +91,18 @@ impl Metrics {
         registry.register("completion_tokens", "Tokens generated", completion_tokens.clone());
         let prompt_tokens = Counter::default();
         registry.register("prompt_tokens", "Prompt tokens processed", prompt_tokens.clone());
+        let draft_tokens = Counter::default();
+        registry.register(
+            "draft_tokens",
+            "Tokens guessed from the conversation and verified in a batch",
+            draft_tokens.clone(),
+        );
+        let draft_accepted = Counter::default();
+        registry.register(
+            "draft_accepted_tokens",
+            "Guessed tokens the sampler agreed with (each saved a decode step)",
+            draft_accepted.clone(),
+        );
         let ttft = Histogram::new([0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]);
         registry.register_with_unit(
             "time_to_first_token",
@@ -119,6 +133,8 @@ impl Metrics {
             generations,
             completion_tokens,
             prompt_tokens,
+            draft_tokens,
+            draft_accepted,
             ttft,
             decode_rate,
             active,
@@ -139,6 +155,8 @@ impl Metrics {
             .inc();
         self.completion_tokens.inc_by(u64::from(m.completion_tokens));
         self.prompt_tokens.inc_by(u64::from(m.prompt_tokens_evaluated));
+        self.draft_tokens.inc_by(u64::from(m.draft_tokens));
+        self.draft_accepted.inc_by(u64::from(m.draft_accepted));
         if m.completion_tokens > 0 {
             self.ttft.observe(m.ttft_ms / 1000.0);
         }

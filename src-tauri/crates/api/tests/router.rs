@@ -72,7 +72,10 @@ async fn chat_completion_whole() {
         body["usage"]["total_tokens"],
         body["usage"]["prompt_tokens"].as_u64().unwrap_or(0) + 5
     );
-    assert!(metrics.encode().contains("hearth_completion_tokens_total 5"));
+    let text = metrics.encode();
+    assert!(text.contains("hearth_completion_tokens_total 5"));
+    assert!(text.contains("hearth_draft_tokens_total 4"), "{text}");
+    assert!(text.contains("hearth_draft_accepted_tokens_total 3"), "{text}");
 }
 
 /// The data lines of an SSE body.

@@ -299,6 +299,8 @@ impl Tally {
                 prompt_tps: 0.0,
                 decode_tps,
                 total_ms: ms(now.duration_since(self.started)),
+                draft_tokens: 0,
+                draft_accepted: 0,
                 finish_reason: self.finish.unwrap_or(FinishReason::Stop),
             },
         }

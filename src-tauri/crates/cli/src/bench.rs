@@ -57,6 +57,13 @@ pub struct BenchArgs {
     max_tokens: u32,
     #[arg(long, default_value_t = 4096)]
     ctx: u32,
+    /// Instead of the repeated prose, send this as one chat message (a model with a chat
+    /// template): a reply that need not repeat its prompt.
+    #[arg(long)]
+    chat: Option<String>,
+    /// Draft lengths to measure each model with (0 = one token per step); one line each.
+    #[arg(long, value_delimiter = ',', default_values_t = [0, hearth_engine::MAX_DRAFT as u32])]
+    draft: Vec<u32>,
     /// Skip the memory-bandwidth measurement.
     #[arg(long)]
     no_bandwidth: bool,
@@ -65,10 +72,13 @@ pub struct BenchArgs {
 #[derive(Serialize)]
 struct BenchLine {
     bench: &'static str,
+    /// "prose" (the repeated sentences, continued as text) or "chat".
+    workload: &'static str,
     model: String,
     bytes: u64,
     threads: u32,
     n_ctx: u32,
+    max_draft: u32,
     reps: usize,
     prompt_tokens: u32,
     completion_tokens: u32,
@@ -82,6 +92,14 @@ struct BenchLine {
     mem_read_gbps: Option<f64>,
     ceiling_tps: Option<f64>,
     decode_vs_ceiling: Option<f64>,
+    /// Per reply: draft tokens verified and accepted (the same every run: greedy).
+    draft_tokens: u32,
+    draft_accepted: u32,
+    /// Whether every reply's text equals the first reply after load.
+    same_text: bool,
+    /// Whether the reply equals the one without drafting (when that was measured first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    same_as_no_draft: Option<bool>,
 }
 
 /// Plain prose the benchmark repeats to reach the prompt length; any model can continue it.
@@ -123,10 +141,10 @@ fn build_prompt(engine: &Engine, target: u32) -> Result<String> {
     Ok(text)
 }
 
-fn run_once(engine: &Engine, prompt: &str, max_tokens: u32) -> Result<GenerationOutput> {
+fn run_once(engine: &Engine, prompt: &Prompt, max_tokens: u32) -> Result<GenerationOutput> {
     engine.reset_cache()?;
     let request = GenerationRequest {
-        prompt: Prompt::Text(prompt.to_owned()),
+        prompt: prompt.clone(),
         params: SamplingParams::greedy(max_tokens),
     };
     Ok(engine.generate(request)?.collect()?)
@@ -196,50 +214,81 @@ fn run_generate(args: &BenchArgs) -> Result<()> {
     };
     let mut bandwidth: Option<f64> = None;
     for path in models {
-        let mut config = EngineConfig::new(&path).with_n_ctx(args.ctx);
-        config.n_threads = args.threads;
-        let engine = Engine::load(config)?;
-        let info = engine.info().clone();
-        let prompt = build_prompt(&engine, args.prompt_tokens)?;
-        // The first request after load, before anything else touched the model.
-        let first = run_once(&engine, &prompt, args.max_tokens)?;
-        let _warm = run_once(&engine, &prompt, args.max_tokens)?;
-        let mut runs = Vec::with_capacity(args.reps);
-        for _ in 0..args.reps.max(1) {
-            runs.push(run_once(&engine, &prompt, args.max_tokens)?.metrics);
+        let mut no_draft_text: Option<String> = None;
+        for &max_draft in &args.draft {
+            let (mut line, text) = bench_model(args, &path, max_draft, &mut bandwidth)?;
+            if max_draft == 0 {
+                no_draft_text.get_or_insert(text);
+            } else if let Some(reference) = &no_draft_text {
+                line.same_as_no_draft = Some(*reference == text);
+            }
+            println!("{}", serde_json::to_string(&line)?);
         }
-        let mut ttft: Vec<f64> = runs.iter().map(|m| m.ttft_ms).collect();
-        let mut prompt_tps: Vec<f64> = runs.iter().map(|m| m.prompt_tps).collect();
-        let mut decode_tps: Vec<f64> = runs.iter().map(|m| m.decode_tps).collect();
-        let decode_median = median(&mut decode_tps);
-        if bandwidth.is_none() && !args.no_bandwidth {
-            // Measured once, with the engine's thread count, after the model runs (same conditions).
-            bandwidth = Some(crate::membw::read_bandwidth(info.threads as usize));
-        }
-        let ceiling = bandwidth.map(|bw| bw / info.file_bytes as f64);
-        let line = BenchLine {
-            bench: "generate",
-            model: info.name.clone(),
-            bytes: info.file_bytes,
-            threads: info.threads,
-            n_ctx: info.n_ctx,
-            reps: runs.len(),
-            prompt_tokens: runs[0].prompt_tokens,
-            completion_tokens: runs[0].completion_tokens,
-            load_ms: round(info.load_ms),
-            first_ttft_ms: round(first.metrics.ttft_ms),
-            ttft_ms: round(median(&mut ttft)),
-            prompt_tps: round(median(&mut prompt_tps)),
-            decode_tps: round(decode_median),
-            decode_tps_min: round(decode_tps.first().copied().unwrap_or(0.0)),
-            decode_tps_max: round(decode_tps.last().copied().unwrap_or(0.0)),
-            mem_read_gbps: bandwidth.map(|bw| round(bw / 1e9)),
-            ceiling_tps: ceiling.map(round),
-            decode_vs_ceiling: ceiling.map(|c| round(decode_median / c)),
-        };
-        println!("{}", serde_json::to_string(&line)?);
     }
     Ok(())
+}
+
+fn bench_model(
+    args: &BenchArgs,
+    path: &std::path::Path,
+    max_draft: u32,
+    bandwidth: &mut Option<f64>,
+) -> Result<(BenchLine, String)> {
+    let mut config = EngineConfig::new(path).with_n_ctx(args.ctx);
+    config.n_threads = args.threads;
+    config.max_draft = max_draft;
+    let engine = Engine::load(config)?;
+    let info = engine.info().clone();
+    let prompt = match &args.chat {
+        Some(message) => Prompt::Chat(vec![hearth_core::ChatMessage::user(message.clone())]),
+        None => Prompt::Text(build_prompt(&engine, args.prompt_tokens)?),
+    };
+    // The first request after load, before anything else touched the model.
+    let first = run_once(&engine, &prompt, args.max_tokens)?;
+    let warm = run_once(&engine, &prompt, args.max_tokens)?;
+    let mut same_text = warm.text == first.text;
+    let mut runs = Vec::with_capacity(args.reps);
+    for _ in 0..args.reps.max(1) {
+        let output = run_once(&engine, &prompt, args.max_tokens)?;
+        same_text &= output.text == first.text;
+        runs.push(output.metrics);
+    }
+    let mut ttft: Vec<f64> = runs.iter().map(|m| m.ttft_ms).collect();
+    let mut prompt_tps: Vec<f64> = runs.iter().map(|m| m.prompt_tps).collect();
+    let mut decode_tps: Vec<f64> = runs.iter().map(|m| m.decode_tps).collect();
+    let decode_median = median(&mut decode_tps);
+    if bandwidth.is_none() && !args.no_bandwidth {
+        // Measured once, with the engine's thread count, after the model runs (same conditions).
+        *bandwidth = Some(crate::membw::read_bandwidth(info.threads as usize));
+    }
+    let ceiling = bandwidth.map(|bw| bw / info.file_bytes as f64);
+    let line = BenchLine {
+        bench: "generate",
+        workload: if args.chat.is_some() { "chat" } else { "prose" },
+        model: info.name.clone(),
+        bytes: info.file_bytes,
+        threads: info.threads,
+        n_ctx: info.n_ctx,
+        max_draft,
+        reps: runs.len(),
+        prompt_tokens: runs[0].prompt_tokens,
+        completion_tokens: runs[0].completion_tokens,
+        load_ms: round(info.load_ms),
+        first_ttft_ms: round(first.metrics.ttft_ms),
+        ttft_ms: round(median(&mut ttft)),
+        prompt_tps: round(median(&mut prompt_tps)),
+        decode_tps: round(decode_median),
+        decode_tps_min: round(decode_tps.first().copied().unwrap_or(0.0)),
+        decode_tps_max: round(decode_tps.last().copied().unwrap_or(0.0)),
+        mem_read_gbps: bandwidth.map(|bw| round(bw / 1e9)),
+        ceiling_tps: ceiling.map(round),
+        decode_vs_ceiling: ceiling.map(|c| round(decode_median / c)),
+        draft_tokens: runs[0].draft_tokens,
+        draft_accepted: runs[0].draft_accepted,
+        same_text,
+        same_as_no_draft: None,
+    };
+    Ok((line, first.text))
 }
 
 fn round(x: f64) -> f64 {

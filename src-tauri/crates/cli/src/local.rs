@@ -186,6 +186,8 @@ async fn stream_reply(
                 0.0
             },
             total_ms,
+            draft_tokens: 0,
+            draft_accepted: 0,
             finish_reason: FinishReason::Cancelled,
         },
     })

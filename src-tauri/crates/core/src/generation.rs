@@ -41,6 +41,13 @@ pub struct GenerationMetrics {
     pub decode_tps: f64,
     pub total_ms: f64,
     pub finish_reason: FinishReason,
+    /// Tokens guessed from the conversation and verified in a batch with the next one
+    /// (0 where the backend does not draft).
+    #[serde(default)]
+    pub draft_tokens: u32,
+    /// How many of those guesses the sampler agreed with (each saved one decode step).
+    #[serde(default)]
+    pub draft_accepted: u32,
 }
 
 /// What a generation stream yields, in order: any number of `Delta`s, then exactly one

@@ -24,6 +24,9 @@ pub struct EngineConfig {
     /// Run one tiny decode at load so the first real request is not slow
     /// (page-faulting the mmapped weights and repacking them happen here).
     pub warmup: bool,
+    /// Most tokens guessed from the conversation and verified in one step (0 = off;
+    /// at most [`crate::MAX_DRAFT`]). The reply is the same either way.
+    pub max_draft: u32,
 }
 
 /// The largest context Hearth accepts; prompts up to 32K tokens must work.
@@ -40,6 +43,7 @@ impl EngineConfig {
             n_batch: 512,
             n_gpu_layers: 0,
             warmup: true,
+            max_draft: crate::MAX_DRAFT as u32,
         }
     }
 
@@ -71,6 +75,13 @@ impl EngineConfig {
             return bad(format!(
                 "batch size n_batch = {} must be between 1 and 8192",
                 self.n_batch
+            ));
+        }
+        if self.max_draft as usize > crate::MAX_DRAFT {
+            return bad(format!(
+                "max_draft = {} must be between 0 (off) and {}",
+                self.max_draft,
+                crate::MAX_DRAFT
             ));
         }
         for (name, value) in [("n_threads", self.n_threads), ("n_threads_batch", self.n_threads_batch)] {
@@ -136,6 +147,19 @@ mod tests {
         .validate()
         .expect_err("n_batch");
         assert!(e.to_string().contains("n_batch"));
+        let e = EngineConfig {
+            max_draft: 9,
+            ..base.clone()
+        }
+        .validate()
+        .expect_err("max_draft");
+        assert!(e.to_string().contains("max_draft = 9"), "{e}");
+        assert!(EngineConfig {
+            max_draft: 0,
+            ..base.clone()
+        }
+        .validate()
+        .is_ok());
         let e = base.with_threads(0).validate().expect_err("threads");
         assert!(e.to_string().contains("n_threads"));
     }

@@ -367,7 +367,13 @@ fn engine_thread(
         path: path.clone(),
         allocated,
     };
-    let mut session = Session::new(&model, ctx, growth, name.clone(), n_swa);
+    // Drafting rolls the cache back to the accepted tokens; a recurrent state cannot be cut.
+    let max_draft = if model.is_recurrent() || model.is_hybrid() {
+        0
+    } else {
+        config.max_draft as usize
+    };
+    let mut session = Session::new(&model, ctx, growth, name.clone(), n_swa, max_draft);
     if config.warmup {
         if let Err(e) = session.warm_up() {
             let _ = ready.send(Err(e));

@@ -5,10 +5,12 @@
 //!
 //! Multi-turn chats reuse the KV cache of the conversation so far, so a
 //! follow-up turn only evaluates its new tokens. The KV cache starts small and grows
-//! with the conversation, up to the configured context size.
+//! with the conversation, up to the configured context size. Replies that repeat
+//! the context are decoded several tokens per step (see `draft`).
 
 mod config;
 mod context;
+mod draft;
 mod engine;
 mod error;
 mod sampler;
@@ -18,6 +20,7 @@ mod utf8;
 
 pub use config::{default_threads, EngineConfig, MAX_CONTEXT};
 pub use context::INITIAL_CONTEXT;
+pub use draft::MAX_DRAFT;
 pub use engine::{
     gpu_offload_supported, CancelToken, Engine, Generation, GenerationOutput, GenerationRequest, ModelInfo, Prompt,
 };

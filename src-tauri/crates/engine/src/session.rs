@@ -1,6 +1,7 @@
 //! The decode thread's state and loop: prompt → prefix reuse → batched prompt
 //! evaluation → sample/decode until a stop condition, streaming text deltas.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use llama_cpp_2::model::{LlamaChatMessage, LlamaModel};
 use llama_cpp_2::token::LlamaToken;
 
 use crate::context::{next_size, ContextShape};
+use crate::draft::{Drafter, StepCosts};
 use crate::engine::{Job, Prompt};
 use crate::sampler::build_sampler;
 use crate::stop::{StopMatcher, StopScan};
@@ -46,6 +48,10 @@ pub(crate) struct Session<'m> {
     /// Sliding-window size for SWA models (0 = none): positions older than the window
     /// are dropped from those layers, which limits how far back the cache can be cut.
     n_swa: u32,
+    /// Most draft tokens verified per step (0 = one token at a time).
+    max_draft: usize,
+    /// What a step costs by draft length on this machine, learned across replies.
+    step_costs: StepCosts,
     load_ms: f64,
 }
 
@@ -55,10 +61,33 @@ struct Outcome {
     completion_tokens: u32,
     first_token_at: Option<Instant>,
     error: Option<String>,
+    /// Draft tokens verified, and how many of them the sampler agreed with.
+    drafted: u32,
+    draft_accepted: u32,
+}
+
+impl Outcome {
+    fn ended(finish: FinishReason, error: Option<String>) -> Self {
+        Self {
+            finish,
+            completion_tokens: 0,
+            first_token_at: None,
+            error,
+            drafted: 0,
+            draft_accepted: 0,
+        }
+    }
 }
 
 impl<'m> Session<'m> {
-    pub(crate) fn new(model: &'m LlamaModel, ctx: LlamaContext<'m>, growth: Growth, name: String, n_swa: u32) -> Self {
+    pub(crate) fn new(
+        model: &'m LlamaModel,
+        ctx: LlamaContext<'m>,
+        growth: Growth,
+        name: String,
+        n_swa: u32,
+        max_draft: usize,
+    ) -> Self {
         Self {
             model,
             ctx,
@@ -66,6 +95,8 @@ impl<'m> Session<'m> {
             name,
             cached: Vec::new(),
             n_swa,
+            max_draft,
+            step_costs: StepCosts::default(),
             load_ms: 0.0,
         }
     }
@@ -185,18 +216,8 @@ impl<'m> Session<'m> {
         let prompt_started = Instant::now();
         let mut outcome = match self.evaluate_prompt(&tokens[reused..], reused, &cancel) {
             Ok(true) => self.decode_loop(&request.params, &mut sampler, tokens.len(), &events, &cancel, stream),
-            Ok(false) => Outcome {
-                finish: FinishReason::Cancelled,
-                completion_tokens: 0,
-                first_token_at: None,
-                error: None,
-            },
-            Err(message) => Outcome {
-                finish: FinishReason::Error,
-                completion_tokens: 0,
-                first_token_at: None,
-                error: Some(message),
-            },
+            Ok(false) => Outcome::ended(FinishReason::Cancelled, None),
+            Err(message) => Outcome::ended(FinishReason::Error, Some(message)),
         };
         let finished_at = Instant::now();
         if let Some(message) = outcome.error.take() {
@@ -225,6 +246,8 @@ impl<'m> Session<'m> {
             decode_tps: rate(outcome.completion_tokens.saturating_sub(1) as usize, decode_secs),
             total_ms: ms(finished_at.duration_since(requested_at)),
             finish_reason: outcome.finish,
+            draft_tokens: outcome.drafted,
+            draft_accepted: outcome.draft_accepted,
         };
         tracing::debug!(model = %self.name, ?metrics, "generation finished");
         let _ = events.send(GenerationEvent::Done { metrics });
@@ -418,6 +441,12 @@ impl<'m> Session<'m> {
 
     /// The sample → decode loop. `on_piece` gets each token's bytes and returns false
     /// to end the reply (a stop string, or a reader that hung up).
+    ///
+    /// Each step evaluates the last sampled token together with any draft tokens guessed
+    /// from the conversation ([`Drafter`]), then samples at every position in order until
+    /// the sampler disagrees with a draft. The sampler sees exactly the calls it would see
+    /// one token at a time, so greedy and seeded replies do not depend on the guesses;
+    /// the cache is cut back to the tokens that held.
     fn decode_tokens_with(
         &mut self,
         params: &hearth_core::SamplingParams,
@@ -428,26 +457,30 @@ impl<'m> Session<'m> {
     ) -> Outcome {
         let vocab = self.model.vocab();
         let n_ctx = self.ctx.n_ctx() as usize;
-        let mut batch = LlamaBatch::new(1, 1);
-        let mut logits_index = -1; // the last token of the previous decode
+        let mut drafter = Drafter::new(self.max_draft);
+        let mut batch = LlamaBatch::new(self.max_draft + 1, 1);
+        let mut draft: Vec<LlamaToken> = Vec::with_capacity(self.max_draft);
+        // Sampled tokens not yet shown. All but the last are already in the KV cache
+        // (they were drafts that held); the last is evaluated by the next step.
+        let mut ready: VecDeque<LlamaToken> = VecDeque::with_capacity(self.max_draft + 1);
+        // Where the token being shown sits in the sequence.
         let mut pos = prompt_len;
-        let mut outcome = Outcome {
-            finish: FinishReason::Stop,
-            completion_tokens: 0,
-            first_token_at: None,
-            error: None,
-        };
+        let mut outcome = Outcome::ended(FinishReason::Stop, None);
         let mut piece = Vec::with_capacity(32);
         loop {
             if cancel.is_cancelled() {
                 outcome.finish = FinishReason::Cancelled;
-                return outcome;
+                break;
             }
-            let token = sampler.sample(&self.ctx, logits_index);
+            let token = match ready.pop_front() {
+                Some(token) => token,
+                // The reply's first token, from the prompt's last logits.
+                None => sampler.sample(&self.ctx, -1),
+            };
             outcome.first_token_at.get_or_insert_with(Instant::now);
             if vocab.is_eog(token) {
                 outcome.finish = FinishReason::Stop;
-                return outcome;
+                break;
             }
             outcome.completion_tokens += 1;
             piece.clear();
@@ -455,25 +488,87 @@ impl<'m> Session<'m> {
             if !on_piece(&piece, outcome.completion_tokens) {
                 // A stop string (the caller sets Stop) or a reader that hung up.
                 outcome.finish = FinishReason::Cancelled;
-                return outcome;
+                break;
             }
             if outcome.completion_tokens >= params.max_tokens || pos + 1 >= n_ctx {
                 outcome.finish = FinishReason::Length;
-                return outcome;
+                break;
             }
-            batch.clear();
-            if let Err(e) = add_token(&mut batch, token, pos, true) {
-                outcome.error = Some(e.to_string());
-                return outcome;
+            if !ready.is_empty() {
+                // A draft that held: already evaluated.
+                pos += 1;
+                continue;
             }
-            if let Err(e) = self.ctx.decode(&mut batch) {
-                outcome.error = Some(format!("decoding token {} failed: {e}", outcome.completion_tokens));
-                return outcome;
-            }
+            // The token goes into the cache now; guess what follows it, within what the
+            // reply and the context have left.
             self.cached.push(token);
+            let left = (params.max_tokens - outcome.completion_tokens) as usize;
+            let room = n_ctx.saturating_sub(pos + 2);
+            drafter.propose(&self.cached, (left - 1).min(room), &self.step_costs, &mut draft);
+            match self.verify_step(&mut batch, token, &draft, pos, sampler, &mut ready) {
+                Ok(accepted) => drafter.record(draft.len(), accepted, ready[0]),
+                Err(message) => {
+                    outcome.error = Some(format!(
+                        "decoding token {} failed: {message}",
+                        outcome.completion_tokens
+                    ));
+                    break;
+                }
+            }
             pos += 1;
-            logits_index = 0;
         }
+        outcome.drafted = drafter.drafted;
+        outcome.draft_accepted = drafter.accepted;
+        outcome
+    }
+
+    /// Evaluates `token` at `pos` followed by `draft`, samples at each position while the
+    /// sampler agrees with the draft, and queues what it sampled in `ready`. The KV cache
+    /// (and `cached`, which already ends with `token`) keeps `token` and the drafts that
+    /// held; returns how many held.
+    fn verify_step(
+        &mut self,
+        batch: &mut LlamaBatch,
+        token: LlamaToken,
+        draft: &[LlamaToken],
+        pos: usize,
+        sampler: &mut llama_cpp_2::sampling::LlamaSampler,
+        ready: &mut VecDeque<LlamaToken>,
+    ) -> Result<usize, String> {
+        batch.clear();
+        add_token(batch, token, pos, true).map_err(|e| e.to_string())?;
+        for (i, &guess) in draft.iter().enumerate() {
+            add_token(batch, guess, pos + 1 + i, true).map_err(|e| e.to_string())?;
+        }
+        let started = Instant::now();
+        self.ctx.decode(batch).map_err(|e| e.to_string())?;
+        if self.max_draft > 0 {
+            self.step_costs.observe(draft.len(), ms(started.elapsed()));
+        }
+        self.cached.extend_from_slice(draft);
+        let vocab = self.model.vocab();
+        let mut accepted = 0;
+        for i in 0..=draft.len() {
+            let sampled = sampler.sample(&self.ctx, i32::try_from(i).unwrap_or(i32::MAX));
+            ready.push_back(sampled);
+            if i == draft.len() || sampled != draft[i] || vocab.is_eog(sampled) {
+                break;
+            }
+            accepted += 1;
+        }
+        if accepted < draft.len() {
+            // The first rejected guess and everything after it leave the cache.
+            let keep = pos + 1 + accepted;
+            let removed = self
+                .ctx
+                .clear_kv_cache_seq(Some(SEQ as u32), Some(to_u32(keep)), None)
+                .unwrap_or(false);
+            if !removed {
+                return Err("the KV cache could not be cut back after a draft".into());
+            }
+            self.cached.truncate(keep);
+        }
+        Ok(accepted)
     }
 }
 

@@ -675,6 +675,8 @@ fn partial_metrics(finish_reason: FinishReason) -> GenerationMetrics {
         prompt_tps: 0.0,
         decode_tps: 0.0,
         total_ms: 0.0,
+        draft_tokens: 0,
+        draft_accepted: 0,
         finish_reason,
     }
 }

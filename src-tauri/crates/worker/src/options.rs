@@ -36,6 +36,10 @@ pub struct ModelOptions {
     /// Layers to offload to the GPU: `auto` (the fit planner's answer for this machine) or a number.
     #[arg(long, default_value = "auto", value_parser = parse_gpu_layers)]
     pub gpu_layers: GpuLayers,
+    /// Most tokens guessed from the conversation and checked in one step (0 = off).
+    /// Replies that repeat the context come faster; the text is the same either way.
+    #[arg(long, default_value_t = hearth_engine::MAX_DRAFT as u32)]
+    pub draft: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +83,7 @@ impl ModelOptions {
         let mut config = EngineConfig::new(&path).with_n_ctx(self.ctx);
         config.n_threads = self.threads;
         config.n_batch = self.batch;
+        config.max_draft = self.draft;
         // A file the planner cannot read is reported by Engine::load with the same checks.
         let plan = hearth_gguf::read(&path).ok().map(|header| {
             let request = PlanRequest {
@@ -109,6 +114,8 @@ impl ModelOptions {
             self.batch.to_string(),
             "--gpu-layers".into(),
             self.gpu_layers.to_string(),
+            "--draft".into(),
+            self.draft.to_string(),
         ];
         if let Some(threads) = self.threads {
             args.extend(["--threads".into(), threads.to_string()]);

@@ -217,6 +217,8 @@ impl<B: AsRef<[u8]>, E: std::error::Error> Reply<B, E> {
             } else {
                 since_start(Instant::now())
             },
+            draft_tokens: 0,
+            draft_accepted: 0,
             finish_reason: match chunk.done_reason.as_deref() {
                 Some("length") => FinishReason::Length,
                 _ => FinishReason::Stop,
