@@ -239,6 +239,12 @@ async fn chat(args: &ChatArgs, settings: Settings) -> Result<()> {
                         m.prompt_tokens
                     ));
                 }
+                if m.draft_accepted > 0 {
+                    notes.push(format!(
+                        "{} of {} guessed tokens held",
+                        m.draft_accepted, m.draft_tokens
+                    ));
+                }
                 if turn.retries > 0 {
                     notes.push(format!("{} retries", turn.retries));
                 }

@@ -25,8 +25,17 @@ const MIN_MATCH: usize = 2;
 /// Longest suffix compared; beyond this a match is as good as certain.
 const MAX_MATCH: usize = 6;
 
-/// Match lengths are tracked in buckets 2, 3, 4+.
-const BUCKETS: usize = 3;
+/// Match lengths are tracked in buckets: 2, 3, 4–5, and [`MAX_MATCH`] (6) or more.
+const BUCKETS: usize = 4;
+
+fn bucket(match_len: usize) -> usize {
+    match match_len {
+        0..=2 => 0,
+        3 => 1,
+        4 | 5 => 2,
+        _ => 3,
+    }
+}
 
 /// Older outcomes fade, so the drafter follows a reply that starts or stops copying.
 const DECAY: f32 = 0.9;
@@ -115,6 +124,13 @@ impl StepCosts {
         }
     }
 
+    /// Relative costs by draft length, for the log.
+    pub(crate) fn table(&self) -> Vec<f64> {
+        (0..=MAX_DRAFT)
+            .map(|k| (self.relative(k) * 100.0).round() / 100.0)
+            .collect()
+    }
+
     /// The cost of a step verifying `k` drafts, in single-token steps: measured, or
     /// drawn between the nearest measured lengths, or the cautious prior.
     pub(crate) fn relative(&self, k: usize) -> f64 {
@@ -136,8 +152,11 @@ impl StepCosts {
             .unwrap_or((0, 1.0));
         match (k + 1..=MAX_DRAFT).find_map(|j| measured(j).map(|c| (j, c))) {
             Some((hi, hi_cost)) => lo_cost + (hi_cost - lo_cost) * (k - lo) as f64 / (hi - lo) as f64,
-            // Beyond the longest measured: at its cost per draft token.
-            None if lo > 0 => 1.0 + (lo_cost - 1.0) / lo as f64 * k as f64,
+            // Beyond the longest measured: at its cost per draft token, but no worse than
+            // the prior. Batches are often cheaper per token as they grow (a 4-row batch
+            // can cost less than a 3-row one where GGML has a 4-row kernel), so a costly
+            // short draft must not rule out trying a long one.
+            None if lo > 0 => (1.0 + (lo_cost - 1.0) / lo as f64 * k as f64).min(prior),
             None => prior,
         }
     }
@@ -165,8 +184,14 @@ impl<T: PartialEq + Copy> Drafter<T> {
     pub(crate) fn new(max: usize) -> Self {
         Self {
             max: max.min(MAX_DRAFT),
-            // A guess is doubted until guesses in this reply have held.
-            first: [Rate::prior(1.0, 3.0); BUCKETS],
+            // A guess from a short match is doubted until guesses in this reply have
+            // held; one from six or more repeated tokens is probably a copy going on.
+            first: [
+                Rate::prior(1.0, 3.0),
+                Rate::prior(1.0, 3.0),
+                Rate::prior(1.0, 2.0),
+                Rate::prior(2.0, 3.0),
+            ],
             shadow: None,
             verifying: None,
             drafted: 0,
@@ -207,7 +232,7 @@ impl<T: PartialEq + Copy> Drafter<T> {
         let Some((len, next)) = find_continuation(history) else {
             return;
         };
-        let bucket = len.min(MIN_MATCH + BUCKETS - 1) - MIN_MATCH;
+        let bucket = bucket(len);
         let available = self.max.min(limit).min(history.len() - next);
         let k = self.best_length(bucket, available, costs);
         if k == 0 {
@@ -302,6 +327,11 @@ mod tests {
         sparse.observe(4, 30.0);
         assert!((sparse.relative(2) - 2.0).abs() < 1e-9);
         assert!((sparse.relative(6) - 4.0).abs() < 1e-9);
+        // A costly short draft: longer ones are still given the prior's chance.
+        let mut costly = StepCosts::default();
+        costly.observe(0, 10.0);
+        costly.observe(2, 40.0);
+        assert!((costly.relative(8) - (1.0 + 8.0 * PRIOR_COST_PER_DRAFT_TOKEN)).abs() < 1e-9);
         sparse.observe(8, 40.0);
         assert!((sparse.relative(6) - 3.5).abs() < 1e-9);
         // Smoothed, not replaced: one slow step moves the estimate part of the way.
@@ -378,7 +408,12 @@ mod tests {
             costs.observe(k, 10.0 + k as f64 * 0.1);
         }
         let mut drafter = Drafter::<i32>::new(MAX_DRAFT);
-        drafter.first = [Rate::prior(3.0, 10.0), Rate::prior(3.0, 10.0), Rate::prior(5.0, 10.0)];
+        drafter.first = [
+            Rate::prior(3.0, 10.0),
+            Rate::prior(3.0, 10.0),
+            Rate::prior(3.0, 10.0),
+            Rate::prior(5.0, 10.0),
+        ];
         let history = [5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 5, 6, 7];
         let mut draft = Vec::new();
         drafter.propose(&history, 100, &costs, &mut draft);

@@ -519,6 +519,15 @@ impl<'m> Session<'m> {
         }
         outcome.drafted = drafter.drafted;
         outcome.draft_accepted = drafter.accepted;
+        if self.max_draft > 0 {
+            tracing::debug!(
+                model = %self.name,
+                drafted = drafter.drafted,
+                accepted = drafter.accepted,
+                step_costs = ?self.step_costs.table(),
+                "drafting"
+            );
+        }
         outcome
     }
 
