@@ -31,6 +31,13 @@ assert choice.message.content, choice
 assert choice.finish_reason in ("stop", "length"), choice
 assert reply.usage.completion_tokens >= 1 and reply.usage.total_tokens > reply.usage.completion_tokens, reply.usage
 
+# A batch of several tokens rounds otherwise than one token at a time, so two replies
+# compare exactly only from the same cache state: each request compared below is sent
+# once before, and the server (started with --draft 0) then reads its prompt's last token
+# alone both times.
+COUNT = [{"role": "user", "content": "Count from one to five."}]
+client.chat.completions.create(model=model, messages=COUNT, max_tokens=16, temperature=0)
+
 # Chat, streamed, with usage.
 stream = client.chat.completions.create(
     model=model,
@@ -54,7 +61,8 @@ whole = client.chat.completions.create(
 )
 assert whole.choices[0].message.content == text, (whole.choices[0].message.content, text)
 
-# Plain completion, whole and streamed.
+# Plain completion, whole and streamed (after the same request, as above).
+client.completions.create(model=model, prompt="Once upon a time", max_tokens=8, temperature=0)
 completion = client.completions.create(model=model, prompt="Once upon a time", max_tokens=8, temperature=0)
 assert completion.choices[0].text, completion
 assert completion.usage.completion_tokens >= 1

@@ -1,5 +1,6 @@
 import { clearMocks, mockIPC } from "@tauri-apps/api/mocks";
 import { afterEach, describe, expect, it } from "vitest";
+import type { Channel } from "@tauri-apps/api/core";
 import { api, ApiError, type ChatEvent } from "../src/api";
 
 afterEach(() => clearMocks());
@@ -30,11 +31,27 @@ describe("api wrapper", () => {
     expect(err).toMatchObject({ code: "model_not_found", message: "no such file" });
   });
 
-  it("passes a channel for chat events", async () => {
+  it("passes a channel for chat events and delivers them in order", async () => {
     let sent: unknown;
+    const streamed: ChatEvent[] = [
+      { kind: "started", backend: "embedded", model: "m" },
+      { kind: "delta", text: "o", tokens: 1 },
+      { kind: "delta", text: "k", tokens: 1 },
+      { kind: "done", decodeTps: 1, ttftMs: 2, completionTokens: 2, finishReason: "stop" },
+    ];
     mockIPC((cmd, payload) => {
       sent = payload;
       if (cmd === "send_message") {
+        // What the shell does: the events go through the channel's own callback, with
+        // their indices, before the command returns. Sent out of order on purpose: the
+        // channel puts them back in order.
+        const channel = (payload as { onEvent: Channel<ChatEvent> }).onEvent;
+        const internals = (window as unknown as {
+          __TAURI_INTERNALS__: { runCallback: (id: number, data: unknown) => void };
+        }).__TAURI_INTERNALS__;
+        for (const index of [1, 0, 3, 2]) {
+          internals.runCallback(channel.id, { index, message: streamed[index] });
+        }
         return {
           sessionId: "s",
           backend: "embedded",
@@ -55,5 +72,6 @@ describe("api wrapper", () => {
     expect(turn.text).toBe("ok");
     expect(sent).toMatchObject({ text: "hello" });
     expect((sent as { onEvent: unknown }).onEvent).toBeDefined();
+    expect(events).toEqual(streamed);
   });
 });

@@ -1,12 +1,13 @@
 import { clearMocks, mockIPC } from "@tauri-apps/api/mocks";
 import type { Channel } from "@tauri-apps/api/core";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it, vi } from "vitest";
 import type { ChatEvent } from "../src/api";
 import { status } from "./helpers";
 
 afterAll(() => clearMocks());
 
-const settle = () => new Promise((r) => setTimeout(r, 20));
+// Each step waits for what it expects to appear (vi.waitFor polls until the assertion
+// holds, failing after its timeout), never for a fixed time.
 
 describe("app boot (main.ts against a mocked shell)", () => {
   it("loads status and sessions, switches tabs, sends, and Esc stops", async () => {
@@ -43,36 +44,37 @@ describe("app boot (main.ts against a mocked shell)", () => {
     });
     document.body.innerHTML = '<div id="app"></div>';
     await import("../src/main");
-    await settle();
 
     const q = <T extends HTMLElement = HTMLElement>(id: string) => document.querySelector<T>(`[data-testid="${id}"]`)!;
+    await vi.waitFor(() => {
+      expect(q("status-phase").textContent).toBe("Ready");
+      expect(document.querySelectorAll('[data-testid="session-item"]')).toHaveLength(1);
+    });
     expect(invoked).toContain("app_status");
     expect(invoked).toContain("plugin:sql|load");
     expect(document.querySelectorAll('[data-testid="session-item"]')).toHaveLength(1);
     expect(q("status-phase").textContent).toBe("Ready");
 
     q("tab-settings").click();
-    await settle();
+    await vi.waitFor(() => expect(q<HTMLInputElement>("setting-ctx").value).toBe("4096"));
     expect(q("settings").hidden).toBe(false);
     expect(q("chat").hidden).toBe(true);
-    expect(q<HTMLInputElement>("setting-ctx").value).toBe("4096");
 
     q("tab-dashboard").click();
-    await settle();
+    await vi.waitFor(() => expect(q("dash-cpu").textContent).toBe("12%"));
     expect(invoked).toContain("hardware_snapshot");
-    expect(q("dash-cpu").textContent).toBe("12%");
 
     q("tab-chat").click();
     const composer = q<HTMLTextAreaElement>("composer");
     composer.value = "hello";
     composer.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter", bubbles: true }));
-    await settle();
-    expect(channel).not.toBeNull();
-    expect(q("reply-streaming")).not.toBeNull();
+    await vi.waitFor(() => {
+      expect(channel).not.toBeNull();
+      expect(q("reply-streaming")).not.toBeNull();
+    });
     document.dispatchEvent(new KeyboardEvent("keydown", { key: "Escape", bubbles: true }));
-    await settle();
+    await vi.waitFor(() => expect(q("stop").textContent).toBe("Stopping…"));
     expect(invoked).toContain("stop_generation");
-    expect(q("stop").textContent).toBe("Stopping…");
     q("tab-settings").click(); // leaving the dashboard stops its polling
   });
 });

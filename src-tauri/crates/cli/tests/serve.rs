@@ -59,7 +59,8 @@ async fn metric(serve: &Serve, name: &str) -> Option<f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openai_python_client() {
-    let serve = Serve::start(&[]);
+    // Undrafted, so that the script's repeated requests run in the same batch shapes.
+    let serve = Serve::start(&["--draft", "0"]);
     serve.wait_ready_status(200, Duration::from_secs(60)).await;
     let python = python();
     let output = tokio::process::Command::new(&python)

@@ -35,10 +35,18 @@ fn request(run: usize) -> GenerateRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_worker_gives_the_same_text_as_in_process() {
-    let in_process = EngineBackend::new(EngineConfig::new("").with_n_ctx(1024).with_threads(1));
+    // Drafting off on both sides: draft lengths follow step times measured as each engine
+    // runs, so two engines could batch a reply differently, and a batch rounds otherwise
+    // than single tokens. Undrafted, both run the same shapes and must agree exactly.
+    let in_process = EngineBackend::new(EngineConfig {
+        max_draft: 0,
+        ..EngineConfig::new("").with_n_ctx(1024).with_threads(1)
+    });
     in_process.load(&chat_model().to_string_lossy()).await.expect("load");
     let mut config = WorkerConfig::new(hearth());
-    config.args = ["--threads", THREADS, "--ctx", "1024"].map(Into::into).to_vec();
+    config.args = ["--threads", THREADS, "--ctx", "1024", "--draft", "0"]
+        .map(Into::into)
+        .to_vec();
     config.ready_timeout = Duration::from_secs(60);
     let worker = Supervisor::spawn(config, chat_model()).await.expect("spawn");
     // Alternating runs share whatever else the machine is doing between both sides.

@@ -20,6 +20,7 @@ use serde::Serialize;
 
 use crate::context::{initial_size, padded, ContextShape};
 use crate::session::{Growth, Session};
+use crate::trace::TokenTrace;
 use crate::{EngineConfig, EngineError};
 
 /// Events buffered between the decode thread and a slow reader before decoding pauses.
@@ -84,6 +85,15 @@ pub struct Generation {
     pub cancel: CancelToken,
 }
 
+/// A reply with what the sampler saw at each of its tokens ([`Engine::generate_traced`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct TracedOutput {
+    pub text: String,
+    pub metrics: GenerationMetrics,
+    /// One entry per sampled token, in order, the end-of-generation token included.
+    pub tokens: Vec<TokenTrace>,
+}
+
 /// The whole result of a generation, for callers that do not stream.
 #[derive(Debug, Clone, Serialize)]
 pub struct GenerationOutput {
@@ -122,6 +132,9 @@ pub(crate) struct Job {
     pub cancel: CancelToken,
     /// false: send the whole text once at the end, decoded from all tokens at once.
     pub stream: bool,
+    /// When set: record what the sampler saw at each token (this many candidates) and
+    /// send it here before `Done`.
+    pub trace: Option<(usize, SyncSender<Vec<TokenTrace>>)>,
 }
 
 enum Command {
@@ -251,7 +264,30 @@ impl Engine {
         self.start(request, false)?.collect()
     }
 
+    /// Generates (streaming internally, as [`Engine::generate`]) and records, for each
+    /// token the sampler picked, the `top_k` best raw logits at its position: what tells
+    /// a near-tie tipped by rounding from a real difference between two replies.
+    pub fn generate_traced(&self, request: GenerationRequest, top_k: usize) -> Result<TracedOutput, EngineError> {
+        let (trace_tx, trace_rx) = mpsc::sync_channel(1);
+        let output = self.start_job(request, true, Some((top_k, trace_tx)))?.collect()?;
+        let tokens = trace_rx.recv().map_err(|_| EngineError::EngineStopped)?;
+        Ok(TracedOutput {
+            text: output.text,
+            metrics: output.metrics,
+            tokens,
+        })
+    }
+
     fn start(&self, request: GenerationRequest, stream: bool) -> Result<Generation, EngineError> {
+        self.start_job(request, stream, None)
+    }
+
+    fn start_job(
+        &self,
+        request: GenerationRequest,
+        stream: bool,
+        trace: Option<(usize, SyncSender<Vec<TokenTrace>>)>,
+    ) -> Result<Generation, EngineError> {
         request.params.validate()?;
         let (accepted_tx, accepted_rx) = mpsc::sync_channel(1);
         let (events_tx, events_rx) = mpsc::sync_channel(EVENT_BUFFER);
@@ -263,6 +299,7 @@ impl Engine {
             events: events_tx,
             cancel: cancel.clone(),
             stream,
+            trace,
         };
         self.send(Command::Generate(Box::new(job)))?;
         accepted_rx.recv().map_err(|_| EngineError::EngineStopped)??;

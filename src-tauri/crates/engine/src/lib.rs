@@ -16,6 +16,7 @@ mod error;
 mod sampler;
 mod session;
 mod stop;
+mod trace;
 mod utf8;
 
 pub use config::{default_threads, EngineConfig, MAX_CONTEXT};
@@ -23,5 +24,7 @@ pub use context::INITIAL_CONTEXT;
 pub use draft::MAX_DRAFT;
 pub use engine::{
     gpu_offload_supported, CancelToken, Engine, Generation, GenerationOutput, GenerationRequest, ModelInfo, Prompt,
+    TracedOutput,
 };
 pub use error::EngineError;
+pub use trace::{TokenTrace, MAX_TRACE_TOP};

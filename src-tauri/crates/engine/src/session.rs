@@ -20,6 +20,7 @@ use crate::draft::{Drafter, StepCosts};
 use crate::engine::{Job, Prompt};
 use crate::sampler::build_sampler;
 use crate::stop::{StopMatcher, StopScan};
+use crate::trace::TraceRecorder;
 use crate::utf8::Utf8Stream;
 use crate::EngineError;
 
@@ -53,6 +54,8 @@ pub(crate) struct Session<'m> {
     /// What a step costs by draft length on this machine, learned across replies.
     step_costs: StepCosts,
     load_ms: f64,
+    /// What the sampler saw at each token of the current reply, when its caller asked.
+    trace: Option<TraceRecorder>,
 }
 
 /// How a decode loop ended, before metrics are attached.
@@ -98,6 +101,7 @@ impl<'m> Session<'m> {
             max_draft,
             step_costs: StepCosts::default(),
             load_ms: 0.0,
+            trace: None,
         }
     }
 
@@ -184,7 +188,13 @@ impl<'m> Session<'m> {
             events,
             cancel,
             stream,
+            trace,
         } = job;
+        let (trace_top, trace_tx) = match trace {
+            Some((top_k, tx)) => (Some(top_k), Some(tx)),
+            None => (None, None),
+        };
+        self.trace = trace_top.map(TraceRecorder::new);
         let tokens = match self.tokenize_prompt(&request.prompt) {
             Ok(tokens) => tokens,
             Err(e) => {
@@ -250,6 +260,9 @@ impl<'m> Session<'m> {
             draft_accepted: outcome.draft_accepted,
         };
         tracing::debug!(model = %self.name, ?metrics, "generation finished");
+        if let (Some(tx), Some(trace)) = (trace_tx, self.trace.take()) {
+            let _ = tx.send(trace.finish());
+        }
         let _ = events.send(GenerationEvent::Done { metrics });
     }
 
@@ -467,6 +480,8 @@ impl<'m> Session<'m> {
         let mut pos = prompt_len;
         let mut outcome = Outcome::ended(FinishReason::Stop, None);
         let mut piece = Vec::with_capacity(32);
+        // Tokens taken from the sampler so far (what a trace keeps).
+        let mut consumed = 0;
         loop {
             if cancel.is_cancelled() {
                 outcome.finish = FinishReason::Cancelled;
@@ -475,8 +490,9 @@ impl<'m> Session<'m> {
             let token = match ready.pop_front() {
                 Some(token) => token,
                 // The reply's first token, from the prompt's last logits.
-                None => sampler.sample(&self.ctx, -1),
+                None => self.sample_at(sampler, -1),
             };
+            consumed += 1;
             outcome.first_token_at.get_or_insert_with(Instant::now);
             if vocab.is_eog(token) {
                 outcome.finish = FinishReason::Stop;
@@ -516,6 +532,9 @@ impl<'m> Session<'m> {
                 }
             }
             pos += 1;
+        }
+        if let Some(trace) = self.trace.as_mut() {
+            trace.truncate(consumed);
         }
         outcome.drafted = drafter.drafted;
         outcome.draft_accepted = drafter.accepted;
@@ -558,7 +577,7 @@ impl<'m> Session<'m> {
         let vocab = self.model.vocab();
         let mut accepted = 0;
         for i in 0..=draft.len() {
-            let sampled = sampler.sample(&self.ctx, i32::try_from(i).unwrap_or(i32::MAX));
+            let sampled = self.sample_at(sampler, i32::try_from(i).unwrap_or(i32::MAX));
             ready.push_back(sampled);
             if i == draft.len() || sampled != draft[i] || vocab.is_eog(sampled) {
                 break;
@@ -578,6 +597,20 @@ impl<'m> Session<'m> {
             self.cached.truncate(keep);
         }
         Ok(accepted)
+    }
+}
+
+impl Session<'_> {
+    /// Samples from the logits of batch row `idx` (-1: the last), recording them when
+    /// the reply is traced.
+    fn sample_at(&mut self, sampler: &mut llama_cpp_2::sampling::LlamaSampler, idx: i32) -> LlamaToken {
+        let token = sampler.sample(&self.ctx, idx);
+        if let Some(trace) = self.trace.as_mut() {
+            let bytes = self.model.vocab().token_to_piece(token, true, None);
+            let piece = String::from_utf8_lossy(&bytes).into_owned();
+            trace.record(token.0, piece, self.ctx.get_logits_ith(idx));
+        }
+        token
     }
 }
 

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use common::*;
 use hearth_core::{ChatMessage, GenerationMetrics, SamplingParams};
-use hearth_engine::{Engine, EngineConfig, GenerationRequest, Prompt};
+use hearth_engine::{Engine, EngineConfig, Prompt};
 
 const CEILING: u32 = 4096;
 const INITIAL: u32 = 256;
@@ -25,20 +25,12 @@ fn engines(path: PathBuf) -> (Engine, Engine) {
     (growing, full)
 }
 
-/// The same request on both engines: the replies must be identical.
+/// The same request on both engines: the same reply, up to rounding (a KV cache of
+/// another size is attended over in other shapes; see `common::assert_same_or_near_tie`).
 fn both(growing: &Engine, full: &Engine, prompt: Prompt, max_tokens: u32) -> (String, GenerationMetrics) {
-    let run = |engine: &Engine| {
-        engine
-            .generate(GenerationRequest {
-                prompt: prompt.clone(),
-                params: SamplingParams::greedy(max_tokens),
-            })
-            .unwrap()
-            .collect()
-            .unwrap()
-    };
-    let (grown, reference) = (run(growing), run(full));
-    assert_eq!(grown.text, reference.text, "a grown context changed the reply");
+    let params = SamplingParams::greedy(max_tokens);
+    let (grown, reference) = (traced(growing, &prompt, &params), traced(full, &prompt, &params));
+    assert_same_or_near_tie("a grown context", true, &reference, &grown);
     (grown.text, grown.metrics)
 }
 

@@ -3,6 +3,13 @@
 //! gives one token at a time: greedy and seeded, with max_tokens and stop strings, on
 //! SmolLM2 and on sliding-window Gemma, and across follow-up turns that reuse a cache
 //! cut back after rejected guesses.
+//!
+//! "The same" is up to rounding: a draft is verified in a batch, which llama.cpp computes
+//! with other kernels than a single token, so where two candidates were nearly tied the
+//! replies may part (seen on AVX-512 machines). Every comparison traces both replies and
+//! checks that they agree token for token up to the first difference, that the logits
+//! before it agree within rounding, and that the difference is a near-tie
+//! (`common::assert_same_or_near_tie`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -11,7 +18,7 @@ use std::path::PathBuf;
 
 use common::*;
 use hearth_core::{ChatMessage, FinishReason, GenerationMetrics, SamplingParams};
-use hearth_engine::{Engine, EngineConfig, GenerationRequest, Prompt};
+use hearth_engine::{Engine, EngineConfig, Prompt};
 
 /// Prose that repeats: any model continues it by copying, so guesses hold.
 const PASSAGE: &str = "The lighthouse keeper climbed the spiral stairs every evening just before sunset. \
@@ -44,27 +51,18 @@ fn engines(path: PathBuf) -> (Engine, Engine) {
     (plain, drafting)
 }
 
-fn generate(engine: &Engine, prompt: &Prompt, params: &SamplingParams) -> (String, GenerationMetrics) {
-    engine.reset_cache().unwrap();
-    let out = engine
-        .generate(GenerationRequest {
-            prompt: prompt.clone(),
-            params: params.clone(),
-        })
-        .unwrap()
-        .collect()
-        .unwrap();
-    (out.text, out.metrics)
-}
-
-/// The same request on both engines: identical replies; returns the drafting one's metrics.
+/// The same request on both engines from an empty cache: the same reply up to rounding
+/// (identical where no near-tie was tipped); returns the drafting one's metrics.
 fn same_reply(plain: &Engine, drafting: &Engine, prompt: &Prompt, params: &SamplingParams) -> GenerationMetrics {
-    let (expected, reference) = generate(plain, prompt, params);
-    let (text, metrics) = generate(drafting, prompt, params);
-    assert_eq!(text, expected, "drafting changed the reply");
-    assert_eq!(metrics.completion_tokens, reference.completion_tokens);
-    assert_eq!(metrics.finish_reason, reference.finish_reason);
-    assert_eq!((reference.draft_tokens, reference.draft_accepted), (0, 0));
+    let reference = traced_cold(plain, prompt, params);
+    let out = traced_cold(drafting, prompt, params);
+    let what = format!("{} with drafting, {params:?}", drafting.info().name);
+    assert_same_or_near_tie(&what, params.temperature <= 0.0, &reference, &out);
+    let metrics = out.metrics;
+    assert_eq!(
+        (reference.metrics.draft_tokens, reference.metrics.draft_accepted),
+        (0, 0)
+    );
     assert!(metrics.draft_accepted <= metrics.draft_tokens);
     metrics
 }
@@ -104,7 +102,7 @@ fn max_tokens_and_stop_strings_hold_mid_draft() {
     let _g = serial();
     let (plain, drafting) = engines(gemma());
     // Warm the drafter's step costs so that guesses are verified from early on.
-    generate(&drafting, &copy_prompt(), &SamplingParams::greedy(64));
+    traced_cold(&drafting, &copy_prompt(), &SamplingParams::greedy(64));
     for max_tokens in [37, 50] {
         let m = same_reply(&plain, &drafting, &copy_prompt(), &SamplingParams::greedy(max_tokens));
         assert_eq!(m.completion_tokens, max_tokens);
@@ -117,8 +115,11 @@ fn max_tokens_and_stop_strings_hold_mid_draft() {
     };
     let m = same_reply(&plain, &drafting, &copy_prompt(), &stop);
     assert_eq!(m.finish_reason, FinishReason::Stop);
-    let (text, _) = generate(&drafting, &copy_prompt(), &stop);
-    assert!(text.ends_with("as they "), "{text:?}");
+    let out = traced_cold(&drafting, &copy_prompt(), &stop);
+    assert_eq!(out.metrics.finish_reason, FinishReason::Stop);
+    assert!(out.metrics.draft_accepted > 0, "{:?}", out.metrics);
+    // The stop string ends the reply where it starts, and is not shown.
+    assert!(out.text.ends_with("as they "), "{:?}", out.text);
 }
 
 #[test]
@@ -143,27 +144,14 @@ fn a_follow_up_after_a_drafted_reply_reuses_the_cache() {
     let mut history = vec![ChatMessage::user(format!(
         "Repeat this text word for word: {PASSAGE} {VARIED}"
     ))];
-    let first = drafting
-        .generate(GenerationRequest {
-            prompt: Prompt::Chat(history.clone()),
-            params: SamplingParams::greedy(96),
-        })
-        .unwrap()
-        .collect()
-        .unwrap();
+    drafting.reset_cache().unwrap();
+    let first = traced(&drafting, &Prompt::Chat(history.clone()), &SamplingParams::greedy(96));
     assert!(first.metrics.draft_tokens > 0, "{:?}", first.metrics);
     history.push(ChatMessage::assistant(first.text));
     history.push(ChatMessage::user("Now count the boats."));
     let follow_up = Prompt::Chat(history);
     let params = SamplingParams::greedy(48);
-    let warm = drafting
-        .generate(GenerationRequest {
-            prompt: follow_up.clone(),
-            params: params.clone(),
-        })
-        .unwrap()
-        .collect()
-        .unwrap();
+    let warm = traced(&drafting, &follow_up, &params);
     let m = &warm.metrics;
     assert!(
         m.prompt_tokens_evaluated <= 24,
@@ -172,6 +160,6 @@ fn a_follow_up_after_a_drafted_reply_reuses_the_cache() {
         m.prompt_tokens
     );
     // What the cut-back cache gave equals a reply from nothing cached, without drafts.
-    let (cold, _) = generate(&plain, &follow_up, &params);
-    assert_eq!(warm.text, cold);
+    let cold = traced_cold(&plain, &follow_up, &params);
+    assert_same_or_near_tie("a follow-up on a cut-back cache", true, &cold, &warm);
 }

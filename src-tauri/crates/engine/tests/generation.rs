@@ -1,5 +1,7 @@
 //! Real generation on the real default models (SmolLM2 with a chat template,
-//! Gemma 3 270M base without one). Greedy sampling makes the outputs exact.
+//! Gemma 3 270M base without one). Greedy sampling on an undrafted engine makes the
+//! outputs exact from the same cache state; from another cache state they are compared
+//! up to rounding (`common::assert_same_or_near_tie`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -310,11 +312,7 @@ fn continued_text_on_a_sliding_window_model_reuses_the_cache() {
         .collect()
         .unwrap();
     let continued = format!("{STORY}{} Then", first.text);
-    let second = engine
-        .generate(request(text(&continued), SamplingParams::greedy(16)))
-        .unwrap()
-        .collect()
-        .unwrap();
+    let second = traced(&engine, &text(&continued), &SamplingParams::greedy(16));
     let m = &second.metrics;
     assert!(
         m.prompt_tokens_evaluated <= 8,
@@ -322,15 +320,11 @@ fn continued_text_on_a_sliding_window_model_reuses_the_cache() {
         m.prompt_tokens_evaluated,
         m.prompt_tokens
     );
-    // Same text from a cold cache: the reused cache gave the same continuation.
-    engine.reset_cache().unwrap();
-    let cold = engine
-        .generate(request(text(&continued), SamplingParams::greedy(16)))
-        .unwrap()
-        .collect()
-        .unwrap();
+    // Same reply from a cold cache (up to rounding: the cold prompt is read in one
+    // batch, the reused one in two): the reused cache gave the same continuation.
+    let cold = traced_cold(&engine, &text(&continued), &SamplingParams::greedy(16));
     assert_eq!(cold.metrics.prompt_tokens_evaluated, cold.metrics.prompt_tokens);
-    assert_eq!(cold.text, second.text);
+    assert_same_or_near_tie("Gemma continued from a reused cache", true, &cold, &second);
 }
 
 #[test]

@@ -55,22 +55,20 @@ fn synthetic() -> &'static Vec<u8> {
     })
 }
 
-/// The whole header of the real SmolLM2 file (if present) and its file size.
-fn smollm2_header() -> Option<&'static (Vec<u8>, u64)> {
-    static HEADER: OnceLock<Option<(Vec<u8>, u64)>> = OnceLock::new();
-    HEADER
-        .get_or_init(|| {
-            let path = common::model(common::SMOLLM2)?;
-            let info = hearth_gguf::read(&path).unwrap();
-            let mut buf = Vec::new();
-            std::fs::File::open(&path)
-                .unwrap()
-                .take(info.data_offset)
-                .read_to_end(&mut buf)
-                .unwrap();
-            Some((buf, info.file_size))
-        })
-        .as_ref()
+/// The whole header of the real SmolLM2 file (`make models`) and its file size.
+fn smollm2_header() -> &'static (Vec<u8>, u64) {
+    static HEADER: OnceLock<(Vec<u8>, u64)> = OnceLock::new();
+    HEADER.get_or_init(|| {
+        let path = common::model(common::SMOLLM2);
+        let info = hearth_gguf::read(&path).unwrap();
+        let mut buf = Vec::new();
+        std::fs::File::open(&path)
+            .unwrap()
+            .take(info.data_offset)
+            .read_to_end(&mut buf)
+            .unwrap();
+        (buf, info.file_size)
+    })
 }
 
 #[derive(Debug, Clone)]
@@ -180,7 +178,7 @@ proptest! {
     /// The first 64 KiB of a real header, as a file of that length.
     #[test]
     fn mutated_real_header_prefix(muts in prop::collection::vec(mutation(), 1..8)) {
-        let Some((header, _)) = smollm2_header() else { return Ok(()) };
+        let (header, _) = smollm2_header();
         let prefix = &header[..header.len().min(64 * 1024)];
         let v = mutate(prefix, prefix.len(), &muts);
         let len = v.len() as u64;
@@ -195,7 +193,7 @@ proptest! {
     /// descriptions, claiming the real file size (data is never read).
     #[test]
     fn mutated_real_header_whole(muts in prop::collection::vec(mutation(), 1..4), at_end in any::<bool>()) {
-        let Some((header, file_size)) = smollm2_header() else { return Ok(()) };
+        let (header, file_size) = smollm2_header();
         let v = if at_end {
             // Mutate the last 16 KiB: the tensor descriptions.
             let split = header.len().saturating_sub(16 * 1024);
@@ -214,10 +212,9 @@ fn unmutated_inputs_are_valid() {
     let base = synthetic();
     let info = read_from(Cursor::new(base.clone()), base.len() as u64, Path::new("x.gguf")).unwrap();
     assert_eq!((info.tensor_count, info.vocab_size), (4, Some(40)));
-    if let Some((header, size)) = smollm2_header() {
-        let info = read_from(Cursor::new(header.clone()), *size, Path::new("x.gguf")).unwrap();
-        assert_eq!(info.block_count, Some(30));
-    }
+    let (header, size) = smollm2_header();
+    let info = read_from(Cursor::new(header.clone()), *size, Path::new("x.gguf")).unwrap();
+    assert_eq!(info.block_count, Some(30));
 }
 
 /// The mutations are not all caught at the magic: a deterministic sample

@@ -16,18 +16,15 @@ pub fn models_dir() -> PathBuf {
     Path::new(&home).join(".local/share/hearth/models")
 }
 
-/// The real model file, or `None` (with the reason printed) when absent.
-pub fn model(name: &str) -> Option<PathBuf> {
+/// The real model file. A missing one fails the test: it would prove nothing.
+pub fn model(name: &str) -> PathBuf {
     let p = models_dir().join(name);
-    if p.is_file() {
-        Some(p)
-    } else {
-        println!(
-            "SKIPPED: {} is absent (set HEARTH_MODELS_DIR or run `make models`)",
-            p.display()
-        );
-        None
-    }
+    assert!(
+        p.is_file(),
+        "{} is missing: run `make models` (or set HEARTH_MODELS_DIR)",
+        p.display()
+    );
+    p
 }
 
 /// Writes the first `n` bytes of `src` to `dst`. Only the first `real` bytes
