@@ -15,6 +15,7 @@ mod membw;
 mod models;
 mod options;
 mod plan;
+mod quantize;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -47,6 +48,11 @@ enum Command {
     Hw(hw::HwArgs),
     /// Will a model fit this machine? Memory per device, GPU layers, largest context.
     Plan(plan::PlanArgs),
+    /// Make a smaller GGUF file: F16, Q8_0, Q6_K, Q5_K_M, Q4_K_M or Q4_0 (llama.cpp's quantizer).
+    Quantize(quantize::QuantizeArgs),
+    /// The quantize worker process, started by `hearth quantize`.
+    #[command(hide = true)]
+    QuantizeWorker(quantize::QuantizeWorkerArgs),
     /// The engine worker process, started by Hearth itself.
     #[command(hide = true)]
     Worker(hearth_worker::WorkerArgs),
@@ -64,6 +70,8 @@ fn main() -> std::process::ExitCode {
         Command::Serve(args) => serve::run(&args),
         Command::Hw(args) => hw::run(&args),
         Command::Plan(args) => plan::run(&args),
+        Command::Quantize(args) => quantize::run(&args),
+        Command::QuantizeWorker(args) => quantize::run_worker(&args),
         Command::Worker(args) => hearth_worker::run(&args),
     };
     match result {

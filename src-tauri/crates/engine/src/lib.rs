@@ -13,6 +13,7 @@ mod context;
 mod draft;
 mod engine;
 mod error;
+mod quantize;
 mod sampler;
 mod session;
 mod stop;
@@ -27,4 +28,7 @@ pub use engine::{
     TracedOutput,
 };
 pub use error::EngineError;
+pub use quantize::{
+    is_unquantized, quantize_file, QuantType, QuantizeError, QuantizeOptions, QuantizeProgress, QuantizeReport,
+};
 pub use trace::{TokenTrace, MAX_TRACE_TOP};
