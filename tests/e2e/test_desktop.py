@@ -24,6 +24,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.common.options import ArgOptions
 from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.select import Select
 from selenium.webdriver.support.ui import WebDriverWait
 
 APP = os.environ.get("HEARTH_APP", "")
@@ -194,9 +195,15 @@ class DesktopTest(unittest.TestCase):
         app.wait.until(lambda d: len(app.all("message")) >= 2)
 
         app.click("tab-settings")
-        model = app.find("setting-model")
-        model.send_keys(BASE_MODEL.split("-")[0])  # a <select>: typing picks the option
-        app.wait.until(lambda d: BASE_MODEL in (app.find("setting-model").get_attribute("value") or ""))
+        # Pick the base model's option as a person would (a click on it): typing into a
+        # <select> to jump to an option depends on the WebKitGTK version.
+        options = app.wait.until(lambda d: [o for o in Select(app.find("setting-model")).options if o.text.startswith(BASE_MODEL.split(".")[0])])
+        Select(app.find("setting-model")).select_by_index(int(options[0].get_attribute("index")))
+        self.assertIn(
+            BASE_MODEL.split(".")[0],
+            app.find("setting-model").get_attribute("value") or "",
+            [o.text for o in Select(app.find("setting-model")).options],
+        )
         app.screenshot("settings")
         app.click("settings-save")
         app.click("tab-chat")

@@ -6,6 +6,7 @@ mod bench_switch;
 mod bench_worker;
 mod chat;
 mod db;
+mod eval;
 mod generate;
 mod history;
 mod hw;
@@ -50,6 +51,8 @@ enum Command {
     Plan(plan::PlanArgs),
     /// Make a smaller GGUF file: F16, Q8_0, Q6_K, Q5_K_M, Q4_K_M or Q4_0 (llama.cpp's quantizer).
     Quantize(quantize::QuantizeArgs),
+    /// What a model costs in accuracy: perplexity; against a reference, KL divergence and top-token agreement.
+    Eval(eval::EvalArgs),
     /// The quantize worker process, started by `hearth quantize`.
     #[command(hide = true)]
     QuantizeWorker(quantize::QuantizeWorkerArgs),
@@ -71,6 +74,7 @@ fn main() -> std::process::ExitCode {
         Command::Hw(args) => hw::run(&args),
         Command::Plan(args) => plan::run(&args),
         Command::Quantize(args) => quantize::run(&args),
+        Command::Eval(args) => eval::run(&args),
         Command::QuantizeWorker(args) => quantize::run_worker(&args),
         Command::Worker(args) => hearth_worker::run(&args),
     };

@@ -113,6 +113,95 @@ fn a_family_made_from_f16_loads_runs_and_has_the_predicted_sizes() {
         files_in(dir.path()),
         ["gemma-F16.gguf", "gemma-Q4_0.gguf", "gemma-Q8_0.gguf"]
     );
+
+    // What each costs against the F16, on the start of the default text (quick).
+    let text = dir.path().join("text.txt");
+    std::fs::write(&text, &DEFAULT_TEXT[..9000]).unwrap();
+    let f16_vs_f16 = eval(&f16, &f16, &text);
+    assert_eq!(f16_vs_f16["kl_mean"], 0.0, "{f16_vs_f16}");
+    assert_eq!(f16_vs_f16["same_top_percent"], 100.0, "{f16_vs_f16}");
+    assert_eq!(f16_vs_f16["perplexity"], f16_vs_f16["reference_perplexity"]);
+    let q8 = eval(&dir.path().join("gemma-Q8_0.gguf"), &f16, &text);
+    let q4 = eval(&dir.path().join("gemma-Q4_0.gguf"), &f16, &text);
+    let kl = |v: &Value| v["kl_mean"].as_f64().unwrap();
+    assert!(0.0 < kl(&q8) && kl(&q8) < kl(&q4), "Q8_0 {q8}\nQ4_0 {q4}");
+    assert!(q4["windows"].as_u64().unwrap() >= 3, "{q4}");
+    // The same figures computed here from the logits the engine returns.
+    let direct = direct_eval(
+        &dir.path().join("gemma-Q4_0.gguf"),
+        &f16,
+        &std::fs::read_to_string(&text).unwrap(),
+    );
+    for (key, value) in [
+        ("perplexity", direct.0),
+        ("reference_perplexity", direct.1),
+        ("kl_mean", direct.2),
+        ("same_top_percent", direct.3),
+    ] {
+        let reported = q4[key].as_f64().unwrap();
+        assert!(
+            (reported - value).abs() <= 1e-4 * value.abs().max(1.0),
+            "{key}: hearth eval says {reported}, the direct computation {value}"
+        );
+    }
+}
+
+const DEFAULT_TEXT: &str = include_str!("../../../../data/eval/pride-and-prejudice-1-12.txt");
+
+fn eval(model: &Path, reference: &Path, text: &Path) -> Value {
+    let out = Command::new(hearth())
+        .arg("eval")
+        .arg(model)
+        .arg("--reference")
+        .arg(reference)
+        .arg("--text")
+        .arg(text)
+        .arg("--json")
+        .output()
+        .expect("run hearth eval");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Perplexity of both, mean KL(reference || model) and same-top %, written out here:
+/// llama-perplexity's windows (512 tokens, the start token first, the second half
+/// scored), softmax in f64 of the raw logits.
+fn direct_eval(model: &Path, reference: &Path, text: &str) -> (f64, f64, f64, f64) {
+    let load = |p: &Path| Engine::load(EngineConfig::new(p.to_path_buf()).with_n_ctx(512)).unwrap();
+    let (m, r) = (load(model), load(reference));
+    let tokens = m.tokenize(Prompt::Text(text.into())).unwrap();
+    let bos = m.info().bos_token;
+    let log_softmax = |x: &[f32]| -> Vec<f64> {
+        let max = x.iter().fold(f32::MIN, |a, &b| a.max(b)) as f64;
+        let lse = max + x.iter().map(|&v| (v as f64 - max).exp()).sum::<f64>().ln();
+        x.iter().map(|&v| v as f64 - lse).collect()
+    };
+    let (mut nll, mut ref_nll, mut kl, mut same, mut n) = (0.0, 0.0, 0.0, 0usize, 0usize);
+    for chunk in tokens.chunks_exact(512) {
+        let mut window = chunk.to_vec();
+        if let Some(bos) = bos {
+            window[0] = bos;
+        }
+        let (rm, rr) = (
+            m.score(window.clone(), 256).unwrap(),
+            r.score(window.clone(), 256).unwrap(),
+        );
+        for pos in 256..511 {
+            let (lm, lr) = (
+                log_softmax(&rm.recv().unwrap().unwrap()),
+                log_softmax(&rr.recv().unwrap().unwrap()),
+            );
+            let next = window[pos + 1] as usize;
+            nll -= lm[next];
+            ref_nll -= lr[next];
+            kl += lr.iter().zip(&lm).map(|(p, q)| p.exp() * (p - q)).sum::<f64>();
+            let top = |v: &[f64]| (0..v.len()).fold(0, |b, i| if v[i] > v[b] { i } else { b });
+            same += usize::from(top(&lm) == top(&lr));
+            n += 1;
+        }
+    }
+    let n = n as f64;
+    ((nll / n).exp(), (ref_nll / n).exp(), kl / n, 100.0 * same as f64 / n)
 }
 
 fn fails(out: &Output, expected: &str) -> String {

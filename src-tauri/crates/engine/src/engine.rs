@@ -60,6 +60,8 @@ pub struct ModelInfo {
     pub threads_batch: u32,
     pub n_gpu_layers: u32,
     pub has_chat_template: bool,
+    /// The start token a text begins with, when the model uses one.
+    pub bos_token: Option<i32>,
     pub load_ms: f64,
 }
 
@@ -142,6 +144,9 @@ enum Command {
     /// Forget the cached conversation (the next prompt is evaluated in full).
     ResetCache,
     CountTokens(Prompt, SyncSender<Result<u32, EngineError>>),
+    Tokenize(Prompt, SyncSender<Result<Vec<i32>, EngineError>>),
+    /// Logits of every position of a token sequence from the given one on.
+    Score(Vec<i32>, usize, SyncSender<Result<Vec<f32>, String>>),
 }
 
 /// A loaded model. Dropping it stops the thread and frees the model's memory.
@@ -316,6 +321,24 @@ impl Engine {
         rx.recv().map_err(|_| EngineError::EngineStopped)?
     }
 
+    /// The prompt's tokens (template applied; a text gets the model's start token when
+    /// it uses one).
+    pub fn tokenize(&self, prompt: Prompt) -> Result<Vec<i32>, EngineError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.send(Command::Tokenize(prompt, tx))?;
+        rx.recv().map_err(|_| EngineError::EngineStopped)?
+    }
+
+    /// Evaluates `tokens` from an empty cache and streams the logits (one vector of the
+    /// vocabulary's size per position) of every position from `from` on. Dropping the
+    /// receiver stops it. The cached conversation is gone afterwards.
+    pub fn score(&self, tokens: Vec<i32>, from: usize) -> Result<Receiver<Result<Vec<f32>, String>>, EngineError> {
+        // A few positions in flight: each is a whole vocabulary of logits.
+        let (tx, rx) = mpsc::sync_channel(4);
+        self.send(Command::Score(tokens, from, tx))?;
+        Ok(rx)
+    }
+
     /// Drops the cached conversation so the next prompt is evaluated from scratch.
     pub fn reset_cache(&self) -> Result<(), EngineError> {
         self.send(Command::ResetCache)
@@ -397,6 +420,11 @@ fn engine_thread(
     allocated.store(n_ctx_initial, Ordering::Release);
     let name = model_name(&path);
     let has_chat_template = model.chat_template(None).is_ok();
+    let bos_token = {
+        let vocab = model.vocab();
+        let with = vocab.tokenize(b"a", true, false);
+        (with.len() > vocab.tokenize(b"a", false, false).len()).then(|| with[0].0)
+    };
     let growth = Growth {
         backend,
         shape,
@@ -434,6 +462,7 @@ fn engine_thread(
         threads_batch: shape.threads_batch,
         n_gpu_layers: config.n_gpu_layers,
         has_chat_template,
+        bos_token,
         load_ms,
     };
     if ready.send(Ok(info)).is_err() {
@@ -443,6 +472,14 @@ fn engine_thread(
         match command {
             Command::Generate(job) => session.run(*job),
             Command::ResetCache => session.reset(),
+            Command::Tokenize(prompt, reply) => {
+                let _ = reply.send(
+                    session
+                        .tokenize_prompt(&prompt)
+                        .map(|t| t.into_iter().map(|t| t.0).collect()),
+                );
+            }
+            Command::Score(tokens, from, out) => session.score(&tokens, from, &out),
             Command::CountTokens(prompt, reply) => {
                 let _ = reply.send(
                     session

@@ -13,6 +13,7 @@ mod context;
 mod draft;
 mod engine;
 mod error;
+mod eval;
 mod quantize;
 mod sampler;
 mod session;
@@ -28,6 +29,7 @@ pub use engine::{
     TracedOutput,
 };
 pub use error::EngineError;
+pub use eval::{evaluate, log_sum_exp, score_position, summarize, windows, EvalReport, PositionScore};
 pub use quantize::{
     is_unquantized, quantize_file, QuantType, QuantizeError, QuantizeOptions, QuantizeProgress, QuantizeReport,
 };

@@ -24,6 +24,8 @@ use crate::trace::TraceRecorder;
 use crate::utf8::Utf8Stream;
 use crate::EngineError;
 
+mod score;
+
 /// The single sequence the engine uses in llama.cpp's KV cache.
 const SEQ: i32 = 0;
 
