@@ -493,9 +493,10 @@ fn bad_settings_are_rejected_by_name() {
 
 /// Opt-in: `OLLAMA_HOST=127.0.0.1:11434 OLLAMA_MODEL=qwen2.5:0.5b cargo test -p hearth-backends --test ollama -- --ignored`.
 #[test]
-#[ignore = "needs a real Ollama: set OLLAMA_HOST (and OLLAMA_MODEL) and run with --ignored"]
+#[ignore = "needs a real Ollama: set OLLAMA_HOST and OLLAMA_MODEL and run with --ignored"]
 fn real_ollama_when_ollama_host_is_set() {
     let host = std::env::var("OLLAMA_HOST").expect("set OLLAMA_HOST (and OLLAMA_MODEL) to test against a real Ollama");
+    let model = std::env::var("OLLAMA_MODEL").expect("set OLLAMA_MODEL to a model pulled into that Ollama");
     let url = if host.contains("://") {
         host
     } else {
@@ -506,10 +507,6 @@ fn real_ollama_when_ollama_host_is_set() {
         let backend = OllamaBackend::new("ollama", &url, OllamaOptions::default()).expect("backend");
         let models = backend.models().await.expect("models");
         eprintln!("Ollama at {url} has {} models", models.len());
-        let Ok(model) = std::env::var("OLLAMA_MODEL") else {
-            eprintln!("skipped the chat: set OLLAMA_MODEL to a pulled model");
-            return;
-        };
         backend.load(&model).await.expect("load");
         assert!(backend.health().await.ready);
         let request = GenerateRequest {

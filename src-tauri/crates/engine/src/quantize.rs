@@ -179,15 +179,7 @@ pub fn quantize_file(
     params.nthread = i32::try_from(options.threads).unwrap_or(0);
     params.dry_run = options.dry_run;
 
-    let mut capture = LogCapture {
-        on_progress,
-        line: String::new(),
-        tensors: 0,
-        source_mib: None,
-        output_mib: None,
-        bpw: None,
-        errors: Vec::new(),
-    };
+    let mut capture = LogCapture::new(on_progress);
     let started = Instant::now();
     let mut previous: sys::ggml_log_callback = None;
     let mut previous_data: *mut c_void = std::ptr::null_mut();
@@ -234,7 +226,19 @@ struct LogCapture<'a> {
     errors: Vec<String>,
 }
 
-impl LogCapture<'_> {
+impl<'a> LogCapture<'a> {
+    fn new(on_progress: &'a mut dyn FnMut(QuantizeProgress)) -> Self {
+        Self {
+            on_progress,
+            line: String::new(),
+            tensors: 0,
+            source_mib: None,
+            output_mib: None,
+            bpw: None,
+            errors: Vec::new(),
+        }
+    }
+
     fn push(&mut self, level: sys::ggml_log_level, text: &str) {
         if level == sys::GGML_LOG_LEVEL_ERROR {
             let message = text.trim();
@@ -249,22 +253,23 @@ impl LogCapture<'_> {
         }
         // A tensor's line starts with "[  12/ 272]" and is finished later: count it now.
         if let Some(progress) = parse_progress(&self.line) {
-            if progress.done > self.tensors {
-                self.tensors = progress.done;
-                (self.on_progress)(progress);
-            }
+            self.progress(progress);
+        }
+    }
+
+    /// Reports a tensor once, however its line arrived.
+    fn progress(&mut self, progress: QuantizeProgress) {
+        if progress.done > self.tensors {
+            self.tensors = progress.done;
+            (self.on_progress)(progress);
         }
     }
 
     fn read_line(&mut self, line: &str) {
         if let Some(progress) = parse_progress(line) {
-            if progress.done > self.tensors {
-                self.tensors = progress.done;
-                (self.on_progress)(progress);
-            }
-        } else if let Some((mib, bpw)) = parse_size(line, "model size") {
+            self.progress(progress);
+        } else if let Some((mib, _)) = parse_size(line, "model size") {
             self.source_mib = Some(mib);
-            let _ = bpw;
         } else if let Some((mib, bpw)) = parse_size(line, "quant size") {
             self.output_mib = Some(mib);
             self.bpw = Some(bpw);
@@ -343,15 +348,7 @@ mod tests {
     fn a_line_in_pieces_is_counted_once() {
         let mut seen = Vec::new();
         let mut on_progress = |p: QuantizeProgress| seen.push(p.done);
-        let mut capture = LogCapture {
-            on_progress: &mut on_progress,
-            line: String::new(),
-            tensors: 0,
-            source_mib: None,
-            output_mib: None,
-            bpw: None,
-            errors: Vec::new(),
-        };
+        let mut capture = LogCapture::new(&mut on_progress);
         capture.push(sys::GGML_LOG_LEVEL_INFO, "[   1/   3] a - [2], type = f16, ");
         capture.push(
             sys::GGML_LOG_LEVEL_INFO,
