@@ -1,5 +1,5 @@
 //! Hearth's local database: chat sessions and their messages (with full-text
-//! search), the document cache, and performance logs, in one SQLite file
+//! search), the document cache, performance logs and model measurements, in one SQLite file
 //! (`hearth.db` in the platform data directory, see [`default_db_path`]).
 //!
 //! # Design
@@ -40,6 +40,7 @@ mod documents;
 mod error;
 mod messages;
 mod migrate;
+mod model_evals;
 mod perf;
 mod sessions;
 
@@ -54,6 +55,7 @@ pub use messages::{
     fts5_query, Message, MessageId, MessageMetadata, NewMessage, SearchHit, SNIPPET_END, SNIPPET_START,
 };
 pub use migrate::{migration_names, SCHEMA_VERSION};
+pub use model_evals::{size_and_mtime, ModelEval, ModelFile, ReferenceComparison};
 pub use perf::{PerfMetrics, PerfRecord, PerfSummary, TimeWindow};
 pub use sessions::{NewSession, Session, SessionId, SessionWithMessages, LOCAL_USER};
 

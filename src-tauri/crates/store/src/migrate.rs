@@ -20,15 +20,22 @@ struct Migration {
 /// Adding a migration: create `migrations/000N_name.sql`, append it here, run
 /// the tests (`tests/migrations.rs` checks this list against the directory and
 /// the resulting schema against `tests/expected_schema.sql`).
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_init.sql",
-    sql: include_str!("../../../../migrations/0001_init.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_init.sql",
+        sql: include_str!("../../../../migrations/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_model_evals.sql",
+        sql: include_str!("../../../../migrations/0002_model_evals.sql"),
+    },
+];
 
 /// The schema version (`PRAGMA user_version`) this build creates and
 /// understands. A database with a higher version is refused untouched.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const _: () = assert!(MIGRATIONS.len() as i64 == SCHEMA_VERSION);
 
