@@ -1,6 +1,7 @@
 //! `hearth-app`: the desktop app. It is also its own engine worker: the supervisor
-//! starts this same executable as `hearth-app worker --model …`, which must never
-//! open a window, so that is decided before Tauri starts.
+//! starts this same executable as `hearth-app worker --model …`, and the Quantize… flow
+//! as `hearth-app quantize-worker …` and `measure-worker …`; none may open a window, so
+//! that is decided before Tauri starts.
 
 // No console window on Windows release builds.
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
@@ -18,13 +19,30 @@ struct WorkerCommand {
     args: hearth_worker::WorkerArgs,
 }
 
+/// `hearth-app quantize-worker …`, `hearth-app measure-worker …`: the child processes of
+/// the Quantize… flow.
+#[derive(Parser, Debug)]
+#[command(name = "hearth-app", about = "A job's worker process, started by Hearth itself")]
+struct JobCli {
+    #[command(subcommand)]
+    job: hearth_worker::jobs::JobCommand,
+}
+
 fn main() -> std::process::ExitCode {
     let mut argv = std::env::args_os();
     let program = argv.next();
-    let result = if argv.next().is_some_and(|a| a == "worker") {
+    let first = argv.next();
+    let result = if first.as_ref().is_some_and(|a| a == "worker") {
         let command = WorkerCommand::parse_from(program.into_iter().chain(argv));
         let _log_guard = hearth_desktop::logging::init("hearth-worker");
         hearth_worker::run(&command.args)
+    } else if first
+        .as_ref()
+        .is_some_and(|a| hearth_worker::jobs::JobCommand::NAMES.iter().any(|n| a == *n))
+    {
+        let cli = JobCli::parse_from(program.into_iter().chain(first).chain(argv));
+        let _log_guard = hearth_desktop::logging::init("hearth-job");
+        cli.job.run()
     } else {
         hearth_desktop::run()
     };

@@ -157,6 +157,12 @@ pub struct AppState {
     /// Live CPU/RAM/GPU readings for the dashboard; absent if sampling cannot start.
     pub sampler: Option<hearth_hw::SamplerHandle>,
     hooks: OnceLock<Hooks>,
+    /// The executable that runs the jobs' child processes (`… quantize-worker`,
+    /// `… measure-worker`): the app itself.
+    pub job_program: PathBuf,
+    /// Stops the quantization in progress (the app runs one at a time).
+    pub quantize_cancel: Arc<hearth_worker::jobs::Cancel>,
+    quantizing: AtomicBool,
     _scratch: Option<tempfile::TempDir>,
 }
 
@@ -185,7 +191,7 @@ impl AppState {
         };
         let options = ManagerOptions {
             models_dir: paths.models_dir.clone(),
-            ..ManagerOptions::new(worker_program)
+            ..ManagerOptions::new(worker_program.clone())
         };
         let manager = Arc::new(BackendManager::new(settings, options, store));
         let ui = UiSettings::load(&paths.ui_settings_file);
@@ -204,6 +210,9 @@ impl AppState {
             history_problem,
             sampler,
             hooks: OnceLock::new(),
+            job_program: worker_program,
+            quantize_cancel: Arc::new(hearth_worker::jobs::Cancel::new()),
+            quantizing: AtomicBool::new(false),
             _scratch: scratch,
         })
     }
@@ -243,6 +252,22 @@ impl AppState {
             .map(|_| GeneratingGuard(&self.generating))
     }
 
+    pub fn quantizing(&self) -> bool {
+        self.quantizing.load(Ordering::Acquire)
+    }
+
+    /// Claims the one quantization slot (its cancel reset for the new job); `None` when
+    /// one is running. Given back when the guard drops.
+    pub fn begin_quantization(&self) -> Option<GeneratingGuard<'_>> {
+        self.quantizing
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .ok()
+            .map(|_| {
+                self.quantize_cancel.reset();
+                GeneratingGuard(&self.quantizing)
+            })
+    }
+
     pub fn loading(&self) -> bool {
         self.loading.load(Ordering::Acquire)
     }
@@ -274,6 +299,7 @@ impl AppState {
     }
 }
 
+/// Holds a one-at-a-time slot (a reply, a quantization) until dropped.
 pub struct GeneratingGuard<'a>(&'a AtomicBool);
 
 impl Drop for GeneratingGuard<'_> {

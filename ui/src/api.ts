@@ -15,6 +15,9 @@ import type {
   MessageView,
   ModelView,
   PerfView,
+  QuantizePlanView,
+  QuantizeProgressView,
+  QuantizeResultView,
   Result,
   SettingsView,
   TurnView,
@@ -27,7 +30,11 @@ export type {
   HardwareView,
   MessageView,
   ModelView,
+  MeasuredView,
   PerfView,
+  QuantizePlanView,
+  QuantizeProgressView,
+  QuantizeResultView,
   SettingsView,
   TurnView,
 } from "./bindings";
@@ -84,6 +91,19 @@ export const api = {
   saveSettings: (s: SettingsView): Promise<AppStatus> => unwrap(commands.saveSettings(s)),
   listModels: (): Promise<ModelView[]> => unwrap(commands.listModels()),
   importModel: (path: string): Promise<ModelView> => unwrap(commands.importModel(path)),
+  quantizeTypes: (): Promise<string[]> => unwrap(commands.quantizeTypes()),
+  planQuantization: (model: string, target: string): Promise<QuantizePlanView> =>
+    unwrap(commands.planQuantization(model, target)),
+  quantizeModel: (
+    model: string,
+    target: string,
+    allowRequantize: boolean,
+    onProgress: (p: QuantizeProgressView) => void,
+  ): Promise<QuantizeResultView> =>
+    unwrap(commands.quantizeModel(model, target, allowRequantize, new Channel<QuantizeProgressView>(onProgress))),
+  cancelQuantization: async (): Promise<void> => {
+    await unwrap(commands.cancelQuantization());
+  },
   newSession: async (): Promise<void> => {
     await unwrap(commands.newSession());
   },

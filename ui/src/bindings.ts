@@ -76,6 +76,52 @@ async importModel(path: string) : Promise<Result<ModelView, AppError>> {
 }
 },
 /**
+ * The types a model can be quantized to, smallest loss first.
+ */
+async quantizeTypes() : Promise<Result<string[], AppError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("quantize_types") };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
+},
+/**
+ * Predicts quantizing `model` (a name in the models folder, or a path) to `target`.
+ */
+async planQuantization(model: string, target: string) : Promise<Result<QuantizePlanView, AppError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("plan_quantization", { model, target }) };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
+},
+/**
+ * Quantizes `model` to `target`, then measures the result against its source on a short
+ * text; progress goes to `on_event`. One at a time; [`cancel_quantization`] stops it
+ * and nothing is left behind.
+ */
+async quantizeModel(model: string, target: string, allowRequantize: boolean, onEvent: TAURI_CHANNEL<QuantizeProgressView>) : Promise<Result<QuantizeResultView, AppError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("quantize_model", { model, target, allowRequantize, onEvent }) };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
+},
+/**
+ * Stops the quantization (or its measurement) in progress; nothing when none runs.
+ */
+async cancelQuantization() : Promise<Result<null, AppError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("cancel_quantization") };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
+},
+/**
  * The next message starts a new conversation.
  */
 async newSession() : Promise<Result<null, AppError>> {
@@ -260,6 +306,26 @@ export type HardwareView = { cpuPercent: number; ramUsedBytes: number; ramTotalB
  * and buffers); `null` when no embedded model is loaded (or off Linux).
  */
 modelMemoryBytes: number | null }
+/**
+ * What measuring a model file found (a row of the store's `model_evals`).
+ */
+export type MeasuredView = { perplexity: number; tokensScored: number; bitsPerWeight: number; ramAfterLoadBytes: number | null; decodeTps: number | null; 
+/**
+ * The model it was compared with (the file it was quantized from), by file name.
+ */
+referenceName: string | null; referencePerplexity: number | null; 
+/**
+ * Mean KL divergence from the reference, nats per token.
+ */
+klMean: number | null; klP99: number | null; 
+/**
+ * Percent of positions where both rank the same token first.
+ */
+sameTopPercent: number | null; 
+/**
+ * Unix milliseconds.
+ */
+measuredAt: number }
 export type MessageView = { id: number; 
 /**
  * `system`, `user` or `assistant`.
@@ -281,12 +347,66 @@ sizeBytes: number; architecture: string | null; quantization: string | null; con
 /**
  * The fit planner's verdict and why (`cpu_only: …`), or why the file is unusable.
  */
-fit: string | null }
+fit: string | null; 
+/**
+ * The latest measurement of this file as it is now (`hearth eval`, Quantize…).
+ */
+measured: MeasuredView | null }
 export type PerfView = { 
 /**
  * Unix milliseconds.
  */
 timestamp: number; backend: string; model: string; decodeTps: number | null; ttftMs: number | null }
+/**
+ * Which step is running.
+ */
+export type QuantizePhase = 
+/**
+ * Tensors written of all.
+ */
+"quantizing" | 
+/**
+ * Windows of text scored of all.
+ */
+"measuring"
+/**
+ * What quantizing a model to a type will make, known before anything is written.
+ */
+export type QuantizePlanView = { source: string; target: string; 
+/**
+ * The source's type ("Q4_K_M", "F16"...).
+ */
+sourceType: string | null; 
+/**
+ * The file it will write (beside the source).
+ */
+output: string; sourceBytes: number; predictedBytes: number; bitsPerWeight: number; 
+/**
+ * The fit planner's verdict for the output on this machine, in words.
+ */
+fit: string; freeBytes: number; 
+/**
+ * Whether the output fits the free space.
+ */
+enoughSpace: boolean; 
+/**
+ * The source is already quantized: the errors of both quantizations compound, and
+ * the user must say so (`allowRequantize`).
+ */
+requantize: boolean }
+export type QuantizeProgressView = { phase: QuantizePhase; done: number; total: number }
+/**
+ * The new model, measured.
+ */
+export type QuantizeResultView = { 
+/**
+ * The new file as the model list shows it (its measurement included).
+ */
+model: ModelView; 
+/**
+ * e.g. "Q4_K_M: 3.1× smaller than F16, top token same as F16 in 94% of positions".
+ */
+summary: string; quantizeMs: number; measureMs: number }
 export type SettingsView = { 
 /**
  * `embedded`, `ollama` or `vllm`.

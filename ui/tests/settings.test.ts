@@ -31,6 +31,19 @@ const models: ModelView[] = [
     contextLength: 32768,
     hasChatTemplate: true,
     fit: "fits fully on GPU (25/25 layers)",
+    measured: {
+      perplexity: 22.12,
+      tokensScored: 7168,
+      bitsPerWeight: 4.87,
+      ramAfterLoadBytes: 300_000_000,
+      decodeTps: 95.3,
+      referenceName: "qwen-F16.gguf",
+      referencePerplexity: 22.04,
+      klMean: 0.0048,
+      klP99: 0.04,
+      sameTopPercent: 95.5,
+      measuredAt: 1_790_000_000_000,
+    },
   },
   {
     name: "tiny-base",
@@ -41,6 +54,7 @@ const models: ModelView[] = [
     contextLength: null,
     hasChatTemplate: false,
     fit: null,
+    measured: null,
   },
 ];
 
@@ -51,6 +65,10 @@ function setup(saveImpl?: (s: SettingsView) => Promise<ReturnType<typeof status>
     listModels: vi.fn(async () => models),
     saveSettings: vi.fn(saveImpl ?? (async () => status({ loading: true }))),
     importModel: vi.fn(async () => models[1]!),
+    quantizeTypes: vi.fn(async () => ["F16", "Q8_0", "Q4_K_M"]),
+    planQuantization: vi.fn(),
+    quantizeModel: vi.fn(),
+    cancelQuantization: vi.fn(async () => {}),
   };
   const panel = createSettingsPanel(store, api);
   document.body.replaceChildren(panel.el);
@@ -95,6 +113,19 @@ describe("settings form", () => {
     expect(info).toContain("32,768 ctx");
     expect(info).toContain("469 MiB");
     expect(info).toContain("fits fully on GPU");
+    const measured = panel.el.querySelector('[data-testid="model-measured"]')!.textContent!;
+    expect(measured).toBe(
+      "Measured: perplexity 22.12 on 7,168 tokens · vs qwen-F16.gguf: KL 0.0048, same top token 95.5% · 4.87 bits/weight · 286 MiB RAM · 95.3 tok/s",
+    );
+  });
+
+  it("shows no measurement for a model never measured", async () => {
+    const { panel, field } = setup();
+    await panel.load();
+    const select = field<HTMLSelectElement>("model");
+    select.value = "/models/tiny.gguf";
+    select.dispatchEvent(new Event("change"));
+    expect(panel.el.querySelector('[data-testid="model-measured"]')).toBeNull();
   });
 
   it("shows validation errors next to their fields and does not save", async () => {

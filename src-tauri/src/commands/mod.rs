@@ -5,6 +5,7 @@
 pub mod chat;
 pub mod hardware;
 pub mod models;
+pub mod quantize;
 pub mod sessions;
 pub mod settings;
 

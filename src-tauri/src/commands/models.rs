@@ -24,9 +24,65 @@ pub struct ModelView {
     pub has_chat_template: bool,
     /// The fit planner's verdict and why (`cpu_only: …`), or why the file is unusable.
     pub fit: Option<String>,
+    /// The latest measurement of this file as it is now (`hearth eval`, Quantize…).
+    pub measured: Option<MeasuredView>,
 }
 
-fn describe(path: &Path, snapshot: &Snapshot, n_ctx: u32) -> ModelView {
+/// What measuring a model file found (a row of the store's `model_evals`).
+#[derive(Debug, Clone, PartialEq, Serialize, specta::Type)]
+#[serde(rename_all = "camelCase")]
+pub struct MeasuredView {
+    pub perplexity: f64,
+    pub tokens_scored: u64,
+    pub bits_per_weight: f64,
+    pub ram_after_load_bytes: Option<u64>,
+    pub decode_tps: Option<f64>,
+    /// The model it was compared with (the file it was quantized from), by file name.
+    pub reference_name: Option<String>,
+    pub reference_perplexity: Option<f64>,
+    /// Mean KL divergence from the reference, nats per token.
+    pub kl_mean: Option<f64>,
+    pub kl_p99: Option<f64>,
+    /// Percent of positions where both rank the same token first.
+    pub same_top_percent: Option<f64>,
+    /// Unix milliseconds.
+    pub measured_at: i64,
+}
+
+impl From<hearth_store::ModelEval> for MeasuredView {
+    fn from(e: hearth_store::ModelEval) -> Self {
+        let r = e.reference.as_ref();
+        Self {
+            perplexity: e.perplexity,
+            tokens_scored: e.tokens_scored,
+            bits_per_weight: e.bits_per_weight,
+            ram_after_load_bytes: e.ram_after_load_bytes,
+            decode_tps: e.decode_tps,
+            reference_name: r.map(|r| r.name.clone()),
+            reference_perplexity: r.map(|r| r.perplexity),
+            kl_mean: r.map(|r| r.kl_mean),
+            kl_p99: r.map(|r| r.kl_p99),
+            same_top_percent: r.map(|r| r.same_top_percent),
+            measured_at: e.measured_at,
+        }
+    }
+}
+
+/// A model file with its metadata, fit and latest measurement (from `store`).
+pub(crate) fn describe(path: &Path, snapshot: &Snapshot, n_ctx: u32, store: &hearth_store::Store) -> ModelView {
+    let measured = store
+        .latest_model_eval_at(path)
+        .map_err(|e| tracing::warn!(error = %e, "model measurements unreadable"))
+        .ok()
+        .flatten()
+        .map(MeasuredView::from);
+    ModelView {
+        measured,
+        ..describe_file(path, snapshot, n_ctx)
+    }
+}
+
+fn describe_file(path: &Path, snapshot: &Snapshot, n_ctx: u32) -> ModelView {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -52,6 +108,7 @@ fn describe(path: &Path, snapshot: &Snapshot, n_ctx: u32) -> ModelView {
                 context_length: info.context_length.and_then(|c| u32::try_from(c).ok()),
                 has_chat_template: info.chat_template.is_some(),
                 fit: Some(format!("{verdict}: {}", plan.reason)),
+                measured: None,
             }
         }
         Err(e) => ModelView {
@@ -63,33 +120,21 @@ fn describe(path: &Path, snapshot: &Snapshot, n_ctx: u32) -> ModelView {
             context_length: None,
             has_chat_template: false,
             fit: Some(format!("unusable: {e}")),
+            measured: None,
         },
     }
 }
 
 fn gguf_files(dir: &Path) -> AppResult<Vec<PathBuf>> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => {
-            return Err(AppError::new(
-                "models_unreadable",
-                format!(
-                    "The models folder {} cannot be read ({e}): check its permissions",
-                    dir.display()
-                ),
-            ))
-        }
-    };
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x.eq_ignore_ascii_case("gguf")))
-        .collect();
-    paths.sort();
-    Ok(paths)
+    hearth_worker::models::installed_in(dir).map_err(|e| {
+        AppError::new(
+            "models_unreadable",
+            format!("{e:#}: check the models folder's permissions"),
+        )
+    })
 }
 
-fn snapshot(state: &AppState) -> Snapshot {
+pub(crate) fn snapshot(state: &AppState) -> Snapshot {
     state
         .sampler
         .as_ref()
@@ -104,8 +149,12 @@ pub async fn list_models(state: State<'_, AppState>) -> AppResult<Vec<ModelView>
     let dir = state.paths.models_dir.clone();
     let n_ctx = state.manager.settings().embedded.ctx;
     let hw = snapshot(&state);
+    let store = state.manager.store().clone();
     tauri::async_runtime::spawn_blocking(move || -> AppResult<Vec<ModelView>> {
-        Ok(gguf_files(&dir)?.iter().map(|p| describe(p, &hw, n_ctx)).collect())
+        Ok(gguf_files(&dir)?
+            .iter()
+            .map(|p| describe(p, &hw, n_ctx, store.blocking()))
+            .collect())
     })
     .await
     .map_err(AppError::internal)?
@@ -119,6 +168,7 @@ pub async fn import_model(state: State<'_, AppState>, path: String) -> AppResult
     let dir = state.paths.models_dir.clone();
     let n_ctx = state.manager.settings().embedded.ctx;
     let hw = snapshot(&state);
+    let store = state.manager.store().clone();
     tauri::async_runtime::spawn_blocking(move || -> AppResult<ModelView> {
         let source = PathBuf::from(&path);
         hearth_gguf::read(&source)?;
@@ -147,7 +197,7 @@ pub async fn import_model(state: State<'_, AppState>, path: String) -> AppResult
                 ),
             )
         })?;
-        Ok(describe(&target, &hw, n_ctx))
+        Ok(describe(&target, &hw, n_ctx, store.blocking()))
     })
     .await
     .map_err(AppError::internal)?

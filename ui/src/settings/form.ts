@@ -1,8 +1,8 @@
 // The settings form: one input per SettingsView field (data-testid
 // `setting-<name>`), an error line under each, and reading the values back.
-import type { BackendKind, ModelView, SettingsView } from "../api";
+import type { BackendKind, MeasuredView, ModelView, SettingsView } from "../api";
 import { h } from "../dom";
-import { formatBytes } from "../format";
+import { formatBytes, formatTps } from "../format";
 import type { FieldErrors, SettingName } from "./validation";
 
 type Control = HTMLInputElement | HTMLSelectElement | HTMLTextAreaElement;
@@ -13,6 +13,10 @@ export interface SettingsForm {
   fill(settings: SettingsView): void;
   read(): SettingsView;
   setModels(models: ModelView[], selected?: string): void;
+  /** The model the Model field names, if it is in the list. */
+  selectedModel(): ModelView | undefined;
+  /** Under the model's description: where the panel puts actions on the model. */
+  modelActions: HTMLElement;
   showErrors(errors: FieldErrors, general?: string | null): void;
   clearErrors(): void;
 }
@@ -75,12 +79,25 @@ export function modelSummary(m: ModelView): string {
   return parts.filter((p): p is string => Boolean(p)).join(" · ");
 }
 
+/** A measurement in a line: perplexity, and against the reference KL and top-token agreement. */
+export function measuredSummary(m: MeasuredView): string {
+  const parts = [`perplexity ${m.perplexity.toFixed(2)} on ${m.tokensScored.toLocaleString("en-US")} tokens`];
+  if (m.referenceName !== null && m.klMean !== null && m.sameTopPercent !== null) {
+    parts.push(`vs ${m.referenceName}: KL ${m.klMean.toFixed(4)}, same top token ${m.sameTopPercent.toFixed(1)}%`);
+  }
+  parts.push(`${m.bitsPerWeight.toFixed(2)} bits/weight`);
+  if (m.ramAfterLoadBytes !== null) parts.push(`${formatBytes(m.ramAfterLoadBytes)} RAM`);
+  if (m.decodeTps !== null) parts.push(formatTps(m.decodeTps));
+  return parts.join(" · ");
+}
+
 export function createSettingsForm(): SettingsForm {
   const controls = {} as Record<SettingName, Control>;
   const errorLines = {} as Record<SettingName, HTMLElement>;
   const groups = new Map<FieldSpec["group"], HTMLFieldSetElement>();
   const general = h("div", { class: "form-error", role: "alert", "data-testid": "settings-error", hidden: true });
   const modelInfo = h("div", { class: "model-info", "data-testid": "model-info" });
+  const modelActions = h("div", { class: "model-actions inline" });
   let models: ModelView[] = [];
   let modelsByName = false;
 
@@ -108,7 +125,7 @@ export function createSettingsForm(): SettingsForm {
       error,
     );
     group.append(field);
-    if (spec.name === "model") group.append(modelInfo);
+    if (spec.name === "model") group.append(modelInfo, modelActions);
   }
 
   const el = h("form", { class: "settings-form", novalidate: true }, general, ...groups.values());
@@ -124,6 +141,9 @@ export function createSettingsForm(): SettingsForm {
     if (!m) return;
     modelInfo.append(h("div", { class: "model-summary", text: modelSummary(m) }));
     if (m.fit) modelInfo.append(h("div", { class: "fit", "data-testid": "model-fit", text: `Fit: ${m.fit}` }));
+    if (m.measured) {
+      modelInfo.append(h("div", { class: "measured", "data-testid": "model-measured", text: `Measured: ${measuredSummary(m.measured)}` }));
+    }
     if (!m.hasChatTemplate) {
       modelInfo.append(h("div", { class: "warning", text: "No chat template: this model may not follow a conversation." }));
     }
@@ -147,6 +167,8 @@ export function createSettingsForm(): SettingsForm {
   const form: SettingsForm = {
     el,
     controls,
+    modelActions,
+    selectedModel,
     fill(s) {
       controls.backend.value = s.backend;
       form.setModels(models, s.model);

@@ -1,9 +1,10 @@
 // The Settings tab: load, validate, save (applied by the shell without a
-// restart), and import a GGUF file by path.
+// restart), import a GGUF file by path, and quantize the selected model.
 import { ApiError, toApiError, type Api } from "../api";
 import { h, on } from "../dom";
 import type { Store } from "../state";
 import { createSettingsForm, type SettingsForm } from "./form";
+import { createQuantizeDialog, type QuantizeApi } from "./quantize";
 import { fieldFromMessage, validateSettings } from "./validation";
 
 export interface SettingsPanel {
@@ -14,7 +15,7 @@ export interface SettingsPanel {
   save(): Promise<boolean>;
 }
 
-type SettingsApi = Pick<Api, "getSettings" | "saveSettings" | "listModels" | "importModel">;
+type SettingsApi = Pick<Api, "getSettings" | "saveSettings" | "listModels" | "importModel"> & QuantizeApi;
 
 export function createSettingsPanel(store: Store, api: SettingsApi): SettingsPanel {
   const form = createSettingsForm();
@@ -37,7 +38,31 @@ export function createSettingsPanel(store: Store, api: SettingsApi): SettingsPan
     importNote,
   );
   form.el.append(h("div", { class: "form-actions" }, save, note));
-  const el = h("section", { class: "settings", "data-testid": "settings" }, h("h2", { text: "Settings" }), form.el, importBox);
+  const quantize = createQuantizeDialog(api, (done) => {
+    void refreshModels().then(() => {
+      note.textContent = `Made ${done.model.name}. Choose it above and Save to use it.`;
+    });
+  });
+  const quantizeButton = h("button", { type: "button", "data-testid": "quantize-open", text: "Quantize…" });
+  form.modelActions.append(quantizeButton);
+  const el = h(
+    "section",
+    { class: "settings", "data-testid": "settings" },
+    h("h2", { text: "Settings" }),
+    form.el,
+    importBox,
+    quantize.el,
+  );
+
+  /** Re-reads the model list, keeping the Model field's choice. */
+  async function refreshModels(): Promise<void> {
+    const models = await api.listModels();
+    form.setModels(models, form.controls.model.value);
+  }
+
+  function refreshQuantizeButton(): void {
+    quantizeButton.disabled = form.selectedModel() === undefined;
+  }
 
   async function load(): Promise<void> {
     try {
@@ -45,6 +70,7 @@ export function createSettingsPanel(store: Store, api: SettingsApi): SettingsPan
       form.setModels(models, settings.model);
       form.fill(settings);
       form.clearErrors();
+      refreshQuantizeButton();
     } catch (e) {
       form.showErrors({}, `Could not read settings: ${toApiError(e).message}`);
     }
@@ -107,6 +133,11 @@ export function createSettingsPanel(store: Store, api: SettingsApi): SettingsPan
     void doSave();
   });
   on(importButton, "click", () => void doImport());
+  on(form.controls.model, "change", refreshQuantizeButton);
+  on(quantizeButton, "click", () => {
+    const model = form.selectedModel();
+    if (model) void quantize.open(model);
+  });
   on(importPath, "keydown", (e) => {
     if (e.key === "Enter") {
       e.preventDefault();

@@ -53,9 +53,9 @@ enum Command {
     Quantize(quantize::QuantizeArgs),
     /// What a model costs in accuracy: perplexity; against a reference, KL divergence and top-token agreement.
     Eval(eval::EvalArgs),
-    /// The quantize worker process, started by `hearth quantize`.
-    #[command(hide = true)]
-    QuantizeWorker(quantize::QuantizeWorkerArgs),
+    /// The child processes of quantizing and measuring.
+    #[command(flatten)]
+    Job(hearth_worker::jobs::JobCommand),
     /// The engine worker process, started by Hearth itself.
     #[command(hide = true)]
     Worker(hearth_worker::WorkerArgs),
@@ -75,7 +75,7 @@ fn main() -> std::process::ExitCode {
         Command::Plan(args) => plan::run(&args),
         Command::Quantize(args) => quantize::run(&args),
         Command::Eval(args) => eval::run(&args),
-        Command::QuantizeWorker(args) => quantize::run_worker(&args),
+        Command::Job(job) => job.run(),
         Command::Worker(args) => hearth_worker::run(&args),
     };
     match result {

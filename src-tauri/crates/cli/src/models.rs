@@ -24,6 +24,8 @@ struct ModelRow {
     context_length: Option<u64>,
     chat_template: bool,
     error: Option<String>,
+    /// The latest measurement of this file as it is now (`hearth eval`, the app's Quantize…).
+    measured: Option<hearth_store::ModelEval>,
 }
 
 use hearth_worker::models::installed;
@@ -46,6 +48,7 @@ fn describe(path: &Path) -> ModelRow {
             context_length: info.context_length,
             chat_template: info.chat_template.is_some(),
             error: None,
+            measured: None,
         },
         Err(e) => ModelRow {
             name,
@@ -57,6 +60,7 @@ fn describe(path: &Path) -> ModelRow {
             context_length: None,
             chat_template: false,
             error: Some(e.to_string()),
+            measured: None,
         },
     }
 }
@@ -78,9 +82,30 @@ fn human_params(n: u64) -> String {
     }
 }
 
+/// A measurement in a few words: "ppl 22.08 · vs gemma-3-270m-F16.gguf: KL 0.0048, same top 95.5%".
+pub fn measured_words(eval: &hearth_store::ModelEval) -> String {
+    let mut words = format!("ppl {:.2}", eval.perplexity);
+    if let Some(r) = &eval.reference {
+        words.push_str(&format!(
+            " · vs {}: KL {:.4}, same top {:.1}%",
+            r.name, r.kl_mean, r.same_top_percent
+        ));
+    }
+    words
+}
+
 pub fn run(args: &ModelsArgs) -> Result<()> {
     let paths = installed()?;
-    let rows: Vec<ModelRow> = paths.iter().map(|p| describe(p)).collect();
+    let mut rows: Vec<ModelRow> = paths.iter().map(|p| describe(p)).collect();
+    // Measurements are extra: a database that cannot be read leaves the list as it is.
+    match hearth_store::Store::open_default() {
+        Ok(store) => {
+            for row in &mut rows {
+                row.measured = store.latest_model_eval_at(&row.path).ok().flatten();
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "no measurements: the database cannot be opened"),
+    }
     if args.json {
         for row in &rows {
             println!("{}", serde_json::to_string(row)?);
@@ -97,7 +122,7 @@ pub fn run(args: &ModelsArgs) -> Result<()> {
     }
     println!("Models in {}", dir.display());
     println!(
-        "{:<36} {:>10} {:<8} {:<8} {:>6} {:>8} {:<5}",
+        "{:<36} {:>10} {:<8} {:<8} {:>6} {:>8} {:<5} MEASURED",
         "NAME", "SIZE", "ARCH", "QUANT", "PARAMS", "CONTEXT", "CHAT"
     );
     for row in &rows {
@@ -106,14 +131,15 @@ pub fn run(args: &ModelsArgs) -> Result<()> {
             continue;
         }
         println!(
-            "{:<36} {:>10} {:<8} {:<8} {:>6} {:>8} {:<5}",
+            "{:<36} {:>10} {:<8} {:<8} {:>6} {:>8} {:<5} {}",
             row.name,
             human_bytes(row.bytes),
             row.architecture.as_deref().unwrap_or("?"),
             row.quantization.as_deref().unwrap_or("?"),
             human_params(row.parameters),
             row.context_length.map_or("?".into(), |c| c.to_string()),
-            if row.chat_template { "yes" } else { "no" }
+            if row.chat_template { "yes" } else { "no" },
+            row.measured.as_ref().map_or_else(|| "-".to_owned(), measured_words)
         );
     }
     Ok(())

@@ -144,12 +144,47 @@ fn a_family_made_from_f16_loads_runs_and_has_the_predicted_sizes() {
             "{key}: hearth eval says {reported}, the direct computation {value}"
         );
     }
+
+    // Each measurement was recorded: `hearth models` shows the latest beside each file.
+    let out = Command::new(hearth())
+        .env("HEARTH_DATA_DIR", dir.path())
+        .env("HEARTH_MODELS_DIR", dir.path())
+        .args(["models", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let measured = |name: &str| rows.iter().find(|r| r["name"] == name).unwrap()["measured"].clone();
+    let q4_card = measured("gemma-Q4_0.gguf");
+    assert_eq!(q4_card["perplexity"], q4["perplexity"], "{q4_card}");
+    assert_eq!(q4_card["reference"]["kl_mean"], q4["kl_mean"], "{q4_card}");
+    assert_eq!(q4_card["reference"]["name"], "gemma-F16.gguf", "{q4_card}");
+    assert_eq!(q4_card["quant_type"], "Q4_0", "{q4_card}");
+    assert_eq!(
+        q4_card["file"]["bytes"],
+        sizes.iter().find(|(n, _)| *n == "Q4_0").unwrap().1
+    );
+    assert_eq!(measured("gemma-F16.gguf")["reference"]["same_top_percent"], 100.0);
+    let text_out = Command::new(hearth())
+        .env("HEARTH_DATA_DIR", dir.path())
+        .env("HEARTH_MODELS_DIR", dir.path())
+        .arg("models")
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&text_out.stdout);
+    let q4_line = table.lines().find(|l| l.starts_with("gemma-Q4_0.gguf")).unwrap();
+    assert!(q4_line.contains("vs gemma-F16.gguf: KL"), "{table}");
 }
 
 const DEFAULT_TEXT: &str = include_str!("../../../../data/eval/pride-and-prejudice-1-12.txt");
 
+/// `hearth eval --json`, recording into the database of the model's folder.
 fn eval(model: &Path, reference: &Path, text: &Path) -> Value {
     let out = Command::new(hearth())
+        .env("HEARTH_DATA_DIR", model.parent().unwrap())
         .arg("eval")
         .arg(model)
         .arg("--reference")

@@ -13,7 +13,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{Engine, EngineError, Prompt};
 
@@ -78,7 +78,7 @@ pub fn score_position(logits: &[f32], next: usize, reference: Option<&[f32]>) ->
 }
 
 /// The measurement, one JSON line with `hearth eval --json`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvalReport {
     pub model: String,
     pub reference: Option<String>,

@@ -132,7 +132,11 @@ fn to_i64(v: u64) -> i64 {
 impl Store {
     /// Records a measurement; returns it as stored (its id and time set).
     pub fn record_model_eval(&self, eval: &ModelEval) -> Result<ModelEval> {
-        let measured_at = if eval.measured_at > 0 { eval.measured_at } else { now_ms() };
+        let measured_at = if eval.measured_at > 0 {
+            eval.measured_at
+        } else {
+            now_ms()
+        };
         let r = eval.reference.as_ref();
         let id = self.write(|tx| {
             tx.execute(

@@ -43,14 +43,19 @@ fn a_measurement_is_recorded_whole_and_found_by_hash_and_by_file() {
     std::fs::write(&model, b"GGUF not really, but bytes to hash").unwrap();
 
     let plain = store.record_model_eval(&measurement(&model, None)).unwrap();
-    let compared = store.record_model_eval(&measurement(&model, Some(f16_reference()))).unwrap();
+    let compared = store
+        .record_model_eval(&measurement(&model, Some(f16_reference())))
+        .unwrap();
     assert!(plain.id > 0 && compared.id > plain.id);
     assert!(compared.measured_at > 0);
     assert_eq!(plain.file.hash.len(), 64);
 
     let all = store.model_evals(&plain.file.hash).unwrap();
     assert_eq!(all.len(), 2);
-    assert!(all.contains(&plain) && all.contains(&compared), "read back exactly as recorded");
+    assert!(
+        all.contains(&plain) && all.contains(&compared),
+        "read back exactly as recorded"
+    );
 
     // The model list prefers the measurement against a reference.
     let latest = store.latest_model_eval_at(&model).unwrap().unwrap();
@@ -97,7 +102,8 @@ fn a_version_1_database_is_upgraded_with_its_data() {
     let db = dir.path().join("hearth.db");
     {
         let conn = rusqlite::Connection::open(&db).unwrap();
-        conn.execute_batch(include_str!("../../../../migrations/0001_init.sql")).unwrap();
+        conn.execute_batch(include_str!("../../../../migrations/0001_init.sql"))
+            .unwrap();
         conn.pragma_update(None, "user_version", 1).unwrap();
         conn.execute(
             "INSERT INTO sessions (id, title, created_at, updated_at) VALUES ('s-1', 'kept', 1, 1)",

@@ -16,6 +16,7 @@ use clap::Args;
 use hearth_backends::handshake::{Handshake, PARENT_ENV, TOKEN_ENV};
 use hearth_engine_backend::{model_id, EngineBackend};
 
+pub mod jobs;
 pub mod models;
 pub mod options;
 

@@ -6,8 +6,13 @@ use anyhow::{bail, Context, Result};
 
 /// The `.gguf` files in the models directory, sorted.
 pub fn installed() -> Result<Vec<PathBuf>> {
-    let dir = hearth_core::paths::models_dir();
-    let entries = match std::fs::read_dir(&dir) {
+    installed_in(&hearth_core::paths::models_dir())
+}
+
+/// The `.gguf` files in `dir`, sorted (none when it does not exist). The one lister of
+/// model files: the CLI, the worker and the app all use it.
+pub fn installed_in(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e).with_context(|| format!("cannot read the models directory {}", dir.display())),

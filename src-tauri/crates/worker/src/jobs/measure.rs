@@ -1,0 +1,215 @@
+//! Measuring a model file: perplexity on a text, and against a reference (the file a
+//! quantization came from) the KL divergence and top-token agreement
+//! (`hearth_engine::evaluate`), with what the file costs to run: bits per weight, the
+//! memory loading it adds, decode speed. `hearth eval` runs it in its own process; the
+//! app's Quantize… flow runs it in a child (`measure-worker`). Either way the result
+//! becomes a [`ModelEval`] in the store, which every model card shows.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use hearth_core::SamplingParams;
+use hearth_engine::{Engine, EngineConfig, EvalReport, GenerationRequest, Prompt};
+use hearth_store::{ModelEval, ModelFile, ReferenceComparison};
+use serde::{Deserialize, Serialize};
+
+use super::{report, run_child, say, Cancel, JobLine, Progress};
+
+/// The default text: chapters 1-12 of Pride and Prejudice (public domain; see
+/// data/eval/README.md), built in so that measuring needs nothing else.
+pub const DEFAULT_TEXT: &str = include_str!("../../../../../data/eval/pride-and-prejudice-1-12.txt");
+
+/// The shorter text the app measures a fresh quantization on: the default text's first
+/// chapters (whole paragraphs, about 16,000 characters; 8 windows of 512 tokens for
+/// SmolLM2), so that the dialog answers in tens of seconds on two cores. `hearth eval`
+/// measures on the whole text.
+pub fn quick_text() -> &'static str {
+    const CHARS: usize = 16_000;
+    let cut = DEFAULT_TEXT[..CHARS.min(DEFAULT_TEXT.len())]
+        .rfind("\n\n")
+        .unwrap_or(CHARS.min(DEFAULT_TEXT.len()));
+    &DEFAULT_TEXT[..cut]
+}
+
+/// What to measure.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MeasureRequest {
+    pub model: PathBuf,
+    pub reference: Option<PathBuf>,
+    /// The text to score (default: [`DEFAULT_TEXT`]).
+    pub text: Option<String>,
+    /// Tokens per window (llama-perplexity's default: 512).
+    pub ctx: u32,
+    pub threads: Option<u32>,
+}
+
+/// The measurement: `hearth eval --json` prints it as one line.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Measurement {
+    #[serde(flatten)]
+    pub report: EvalReport,
+    /// Perplexity against the reference's, in percent.
+    pub delta_ppl_percent: Option<f64>,
+    pub quantization: Option<String>,
+    pub file_bytes: u64,
+    /// Tensor bits per parameter.
+    pub bits_per_weight: f64,
+    /// What loading the model added to the measuring process's resident memory.
+    pub ram_after_load_bytes: u64,
+    /// Greedy decoding of 64 tokens continuing a story, with the engine's default settings.
+    pub decode_tps: f64,
+    /// SHA-256 of the scored text.
+    pub text_sha256: String,
+    pub model_path: PathBuf,
+    pub reference_path: Option<PathBuf>,
+}
+
+impl Measurement {
+    /// The record for the store: hashes the model (and the reference) file.
+    pub fn to_model_eval(&self) -> Result<ModelEval> {
+        let identify = |path: &Path| {
+            ModelFile::identify(path)
+                .with_context(|| format!("cannot read {} to record its measurement", path.display()))
+        };
+        let file = identify(&self.model_path)?;
+        let reference = match (
+            &self.reference_path,
+            self.report.reference_perplexity,
+            self.report.kl_mean,
+        ) {
+            (Some(path), Some(perplexity), Some(kl_mean)) => Some(ReferenceComparison {
+                hash: identify(path)?.hash,
+                name: self.report.reference.clone().unwrap_or_default(),
+                perplexity,
+                kl_mean,
+                kl_p99: self.report.kl_p99.unwrap_or(kl_mean),
+                same_top_percent: self.report.same_top_percent.unwrap_or(0.0),
+            }),
+            _ => None,
+        };
+        Ok(ModelEval {
+            id: 0,
+            file,
+            quant_type: self.quantization.clone(),
+            bits_per_weight: self.bits_per_weight,
+            ram_after_load_bytes: Some(self.ram_after_load_bytes),
+            decode_tps: Some(self.decode_tps),
+            text_hash: self.text_sha256.clone(),
+            window: u32::try_from(self.report.window).unwrap_or(u32::MAX),
+            tokens_scored: self.report.tokens_scored as u64,
+            perplexity: self.report.perplexity,
+            reference,
+            measured_at: 0,
+        })
+    }
+}
+
+/// Measures in this process. `cancel` stops between windows; `on_window` hears (done, total).
+pub fn measure(
+    request: &MeasureRequest,
+    cancel: &AtomicBool,
+    on_window: &mut dyn FnMut(Progress),
+) -> Result<Measurement> {
+    let text = request.text.as_deref().unwrap_or(DEFAULT_TEXT);
+    let load = |path: &Path| -> Result<Engine> {
+        let mut config = EngineConfig::new(path.to_path_buf()).with_n_ctx(request.ctx);
+        if let Some(threads) = request.threads {
+            config = config.with_threads(threads);
+        }
+        Engine::load(config).with_context(|| format!("cannot load {}", path.display()))
+    };
+    // The model first and alone, so that the memory it adds is its own.
+    let rss_before = resident_bytes();
+    let model = load(&request.model)?;
+    let ram_after_load_bytes = resident_bytes().saturating_sub(rss_before);
+    let decode_tps = decode_speed(&model)?;
+    let reference = request.reference.as_deref().map(load).transpose()?;
+    let report = hearth_engine::evaluate(
+        &model,
+        reference.as_ref(),
+        text,
+        request.ctx as usize,
+        cancel,
+        &mut |done, total| {
+            on_window(Progress {
+                done: u32::try_from(done).unwrap_or(u32::MAX),
+                total: u32::try_from(total).unwrap_or(u32::MAX),
+            });
+        },
+    )?;
+    let info = hearth_gguf::read(&request.model)?;
+    Ok(Measurement {
+        delta_ppl_percent: report
+            .reference_perplexity
+            .map(|r| 100.0 * (report.perplexity / r - 1.0)),
+        quantization: info.quantization.clone(),
+        file_bytes: info.file_size,
+        bits_per_weight: 8.0 * info.tensor_bytes_total() as f64 / info.parameter_count.max(1) as f64,
+        ram_after_load_bytes,
+        decode_tps,
+        text_sha256: hearth_store::document_hash(text.as_bytes()),
+        model_path: request.model.clone(),
+        reference_path: request.reference.clone(),
+        report,
+    })
+}
+
+/// The child's command line: `measure-worker REQUEST_JSON`.
+#[derive(Args, Debug)]
+pub struct MeasureWorkerArgs {
+    /// The [`MeasureRequest`] as JSON.
+    request: String,
+}
+
+/// The child: measures and reports each window.
+pub fn run_worker(args: &MeasureWorkerArgs) -> Result<()> {
+    let never = AtomicBool::new(false);
+    let result = serde_json::from_str::<MeasureRequest>(&args.request)
+        .context("the measure worker's request is not valid JSON")
+        .and_then(|request| measure(&request, &never, &mut |p| say::<()>(&JobLine::Progress(p))));
+    report(result)
+}
+
+/// Measures in a child of `exe` (a cancel is a kill).
+pub fn run(
+    exe: &Path,
+    request: &MeasureRequest,
+    cancel: &Cancel,
+    on_window: &mut dyn FnMut(Progress),
+) -> Result<Measurement> {
+    let args: Vec<OsString> = vec!["measure-worker".into(), serde_json::to_string(request)?.into()];
+    run_child(exe, &args, "measure", cancel, on_window)
+}
+
+fn resident_bytes() -> u64 {
+    memory_stats::memory_stats().map_or(0, |m| m.physical_mem as u64)
+}
+
+/// Decode speed on a story continuation (a reply that copies nothing, so drafting would
+/// not change it; the request sets none).
+fn decode_speed(model: &Engine) -> Result<f64> {
+    let out = model
+        .generate(GenerationRequest {
+            prompt: Prompt::Text("It was a bright cold day in April, and the village".into()),
+            params: SamplingParams::greedy(64),
+        })?
+        .collect()?;
+    model.reset_cache()?;
+    Ok(out.metrics.decode_tps)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_quick_text_is_whole_paragraphs_from_the_start() {
+        let quick = quick_text();
+        assert!(DEFAULT_TEXT.starts_with(quick));
+        assert!(quick.len() > 12_000 && quick.len() <= 16_000, "{}", quick.len());
+        assert!(DEFAULT_TEXT[quick.len()..].starts_with("\n\n"));
+    }
+}
