@@ -27,8 +27,7 @@ NODE_HOME := $(HOME)/.cache/hearth/node
 export PATH := $(NODE_HOME)/bin:$(HOME)/.cargo/bin:$(PATH)
 APP := $(CARGO_TARGET_DIR)/release/hearth-app
 
-
-.PHONY: run test deps rust models test-venv build lint fmt unit script-tests bench bench-desktop coverage node ui-deps ui ui-test e2e e2e-tools deb chat test-engine-avx2
+.PHONY: run test test-counts-reset deps rust models test-venv build lint fmt unit script-tests bench bench-desktop coverage node ui-deps ui ui-test e2e e2e-tools deb chat test-engine-avx2
 
 # The desktop app. Without a display (a server, CI) it runs under Xvfb and says so.
 run: deps models build
@@ -44,7 +43,17 @@ run: deps models build
 chat: deps models build
 	$(HEARTH) chat
 
-test: deps models test-venv ui-test lint unit test-engine-avx2 script-tests e2e
+test: test-counts-reset deps models test-venv ui-test lint unit test-engine-avx2 script-tests e2e
+	@echo "Tests run by make test (artifacts/test-counts.txt; logs in artifacts/logs):"
+	@cat artifacts/test-counts.txt
+
+# Each test step tees its runner's output to artifacts/logs/STEP.log and counts what
+# ran (scripts/count_tests.py): a step that ran no test fails, and every ignored test
+# is listed with its reason.
+LOGS := artifacts/logs
+COUNT = python3 scripts/count_tests.py
+test-counts-reset:
+	@mkdir -p $(LOGS) && rm -f artifacts/test-counts.txt
 
 deps: rust
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -80,7 +89,9 @@ test-venv:
 	@$(VENV)/bin/python -c "import openai" 2>/dev/null || $(VENV)/bin/pip install -q --disable-pip-version-check $(OPENAI_CLIENT)
 
 unit: ui
-	HEARTH_TEST_PYTHON=$(VENV)/bin/python $(CARGO) test --release --workspace --locked
+	@mkdir -p $(LOGS)
+	set -o pipefail; HEARTH_TEST_PYTHON=$(VENV)/bin/python $(CARGO) test --release --workspace --locked 2>&1 | tee $(LOGS)/unit.log
+	@$(COUNT) "Rust (cargo test --workspace)" $(LOGS)/unit.log
 
 # The engine's real-model tests once more with GGML built for AVX2 only (x86-64-v3, no
 # AVX-512), in a target dir of its own. GGML picks other kernels, with other rounding,
@@ -89,8 +100,10 @@ unit: ui
 # are checked on both paths. Part of `make test` (a cold build of llama.cpp: 8-11 more
 # minutes on 2 cores, once).
 test-engine-avx2: models
-	RUSTFLAGS="-C target-cpu=x86-64-v3" CARGO_TARGET_DIR=$(CARGO_TARGET_DIR)-avx2 \
-		$(CARGO) test --release --locked -p hearth-engine
+	@mkdir -p $(LOGS)
+	set -o pipefail; RUSTFLAGS="-C target-cpu=x86-64-v3" CARGO_TARGET_DIR=$(CARGO_TARGET_DIR)-avx2 \
+		$(CARGO) test --release --locked -p hearth-engine 2>&1 | tee $(LOGS)/engine-avx2.log
+	@$(COUNT) "Rust engine, AVX2 kernels" $(LOGS)/engine-avx2.log
 
 node:
 	@{ command -v npm >/dev/null 2>&1 && node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)'; } 2>/dev/null || { \
@@ -107,14 +120,18 @@ ui: ui-deps
 	$(NPM) run --silent ui:build
 
 ui-test: ui-deps
+	@mkdir -p $(LOGS)
 	$(NPM) run --silent ui:typecheck
-	$(NPM) run --silent ui:test
+	set -o pipefail; $(NPM) run --silent ui:test 2>&1 | tee $(LOGS)/ui.log
+	@$(COUNT) "UI (Vitest)" $(LOGS)/ui.log
 
 # End-to-end: the real app under Xvfb through WebDriver (tauri-driver + WebKitWebDriver).
 # Screenshots of chat, settings and dashboard land in artifacts/e2e.
 e2e: build test-venv e2e-tools
-	HEARTH_APP=$(APP) HEARTH_E2E_ARTIFACTS=$(CURDIR)/artifacts/e2e \
-		xvfb-run -a $(VENV)/bin/python -m unittest -v tests/e2e/test_desktop.py
+	@mkdir -p $(LOGS)
+	set -o pipefail; HEARTH_APP=$(APP) HEARTH_E2E_ARTIFACTS=$(CURDIR)/artifacts/e2e \
+		xvfb-run -a $(VENV)/bin/python -m unittest -v tests/e2e/test_desktop.py 2>&1 | tee $(LOGS)/e2e.log
+	@$(COUNT) "Desktop app end to end (WebDriver)" $(LOGS)/e2e.log
 
 e2e-tools: test-venv
 	@command -v tauri-driver >/dev/null 2>&1 || $(CARGO) install tauri-driver --version 2.1.0 --locked
@@ -132,7 +149,9 @@ deb: ui-deps
 
 # The model fetcher's own tests (offline: they use the wheels `make models` cached).
 script-tests:
-	python3 -m unittest discover -s tests -p 'test_*.py'
+	@mkdir -p $(LOGS)
+	set -o pipefail; python3 -m unittest discover -s tests -p 'test_*.py' 2>&1 | tee $(LOGS)/scripts.log
+	@$(COUNT) "Python scripts" $(LOGS)/scripts.log
 
 bench: build
 	$(HEARTH) bench

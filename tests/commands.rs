@@ -94,6 +94,14 @@ fn stop_generation_stops_the_reply_and_keeps_its_text() {
     assert_eq!(turn["finishReason"], "cancelled");
     let text = turn["text"].as_str().unwrap();
     assert!(!text.is_empty());
+    // A stopped reply keeps its figures, timed by the manager on the stream it got: one
+    // token per delta, a first token, and a rate no faster than the backend's 5 ms pace.
+    assert_eq!(turn["completionTokens"], json!(text.matches("la ").count()), "{turn}");
+    assert!(turn["ttftMs"].as_f64().unwrap() > 0.0, "{turn}");
+    let tps = turn["decodeTps"].as_f64().unwrap();
+    assert!(tps > 0.0 && tps <= 200.0, "{turn}");
+    let perf = h.invoke("recent_performance", json!({ "limit": 1 })).unwrap();
+    assert_eq!(perf[0]["decodeTps"], turn["decodeTps"], "the stored record: {perf}");
     assert_eq!(h.delta_text(id), text, "the deltas make the saved text");
     assert_eq!(h.kinds(id).last().map(String::as_str), Some("done"));
 

@@ -52,7 +52,10 @@ impl AppError {
 impl From<BackendError> for AppError {
     fn from(e: BackendError) -> Self {
         let message = match &e {
-            BackendError::ModelNotFound { .. } => format!("Model file missing: choose another in Settings ({e})"),
+            // By code: the embedded backend's resolver reports a missing file as a
+            // `model_not_found` failure with the folder it looked in; Ollama and
+            // OpenAI-compatible servers as `ModelNotFound`.
+            _ if e.code() == "model_not_found" => format!("Model file missing: choose another in Settings ({e})"),
             BackendError::NotLoaded => "No model is loaded yet: wait for loading to finish, or choose a model in Settings".into(),
             BackendError::NoChatTemplate { model } => format!(
                 "{model} is a base model without a chat template: choose an instruction-tuned model in Settings"
@@ -127,9 +130,12 @@ mod tests {
 
     #[test]
     fn a_missing_model_says_where_to_fix_it() {
+        // The error the embedded backend really produces for a model that is not there.
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let error = hearth_manager::resolve_model_file(dir.path(), "x.gguf", None).expect_err("nothing is installed");
         let e: AppError = ManagerError::Backend {
             backend: hearth_manager::BackendKind::Embedded,
-            error: BackendError::ModelNotFound { model: "x.gguf".into() },
+            error,
         }
         .into();
         assert_eq!(e.code, "model_not_found");
@@ -138,6 +144,11 @@ mod tests {
             "{}",
             e.message
         );
+        assert!(e.message.contains("x.gguf"), "{}", e.message);
+        // And the one a server answers with (Ollama: not pulled; OpenAI: 404).
+        let e: AppError = BackendError::ModelNotFound { model: "llama3".into() }.into();
+        assert_eq!(e.code, "model_not_found");
+        assert!(e.message.contains("choose another in Settings"), "{}", e.message);
     }
 
     #[test]

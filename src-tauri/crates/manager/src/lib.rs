@@ -5,6 +5,7 @@
 pub mod cooldown;
 mod manager;
 mod models;
+mod reply_clock;
 pub mod retry;
 pub mod settings;
 pub mod transcript;

@@ -25,6 +25,7 @@ use hearth_store::{AsyncStore, MessageMetadata, NewMessage, NewSession, PerfReco
 
 use crate::cooldown::{CooldownPolicy, Cooldowns};
 use crate::models::{resolve_model_file, with_quantization};
+use crate::reply_clock::ReplyClock;
 use crate::retry::{retry_transient, RetryPolicy};
 use crate::settings::{BackendKind, Settings, SettingsError};
 use crate::transcript::prompt_for;
@@ -428,6 +429,7 @@ impl BackendManager {
             conversation.push(ChatMessage::user(text));
             conversation.clone()
         };
+        let mut clock = ReplyClock::starting_at(Instant::now());
         let started = self.start_reply(&history, &params).await?;
         let Started {
             kind,
@@ -450,6 +452,7 @@ impl BackendManager {
             };
             match event {
                 Some(Ok(GenerationEvent::Delta { text })) => {
+                    clock.delta_at(Instant::now());
                     on_delta(&text);
                     reply.push_str(&text);
                 }
@@ -475,10 +478,10 @@ impl BackendManager {
                 lock(&self.cooldowns).success(kind);
                 (metrics, None)
             }
-            Outcome::Stopped => (partial_metrics(FinishReason::Cancelled), None),
+            Outcome::Stopped => (clock.metrics(FinishReason::Cancelled, Instant::now()), None),
             Outcome::Failed(error) => {
                 self.failed(kind, &error);
-                (partial_metrics(FinishReason::Error), Some(error))
+                (clock.metrics(FinishReason::Error, Instant::now()), Some(error))
             }
         };
         // Saved even when cut short (marked incomplete), never regenerated behind the user's back.
@@ -661,22 +664,5 @@ async fn first_event(
             backend: backend.name().to_owned(),
             cause: "the stream ended before any output".into(),
         }),
-    }
-}
-
-/// Figures for a reply that did not reach its final event.
-fn partial_metrics(finish_reason: FinishReason) -> GenerationMetrics {
-    GenerationMetrics {
-        prompt_tokens: 0,
-        prompt_tokens_evaluated: 0,
-        completion_tokens: 0,
-        load_ms: 0.0,
-        ttft_ms: 0.0,
-        prompt_tps: 0.0,
-        decode_tps: 0.0,
-        total_ms: 0.0,
-        draft_tokens: 0,
-        draft_accepted: 0,
-        finish_reason,
     }
 }
