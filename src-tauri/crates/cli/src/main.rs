@@ -18,6 +18,7 @@ mod options;
 mod plan;
 mod quantize;
 mod serve;
+mod sessions;
 
 use clap::{Parser, Subcommand};
 
@@ -41,6 +42,8 @@ enum Command {
     Chat(chat::ChatArgs),
     /// Measure load time, time to first token and tokens/s; prints JSON lines.
     Bench(bench::BenchArgs),
+    /// Saved conversations: list, show, export as Markdown or JSON.
+    Sessions(sessions::SessionsArgs),
     /// The database: stats, backup, integrity check.
     Db(db::DbArgs),
     /// Serve the OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models, /health, /metrics).
@@ -69,6 +72,7 @@ fn main() -> std::process::ExitCode {
         Command::Generate(args) => generate::run(&args),
         Command::Chat(args) => chat::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Sessions(args) => sessions::run(&args),
         Command::Db(args) => db::run(&args),
         Command::Serve(args) => serve::run(&args),
         Command::Hw(args) => hw::run(&args),

@@ -38,6 +38,7 @@ mod bench;
 mod db;
 mod documents;
 mod error;
+mod export;
 mod messages;
 mod migrate;
 mod model_evals;
@@ -50,6 +51,7 @@ pub use bench::{bench, bench_with, BenchOptions, StoreBenchReport, READ_P99_TARG
 pub use db::{default_db_path, Store, StoreOptions, Synchronous, DATA_DIR_ENV, DB_FILE_NAME};
 pub use documents::{document_hash, document_hash_file, CachedDocument, DocumentChunk};
 pub use error::{Result, StoreError};
+pub use export::{export_session, ExportFormat};
 pub use hearth_core::Role;
 pub use messages::{
     fts5_query, Message, MessageId, MessageMetadata, NewMessage, SearchHit, SNIPPET_END, SNIPPET_START,
