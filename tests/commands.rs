@@ -196,6 +196,52 @@ fn sessions_new_open_rename_delete() {
 }
 
 #[test]
+fn export_session_saves_markdown_and_json_without_overwriting() {
+    let h = scripted();
+    let turn = h
+        .invoke("send_message", json!({ "text": "hello", "onEvent": h.channel().1 }))
+        .unwrap();
+    let id = turn["sessionId"].as_str().unwrap().to_owned();
+    h.invoke("rename_session", json!({ "id": id, "title": "Greetings: a/b" }))
+        .unwrap();
+    let exports = common::paths(&h.dir).exports_dir;
+
+    let first = h.invoke("export_session", json!({ "id": id, "format": "md" })).unwrap();
+    let first = std::path::PathBuf::from(first.as_str().unwrap());
+    assert_eq!(first, exports.join("Greetings- a-b.md"));
+    let markdown = std::fs::read_to_string(&first).unwrap();
+    assert!(markdown.starts_with("# Greetings: a/b\n"), "{markdown}");
+    assert!(markdown.contains("## You\n\nhello"), "{markdown}");
+    assert!(
+        markdown.contains(&format!("## Assistant\n\n{SCRIPTED_REPLY}")),
+        "{markdown}"
+    );
+    // Again: a new file beside it, the first untouched.
+    let second = h.invoke("export_session", json!({ "id": id, "format": "md" })).unwrap();
+    assert_eq!(
+        second.as_str().unwrap(),
+        exports.join("Greetings- a-b (2).md").display().to_string()
+    );
+    assert_eq!(std::fs::read_to_string(&first).unwrap(), markdown);
+
+    let json_path = h
+        .invoke("export_session", json!({ "id": id, "format": "json" }))
+        .unwrap();
+    let stored: Value = serde_json::from_str(&std::fs::read_to_string(json_path.as_str().unwrap()).unwrap()).unwrap();
+    assert_eq!(stored["session"]["id"], json!(id));
+    assert_eq!(stored["messages"].as_array().unwrap().len(), 2);
+
+    let bad = h
+        .invoke("export_session", json!({ "id": id, "format": "pdf" }))
+        .unwrap_err();
+    assert_eq!(bad["code"], "invalid_request");
+    let missing = h
+        .invoke("export_session", json!({ "id": "nope", "format": "md" }))
+        .unwrap_err();
+    assert_eq!(missing["code"], "not_found");
+}
+
+#[test]
 fn regenerate_and_edit_replace_the_tail() {
     let h = scripted();
     let nothing = h.invoke("regenerate", json!({ "onEvent": h.channel().1 })).unwrap_err();

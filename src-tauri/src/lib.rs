@@ -33,6 +33,7 @@ pub fn specta_builder<R: Runtime>() -> tauri_specta::Builder<R> {
             sessions::open_session,
             sessions::rename_session,
             sessions::delete_session,
+            sessions::export_session,
             chat::send_message,
             chat::regenerate,
             chat::edit_and_resend,

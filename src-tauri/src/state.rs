@@ -25,15 +25,23 @@ pub struct AppPaths {
     pub ui_settings_file: PathBuf,
     pub models_dir: PathBuf,
     pub db_path: PathBuf,
+    /// Where exported conversations are saved: the user's Downloads folder in the real
+    /// app (`HEARTH_EXPORT_DIR` overrides it), else `exports` beside the database.
+    pub exports_dir: PathBuf,
 }
 
 impl AppPaths {
     pub fn from_environment() -> Self {
-        Self::with_settings_file(
+        let mut paths = Self::with_settings_file(
             hearth_core::paths::settings_file(),
             hearth_core::paths::models_dir(),
             hearth_store::default_db_path(),
-        )
+        );
+        let downloads = directories::UserDirs::new().and_then(|d| d.download_dir().map(Path::to_path_buf));
+        if let Some(dir) = std::env::var_os("HEARTH_EXPORT_DIR").map(PathBuf::from).or(downloads) {
+            paths.exports_dir = dir;
+        }
+        paths
     }
 
     /// `ui-settings.json` goes next to `settings_file`.
@@ -42,11 +50,13 @@ impl AppPaths {
             .parent()
             .unwrap_or_else(|| Path::new("."))
             .join(UI_SETTINGS_FILE);
+        let exports_dir = db_path.parent().unwrap_or_else(|| Path::new(".")).join("exports");
         Self {
             settings_file,
             ui_settings_file,
             models_dir,
             db_path,
+            exports_dir,
         }
     }
 }

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from selenium import webdriver
 from selenium.common.exceptions import WebDriverException
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.common.options import ArgOptions
@@ -75,6 +76,7 @@ class Desktop:
             HEARTH_CONFIG_DIR=str(data_dir / "config"),
             HEARTH_SETTINGS=str(data_dir / "config" / "settings.toml"),
             HEARTH_LOG_DIR=str(data_dir / "logs"),
+            HEARTH_EXPORT_DIR=str(data_dir / "exports"),
             HEARTH_THREADS="2",
         )
         driver_bin = shutil.which("tauri-driver") or str(Path.home() / ".cargo/bin/tauri-driver")
@@ -209,6 +211,13 @@ class DesktopTest(unittest.TestCase):
         # span inside the item's button although it is drawn (see the screenshot).
         labels = [s.get_attribute("textContent") for s in sessions]
         self.assertTrue(any("Ada" in label for label in labels), labels)
+        # Export it as Markdown from its tools (shown on hover): a toast names the file.
+        ActionChains(app.driver).move_to_element(sessions[0]).perform()
+        sessions[0].find_element(By.CSS_SELECTOR, '[data-action="export"]').click()
+        app.wait.until(lambda d: "Saved to" in app.find("toast").text)
+        saved = Path(app.find("toast").text.removeprefix("Saved to ").strip())
+        self.assertEqual(saved.parent, self.dir / "exports")
+        self.assertIn("My name is Ada.", saved.read_text())
         sessions[0].click()
         app.wait.until(lambda d: len(app.all("message")) >= 2)
 

@@ -111,6 +111,7 @@ export const api = {
   renameSession: async (id: string, title: string): Promise<void> => {
     await unwrap(commands.renameSession(id, title));
   },
+  exportSession: (id: string, format: "md" | "json"): Promise<string> => unwrap(commands.exportSession(id, format)),
   deleteSession: async (id: string): Promise<void> => {
     await unwrap(commands.deleteSession(id));
   },

@@ -163,6 +163,19 @@ async deleteSession(id: string) : Promise<Result<null, AppError>> {
 }
 },
 /**
+ * Saves the conversation as a file in the exports folder (Downloads): `md` to read,
+ * `json` with everything stored. Returns the file's path. An existing file is never
+ * overwritten: the name gets " (2)", " (3)"….
+ */
+async exportSession(id: string, format: string) : Promise<Result<string, AppError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("export_session", { id, format }) };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
+},
+/**
  * Sends `text` as the user's next message and streams the reply.
  */
 async sendMessage(text: string, onEvent: TAURI_CHANNEL<ChatEvent>) : Promise<Result<TurnView, AppError>> {

@@ -95,6 +95,12 @@ function start(root: HTMLElement): void {
         .then(() => store.dispatch({ type: "sessionRenamed", id, title }))
         .catch((e: unknown) => notify(`Could not rename: ${toApiError(e).message}`));
     },
+    exportSession: (id) => {
+      api
+        .exportSession(id, "md")
+        .then((path) => notify(`Saved to ${path}`))
+        .catch((e: unknown) => notify(`Could not export: ${toApiError(e).message}`));
+    },
     remove: (id) => {
       api
         .deleteSession(id)

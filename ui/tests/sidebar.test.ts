@@ -17,6 +17,7 @@ function setup() {
     newSession: vi.fn(),
     open: vi.fn(),
     rename: vi.fn(),
+    exportSession: vi.fn(),
     remove: vi.fn(),
     search: vi.fn(async () => [
       { messageId: 3, sessionId: "old", role: "user", sessionTitle: "Old chat", snippet: "about \u0002rust\u0003 lifetimes" },
@@ -38,6 +39,13 @@ describe("sessions sidebar", () => {
     expect(items().map((i) => i.dataset.id)).toEqual(["new", "old"]);
     items()[1]!.querySelector<HTMLButtonElement>('[data-action="open"]')!.click();
     expect(actions.open).toHaveBeenCalledWith("old");
+  });
+
+  it("exports the conversation whose button was clicked", () => {
+    const { items, actions } = setup();
+    items()[1]!.querySelector<HTMLButtonElement>('[data-action="export"]')!.click();
+    expect(actions.exportSession).toHaveBeenCalledWith("old");
+    expect(actions.remove).not.toHaveBeenCalled();
   });
 
   it("deletes only after confirming", () => {

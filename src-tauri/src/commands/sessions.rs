@@ -108,3 +108,86 @@ pub async fn delete_session(state: State<'_, AppState>, id: String) -> AppResult
     }
     Ok(())
 }
+
+/// Saves the conversation as a file in the exports folder (Downloads): `md` to read,
+/// `json` with everything stored. Returns the file's path. An existing file is never
+/// overwritten: the name gets " (2)", " (3)"….
+#[tauri::command]
+#[specta::specta]
+pub async fn export_session(state: State<'_, AppState>, id: String, format: String) -> AppResult<String> {
+    let format = hearth_store::ExportFormat::parse(&format).ok_or_else(|| {
+        AppError::new(
+            "invalid_request",
+            format!("{format:?} is not an export format: use md or json"),
+        )
+    })?;
+    let session = state
+        .manager
+        .store()
+        .retrieve_session(SessionId::from(id.as_str()))
+        .await?
+        .ok_or_else(|| AppError::not_found("session", &id))?;
+    let text = hearth_store::export_session(&session, format);
+    let dir = state.paths.exports_dir.clone();
+    let extension = match format {
+        hearth_store::ExportFormat::Markdown => "md",
+        hearth_store::ExportFormat::Json => "json",
+    };
+    let stem = file_stem(&session.session.title);
+    tauri::async_runtime::spawn_blocking(move || -> AppResult<String> {
+        let failed = |e: std::io::Error| {
+            AppError::new(
+                "export_failed",
+                format!(
+                    "Saving to {} failed ({e}): check the free space and permissions",
+                    dir.display()
+                ),
+            )
+        };
+        std::fs::create_dir_all(&dir).map_err(failed)?;
+        let path = (1..)
+            .map(|n| match n {
+                1 => dir.join(format!("{stem}.{extension}")),
+                n => dir.join(format!("{stem} ({n}).{extension}")),
+            })
+            .find(|p| !p.exists())
+            .unwrap_or_else(|| dir.join(format!("{stem}.{extension}")));
+        crate::state::write_atomically(&path, text.as_bytes()).map_err(failed)?;
+        Ok(path.display().to_string())
+    })
+    .await
+    .map_err(AppError::internal)?
+}
+
+/// A file name from a title: what a file system accepts, at most 60 characters.
+fn file_stem(title: &str) -> String {
+    let cleaned: String = title
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || " -_.,'()".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(60)
+        .collect();
+    let cleaned = cleaned.trim_matches(['.', ' ', '-']).to_owned();
+    if cleaned.is_empty() {
+        "Hearth conversation".into()
+    } else {
+        cleaned
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn titles_make_safe_file_names() {
+        assert_eq!(super::file_stem("Colours / and: more?"), "Colours - and- more");
+        assert_eq!(super::file_stem("  ...  "), "Hearth conversation");
+        assert_eq!(super::file_stem("../../etc/passwd"), "etc-passwd");
+        assert_eq!(super::file_stem(&"a".repeat(100)).len(), 60);
+    }
+}

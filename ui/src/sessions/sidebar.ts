@@ -1,5 +1,5 @@
-// The sessions sidebar: list (newest activity first), new, rename in place,
-// delete with an inline confirmation, and full-text search over messages.
+// The sessions sidebar: list (newest activity first), new, rename in place, export
+// as Markdown, delete with an inline confirmation, and full-text search over messages.
 import { h, on } from "../dom";
 import { formatTime } from "../format";
 import type { SessionSummary, Store } from "../state";
@@ -9,6 +9,8 @@ export interface SidebarActions {
   newSession(): void;
   open(id: string): void;
   rename(id: string, title: string): void;
+  /** Saves the conversation as a Markdown file. */
+  exportSession(id: string): void;
   remove(id: string): void;
   search(text: string): Promise<SearchHit[]>;
 }
@@ -46,8 +48,9 @@ export function createSidebar(store: Store, actions: SidebarActions): HTMLElemen
       h("span", { class: "session-time", text: formatTime(s.updatedAt) }),
     );
     const rename = h("button", { type: "button", class: "icon", "data-action": "rename", title: "Rename", text: "✎" });
+    const save = h("button", { type: "button", class: "icon", "data-action": "export", title: "Export as Markdown", text: "⤓" });
     const remove = h("button", { type: "button", class: "icon", "data-action": "delete", title: "Delete", text: "🗑" });
-    li.append(open, h("span", { class: "session-tools" }, rename, remove));
+    li.append(open, h("span", { class: "session-tools" }, rename, save, remove));
     return li;
   }
 
@@ -103,6 +106,7 @@ export function createSidebar(store: Store, actions: SidebarActions): HTMLElemen
     if (!button || !li || !id) return;
     if (button.dataset.action === "open") actions.open(id);
     else if (button.dataset.action === "rename") beginRename(li, id);
+    else if (button.dataset.action === "export") actions.exportSession(id);
     else if (button.dataset.action === "delete") confirmDelete(li, id);
   });
 
