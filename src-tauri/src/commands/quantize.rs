@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use hearth_engine::QuantType;
-use hearth_worker::jobs::measure::{self, MeasureRequest, Measurement};
+use hearth_worker::jobs::measure::{self, MeasureRequest, Measurement, ReferencePass};
 use hearth_worker::jobs::quantize::{self as job, verdict_words, QuantizeJob, QuantizeOutcome, QuantizePlan};
 use hearth_worker::jobs::{Cancel, JobError};
 use serde::Serialize;
@@ -153,6 +153,8 @@ pub async fn quantize_model(
             text: Some(measure::quick_text().to_owned()),
             ctx: 512,
             threads: None,
+            reference_pass: ReferencePass::Auto,
+            spool_top_k: None,
         };
         // The file is made: a failed or cancelled measurement keeps it (unmeasured).
         let measurement = measure::run(&exe, &request, &cancel, &mut progress(QuantizePhase::Measuring))?;

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use hearth_worker::jobs::measure::{self, MeasureRequest, Measurement};
+use hearth_worker::jobs::measure::{self, MeasureRequest, Measurement, ReferencePass, ReferenceRun};
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
@@ -20,6 +20,15 @@ pub struct EvalArgs {
     /// A UTF-8 text file to score (default: chapters 1-12 of Pride and Prejudice, built in).
     #[arg(long)]
     text: Option<PathBuf>,
+    /// How to run the reference: beside the model (together), or first and alone with its
+    /// log-probabilities kept in a temporary file (spooled: for models too large to load
+    /// twice). Default: together when the fit planner says both fit in memory at once.
+    #[arg(long, value_enum, default_value_t = ReferencePass::Auto)]
+    reference_pass: ReferencePass,
+    /// Spooled: the most reference tokens kept per position (more: closer to the full
+    /// KL divergence, a larger temporary file; default 8192).
+    #[arg(long)]
+    spool_top_k: Option<usize>,
     /// Tokens per window; the second half of each is scored (llama-perplexity's default: 512).
     #[arg(long, default_value_t = 512)]
     ctx: u32,
@@ -50,6 +59,8 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         text,
         ctx: args.ctx,
         threads: args.threads,
+        reference_pass: args.reference_pass,
+        spool_top_k: args.spool_top_k,
     };
     let cancel = crate::quantize::ctrl_c_cancel();
     let json = args.json;
@@ -107,6 +118,17 @@ fn print_text(line: &Measurement) {
         println!(
             "against {name}: perplexity {ref_ppl:.4} ({:+.2}%), KL divergence {kl:.6} nats/token (99th percentile {p99:.6}), same top token {same:.2}%",
             100.0 * (report.perplexity / ref_ppl - 1.0)
+        );
+    }
+    if let Some(ReferenceRun::Spooled {
+        spool_bytes,
+        top_k,
+        max_tail_mass,
+    }) = &line.reference_run
+    {
+        println!(
+            "the reference ran first, alone: {:.1} MB of its log-probabilities (at most {top_k} tokens per position, at most {max_tail_mass:.1e} of the probability left out)",
+            *spool_bytes as f64 / 1e6
         );
     }
 }

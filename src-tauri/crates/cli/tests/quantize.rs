@@ -145,6 +145,38 @@ fn a_family_made_from_f16_loads_runs_and_has_the_predicted_sizes() {
         );
     }
 
+    // Small models fit twice here, so the planner ran the reference beside the model.
+    assert_eq!(q4["reference_run"]["mode"], "together", "{q4}");
+    // The two-pass way, for models too large to load twice: the reference alone first,
+    // its top tokens spooled to a temporary file, then the model alone. Both passes run
+    // the same windows as the together run, so perplexities and the top-token agreement
+    // are the same; the KL divergence lumps the tokens left out (at most 8,192 kept per
+    // position) into one outcome, which can only lower it: by -0.17% here (Gemma's flat
+    // distributions over 262,144 tokens leave up to 1.4% of the probability out).
+    let spooled = eval_with(
+        &dir.path().join("gemma-Q4_0.gguf"),
+        &f16,
+        &text,
+        &["--reference-pass", "spooled", "--no-record"],
+    );
+    let run = &spooled["reference_run"];
+    assert_eq!(run["mode"], "spooled", "{spooled}");
+    assert!(run["max_tail_mass"].as_f64().unwrap() < 0.05, "{run}");
+    assert!(run["spool_bytes"].as_u64().unwrap() > 0, "{run}");
+    for key in [
+        "perplexity",
+        "reference_perplexity",
+        "same_top_percent",
+        "tokens_scored",
+    ] {
+        assert_eq!(spooled[key], q4[key], "{key}: spooled {spooled}\ntogether {q4}");
+    }
+    let (together_kl, spooled_kl) = (kl(&q4), kl(&spooled));
+    assert!(
+        spooled_kl <= together_kl + 1e-6 && (together_kl - spooled_kl) / together_kl < 0.01,
+        "KL: together {together_kl}, spooled {spooled_kl}"
+    );
+
     // Each measurement was recorded: `hearth models` shows the latest beside each file.
     let out = Command::new(hearth())
         .env("HEARTH_DATA_DIR", dir.path())
@@ -183,6 +215,10 @@ const DEFAULT_TEXT: &str = include_str!("../../../../data/eval/pride-and-prejudi
 
 /// `hearth eval --json`, recording into the database of the model's folder.
 fn eval(model: &Path, reference: &Path, text: &Path) -> Value {
+    eval_with(model, reference, text, &[])
+}
+
+fn eval_with(model: &Path, reference: &Path, text: &Path, extra: &[&str]) -> Value {
     let out = Command::new(hearth())
         .env("HEARTH_DATA_DIR", model.parent().unwrap())
         .arg("eval")
@@ -192,6 +228,7 @@ fn eval(model: &Path, reference: &Path, text: &Path) -> Value {
         .arg("--text")
         .arg(text)
         .arg("--json")
+        .args(extra)
         .output()
         .expect("run hearth eval");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

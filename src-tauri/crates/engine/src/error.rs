@@ -40,6 +40,10 @@ pub enum EngineError {
 
     #[error("the engine thread has stopped; load the model again")]
     EngineStopped,
+
+    /// A scratch file (the reference's log-probabilities in a two-pass evaluation).
+    #[error("{0}: check that the temporary folder ($TMPDIR) has free space")]
+    ScratchFile(String),
 }
 
 impl EngineError {
@@ -49,13 +53,15 @@ impl EngineError {
             EngineError::InvalidModel(_) => "invalid_model",
             EngineError::LoadFailed { .. } => "load_failed",
             EngineError::ContextFailed { .. } => "context_failed",
-            EngineError::ContextOverflow { .. } => "context_overflow",
+            // The same code as the API and every backend give it (OpenAI's).
+            EngineError::ContextOverflow { .. } => "context_length_exceeded",
             EngineError::NoChatTemplate { .. } => "no_chat_template",
             EngineError::TemplateFailed { .. } => "template_failed",
             EngineError::InvalidSettings(_) => "invalid_settings",
             EngineError::InvalidSampling(_) => "invalid_sampling",
             EngineError::DecodeFailed(_) => "decode_failed",
             EngineError::EngineStopped => "engine_stopped",
+            EngineError::ScratchFile(_) => "scratch_file",
         }
     }
 }

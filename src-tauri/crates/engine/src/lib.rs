@@ -29,7 +29,10 @@ pub use engine::{
     TracedOutput,
 };
 pub use error::EngineError;
-pub use eval::{evaluate, log_sum_exp, score_position, summarize, windows, EvalReport, PositionScore};
+pub use eval::{
+    evaluate, log_sum_exp, score_against_spooled, score_position, spool_position, summarize, windows, EvalReport,
+    PositionScore, Reference, ReferenceSpool, SpooledPosition, TAIL_CUT,
+};
 pub use quantize::{
     is_unquantized, quantize_file, QuantType, QuantizeError, QuantizeOptions, QuantizeProgress, QuantizeReport,
 };

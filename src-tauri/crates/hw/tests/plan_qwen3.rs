@@ -310,3 +310,37 @@ fn the_plan_serializes_with_every_term() {
     let back: FitPlan = serde_json::from_value(v).unwrap();
     assert_eq!(back, p);
 }
+
+#[test]
+fn a_model_and_its_reference_load_together_only_when_both_fit_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let q4 = qwen3(dir.path(), false);
+    let q5 = qwen3(dir.path(), true);
+    let request = PlanRequest {
+        n_ctx: 512,
+        ..PlanRequest::default()
+    };
+    // 16 GB, 11 GiB to spend: each fits alone (about 8.5 and 10 GB), not both.
+    let small = profile("cpu_only_16gb");
+    let (a, b) = (plan(&q4, &request, &small), plan(&q5, &request, &small));
+    assert!(a.fits() && b.fits());
+    assert!(!a.fits_beside(&b) && !b.fits_beside(&a));
+    // With 24 GiB available both fit in RAM at once.
+    let mut large = small.clone();
+    large.memory.available_bytes = 24 << 30;
+    let (a, b) = (plan(&q4, &request, &large), plan(&q5, &request, &large));
+    assert!(a.cpu.total_bytes() + b.cpu.total_bytes() < (23 << 30));
+    assert!(a.fits_beside(&b));
+    // On a 4090 at 32k each goes whole onto the GPU (about 14 and 16 GB); two do not
+    // fit in its 24 GB. At 512 tokens they do (about 9 and 11 GB).
+    let gpu = profile("rtx4090_24gb");
+    let long = PlanRequest {
+        n_ctx: 32768,
+        ..PlanRequest::default()
+    };
+    let (a, b) = (plan(&q4, &long, &gpu), plan(&q5, &long, &gpu));
+    assert_eq!((a.verdict, b.verdict), (Verdict::FitsOnGpu, Verdict::FitsOnGpu));
+    assert!(!a.fits_beside(&b));
+    let (a, b) = (plan(&q4, &request, &gpu), plan(&q5, &request, &gpu));
+    assert!(a.fits_beside(&b) && b.fits_beside(&a));
+}

@@ -176,6 +176,24 @@ impl FitPlan {
     pub fn fits(&self) -> bool {
         self.cpu.fits() && self.gpus.iter().all(DevicePlan::fits)
     }
+
+    /// Whether this plan and `other` (made against the same machine state) fit at the
+    /// same time: on every device, both totals within one budget. Measuring a model
+    /// against its reference loads both only when this holds.
+    pub fn fits_beside(&self, other: &FitPlan) -> bool {
+        let together = |a: &DevicePlan, b: Option<&DevicePlan>| {
+            a.total_bytes() + b.map_or(0, DevicePlan::total_bytes) <= a.budget_bytes()
+        };
+        together(&self.cpu, Some(&other.cpu))
+            && self
+                .gpus
+                .iter()
+                .all(|g| together(g, other.gpus.iter().find(|o| o.gpu_index == g.gpu_index)))
+            && other
+                .gpus
+                .iter()
+                .all(|g| self.gpus.iter().any(|s| s.gpu_index == g.gpu_index) || together(g, None))
+    }
 }
 
 /// Plans `info` at `request` on the machine in `hw`.
