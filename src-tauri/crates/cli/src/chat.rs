@@ -6,7 +6,7 @@
 //! The whole conversation is sent every turn; the engine reuses the KV cache of the
 //! part it has already seen, so a follow-up turn only evaluates its new tokens.
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -17,6 +17,7 @@ use hearth_engine_backend::EngineBackend;
 use hearth_manager::{BackendKind, BackendManager, ManagerOptions, Settings, StopSignal};
 use hearth_store::{AsyncStore, SessionId, StoreOptions};
 
+use crate::line_input::{Input, LineInput};
 use crate::options::{GpuLayers, ModelOptions, SamplingOptions};
 
 #[derive(Args, Debug)]
@@ -45,7 +46,8 @@ fn parse_backend(s: &str) -> std::result::Result<BackendKind, String> {
 
 const HELP: &str =
     "Commands: /backend NAME (embedded, ollama, vllm: continue the chat there), /reset (new conversation), \
-/stats (last reply's figures), /status, /quit. Ctrl-C stops a reply.";
+/stats (last reply's figures), /status, /quit. \
+\"\"\" on a line of its own starts and ends a message of several lines (a pasted block is one message). Ctrl-C stops a reply.";
 
 /// The settings, with this command's options on top (they win over file and environment).
 fn settings(args: &ChatArgs) -> Result<Settings> {
@@ -133,7 +135,8 @@ async fn chat(args: &ChatArgs, settings: Settings) -> Result<()> {
     );
     if let Some(id) = &args.session {
         let n = manager
-            .resume_session(SessionId::from(id.as_str()))
+            .conversation()
+            .resume(SessionId::from(id.as_str()))
             .await
             .with_context(|| format!("cannot resume session {id}: `hearth db stats` shows what is stored"))?;
         if n == 0 {
@@ -143,7 +146,7 @@ async fn chat(args: &ChatArgs, settings: Settings) -> Result<()> {
     }
     if let Some(system) = &args.system {
         if args.session.is_none() {
-            manager.set_system_prompt(system).await;
+            manager.conversation().open_with_system_prompt(system, None).await;
         }
     }
 
@@ -162,16 +165,23 @@ async fn chat(args: &ChatArgs, settings: Settings) -> Result<()> {
         })?;
     }
 
+    let mut reader = LineInput::open(Some(hearth_core::paths::data_dir().join("chat_history.txt")))?;
     let mut last: Option<GenerationMetrics> = None;
     let mut history_warned = false;
     let mut stdout = std::io::stdout();
     loop {
-        eprint!("> ");
-        let Some(line) = read_line().await? else {
-            eprintln!();
-            break;
+        let line = match reader.message("> ").await? {
+            Input::Message(line) => line,
+            Input::Interrupted => {
+                eprintln!("(type /quit or press Ctrl-D to leave)");
+                continue;
+            }
+            Input::End => {
+                eprintln!();
+                break;
+            }
         };
-        let input = line.trim_end_matches(['\n', '\r']);
+        let input = line.as_str();
         match input.trim() {
             "" => continue,
             "/quit" | "/exit" => break,
@@ -180,9 +190,9 @@ async fn chat(args: &ChatArgs, settings: Settings) -> Result<()> {
                 continue;
             }
             "/reset" => {
-                manager.new_session();
+                manager.conversation().start_new();
                 if let Some(system) = &args.system {
-                    manager.set_system_prompt(system).await;
+                    manager.conversation().open_with_system_prompt(system, None).await;
                 }
                 eprintln!("(new conversation)");
                 continue;
@@ -209,8 +219,8 @@ async fn chat(args: &ChatArgs, settings: Settings) -> Result<()> {
             }
             _ => {}
         }
-        if manager.session().is_none() {
-            if let Some(id) = manager.current_or_new_session(input).await {
+        if manager.conversation().session().is_none() {
+            if let Some(id) = manager.conversation().session_for(input).await {
                 eprintln!("(saving as session {id}; resume with --session {id})");
             }
         }
@@ -269,18 +279,6 @@ async fn chat(args: &ChatArgs, settings: Settings) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Reads one line from stdin off the runtime (stdin blocks); `None` at end of input.
-async fn read_line() -> Result<Option<String>> {
-    tokio::task::spawn_blocking(|| {
-        let mut line = String::new();
-        match std::io::stdin().lock().read_line(&mut line)? {
-            0 => Ok(None),
-            _ => Ok(Some(line)),
-        }
-    })
-    .await?
 }
 
 async fn switch(manager: &BackendManager, name: &str) {

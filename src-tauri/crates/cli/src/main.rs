@@ -10,8 +10,8 @@ mod eval;
 mod generate;
 mod history;
 mod hw;
+mod line_input;
 mod local;
-mod logging;
 mod membw;
 mod models;
 mod options;
@@ -66,7 +66,7 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let _log_guard = logging::init(cli.verbose);
+    let _log_guard = hearth_core::logging::init("hearth", cli.verbose);
     let result = match cli.command {
         Command::Models(args) => models::run(&args),
         Command::Generate(args) => generate::run(&args),
