@@ -264,7 +264,7 @@ fn regenerate_and_edit_replace_the_tail() {
     assert_eq!(after.len(), 4, "the last reply was replaced, not added to");
     assert_eq!(after[2]["content"], "second");
     assert_ne!(after[3]["id"], before[3]["id"]);
-    assert_eq!(h.state().manager.conversation().len(), 4);
+    assert_eq!(h.state().manager.conversation().messages().len(), 4);
 
     let first_id = after[0]["id"].as_i64().unwrap();
     let edited = h

@@ -68,4 +68,11 @@ fn send_message_on_the_real_engine_streams_batched_deltas() {
         "{deltas} delta events for {tokens} tokens in {stream_ms:.0} ms: not batched (at most {most})"
     );
     eprintln!("real engine: {tokens} tokens in {deltas} delta events, {tps:.1} tok/s");
+
+    // The worker wrote its load record into the app's database (this test's own file),
+    // not into the default one.
+    let store = hearth_store::Store::open(h.dir.path().join("data/hearth.db")).unwrap();
+    let loads = store.recent_perf(Some("load_model"), 10).unwrap();
+    assert_eq!(loads.len(), 1, "{loads:?}");
+    assert_eq!(loads[0].model, "SmolLM2-135M-Instruct-Q4_1");
 }

@@ -14,6 +14,15 @@ pub struct AppError {
     pub code: String,
     /// For the user, with what to do about it.
     pub message: String,
+    /// The settings field at fault (the view's camelCase name), for `invalid_settings`.
+    pub field: Option<String>,
+    /// A context overflow's tokens needed and the context's size.
+    pub needed: Option<u32>,
+    pub limit: Option<u32>,
+    /// When a busy or restarting backend may be asked again.
+    pub retry_after_secs: Option<u32>,
+    /// The backend the error is about, when it is about one.
+    pub backend: Option<String>,
 }
 
 impl AppError {
@@ -21,12 +30,19 @@ impl AppError {
         Self {
             code: code.into(),
             message: message.into(),
+            field: None,
+            needed: None,
+            limit: None,
+            retry_after_secs: None,
+            backend: None,
         }
     }
 
     /// A settings field with a bad value; `field` is the name the UI uses (camelCase).
     pub fn invalid_field(field: &str, problem: impl std::fmt::Display) -> Self {
-        Self::new("invalid_settings", format!("`{field}`: {problem}"))
+        let mut e = Self::new("invalid_settings", format!("`{field}`: {problem}"));
+        e.field = Some(field.to_owned());
+        e
     }
 
     /// Something the UI asked for that does not exist (a session, a message).
@@ -65,7 +81,33 @@ impl From<BackendError> for AppError {
             ),
             _ => e.to_string(),
         };
-        Self::new(e.code(), message)
+        let mut error = Self::new(e.code(), message);
+        error.with_details_of(&e);
+        error
+    }
+}
+
+impl AppError {
+    /// Copies the figures of a backend error into the fields a caller reads.
+    fn with_details_of(&mut self, e: &BackendError) {
+        match e {
+            BackendError::ContextOverflow { needed, limit } => {
+                self.needed = Some(*needed);
+                self.limit = Some(*limit);
+            }
+            BackendError::Busy {
+                backend,
+                retry_after_secs,
+            } => {
+                self.retry_after_secs = Some(*retry_after_secs);
+                self.backend = Some(backend.clone());
+            }
+            BackendError::Unavailable { backend, .. } | BackendError::Crashed { backend, .. } => {
+                self.backend = Some(backend.clone());
+            }
+            BackendError::InvalidRequest { param, .. } => self.field = param.clone(),
+            _ => {}
+        }
     }
 }
 
@@ -78,17 +120,32 @@ impl From<ManagerError> for AppError {
                 format!("{kind} is not configured: enter its URL in Settings first"),
             ),
             ManagerError::Backend { backend, error } => {
-                let inner = AppError::from(error);
-                Self::new(inner.code, format!("{backend}: {}", inner.message))
+                let mut inner = AppError::from(error);
+                inner.message = format!("{backend}: {}", inner.message);
+                inner.backend = Some(backend.to_string());
+                inner
             }
             ManagerError::Store(e) => e.into(),
+            ManagerError::NothingToRegenerate => Self::new(
+                "nothing_to_regenerate",
+                "There is no reply to regenerate: send a message first",
+            ),
+            ManagerError::MessageNotFound(id) => Self::not_found("message", id.0),
+            ManagerError::NotAUserMessage(_) => Self::new(
+                "invalid_request",
+                "Only your own messages can be edited: use regenerate for a reply",
+            ),
             // AllFailed and Interrupted already say what happened and what was kept.
             other => {
                 let code = other
                     .backend_error()
                     .map_or("generation_failed", BackendError::code)
                     .to_owned();
-                Self::new(code, other.to_string())
+                let mut error = Self::new(code, other.to_string());
+                if let Some(inner) = other.backend_error() {
+                    error.with_details_of(inner);
+                }
+                error
             }
         }
     }
@@ -112,7 +169,12 @@ impl From<SettingsError> for AppError {
             .map(|p| format!("`{}`: {}", crate::commands::settings::view_field(&p.key), p.message))
             .collect::<Vec<_>>()
             .join("; ");
-        Self::new("invalid_settings", message)
+        let mut error = Self::new("invalid_settings", message);
+        error.field = e
+            .problems
+            .first()
+            .map(|p| crate::commands::settings::view_field(&p.key));
+        error
     }
 }
 

@@ -4,7 +4,6 @@
 
 pub mod commands;
 pub mod error;
-pub mod logging;
 pub mod rendering;
 pub mod state;
 pub mod tray;
@@ -44,6 +43,9 @@ pub fn specta_builder<R: Runtime>() -> tauri_specta::Builder<R> {
         // After the commands: `events` also drops the Channel placeholder type the
         // commands registered (the bindings import Tauri's own Channel).
         .events(tauri_specta::collect_events![AppStatus])
+        // The backend kinds, from the manager's registry: the UI's menus are built from it.
+        .constant("BACKENDS", hearth_manager::REGISTRY.to_vec())
+        .typ::<hearth_manager::BackendSpec>()
 }
 
 /// The TypeScript exporter for `ui/src/bindings.ts`. 64-bit integers (message ids,
@@ -111,7 +113,7 @@ pub fn load_active_backend<R: Runtime>(app: AppHandle<R>) {
 /// Starts the app (the window, the tray, the background load) and runs until quit.
 pub fn run() -> anyhow::Result<()> {
     let compositing = rendering::configure();
-    let _log_guard = logging::init("hearth-app");
+    let _log_guard = hearth_core::logging::init("hearth-app", 0);
     tracing::info!(?compositing, "webview compositing");
     let worker = std::env::current_exe()?;
     let state = tauri::async_runtime::block_on(AppState::open(AppPaths::from_environment(), worker))

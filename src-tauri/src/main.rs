@@ -34,14 +34,14 @@ fn main() -> std::process::ExitCode {
     let first = argv.next();
     let result = if first.as_ref().is_some_and(|a| a == "worker") {
         let command = WorkerCommand::parse_from(program.into_iter().chain(argv));
-        let _log_guard = hearth_desktop::logging::init("hearth-worker");
+        let _log_guard = hearth_core::logging::init("hearth-worker", 0);
         hearth_worker::run(&command.args)
     } else if first
         .as_ref()
         .is_some_and(|a| hearth_worker::jobs::JobCommand::NAMES.iter().any(|n| a == *n))
     {
         let cli = JobCli::parse_from(program.into_iter().chain(first).chain(argv));
-        let _log_guard = hearth_desktop::logging::init("hearth-job");
+        let _log_guard = hearth_core::logging::init("hearth-job", 0);
         cli.job.run()
     } else {
         hearth_desktop::run()

@@ -21,11 +21,7 @@ pub struct TrayHandles<R: Runtime> {
 }
 
 fn backend_label(kind: BackendKind) -> &'static str {
-    match kind {
-        BackendKind::Embedded => "Embedded (llama.cpp)",
-        BackendKind::Ollama => "Ollama",
-        BackendKind::Vllm => "vLLM",
-    }
+    kind.spec().label
 }
 
 pub fn status_line(status: &AppStatus) -> String {
@@ -144,7 +140,7 @@ pub fn refresh<R: Runtime>(app: &AppHandle<R>, status: &AppStatus, settings: &Se
         tray.stop.set_enabled(status.generating)?;
         for (kind, item) in &tray.backends {
             item.set_enabled(settings.is_configured(*kind))?;
-            item.set_checked(kind.as_str() == status.active_backend)?;
+            item.set_checked(*kind == status.active_backend)?;
         }
         Ok(())
     })();
@@ -160,7 +156,7 @@ mod tests {
     #[test]
     fn status_line_names_backend_model_activity_and_speed() {
         let mut status = AppStatus {
-            active_backend: "embedded".into(),
+            active_backend: BackendKind::Embedded,
             model: Some("SmolLM2".into()),
             ready: true,
             reason: None,

@@ -21,7 +21,7 @@ async appStatus() : Promise<Result<AppStatus, AppError>> {
 /**
  * Makes `backend` the one replies come from; the conversation continues there.
  */
-async switchBackend(backend: string) : Promise<Result<AppStatus, AppError>> {
+async switchBackend(backend: BackendKind) : Promise<Result<AppStatus, AppError>> {
     try {
     return { status: "ok", data: await TAURI_INVOKE("switch_backend", { backend }) };
 } catch (e) {
@@ -255,7 +255,7 @@ appStatus: "app-status"
 
 /** user-defined constants **/
 
-
+export const BACKENDS = [{"kind":"embedded","label":"Embedded (llama.cpp)","description":"A GGUF model run by llama.cpp in Hearth's own worker process","needsUrl":false},{"kind":"ollama","label":"Ollama","description":"An Ollama server's models (its URL and model name)","needsUrl":true},{"kind":"vllm","label":"vLLM","description":"vLLM or any OpenAI-compatible server (its URL, model and API key)","needsUrl":true}] as const;
 
 /** user-defined types **/
 
@@ -267,12 +267,24 @@ code: string;
 /**
  * For the user, with what to do about it.
  */
-message: string }
-export type AppStatus = { 
+message: string; 
 /**
- * `embedded`, `ollama` or `vllm`.
+ * The settings field at fault (the view's camelCase name), for `invalid_settings`.
  */
-activeBackend: string; 
+field: string | null; 
+/**
+ * A context overflow's tokens needed and the context's size.
+ */
+needed: number | null; limit: number | null; 
+/**
+ * When a busy or restarting backend may be asked again.
+ */
+retryAfterSecs: number | null; 
+/**
+ * The backend the error is about, when it is about one.
+ */
+backend: string | null }
+export type AppStatus = { activeBackend: BackendKind; 
 /**
  * The active backend's loaded model.
  */
@@ -293,6 +305,38 @@ historyError: string | null; lastDecodeTps: number | null; dbPath: string;
  * The conversation replies continue; `null` until its first message.
  */
 session: string | null }
+/**
+ * The backend kinds Hearth drives (each described once in [`crate::registry::REGISTRY`]).
+ */
+export type BackendKind = 
+/**
+ * llama.cpp in Hearth's supervised worker process.
+ */
+"embedded" | 
+/**
+ * An Ollama server.
+ */
+"ollama" | 
+/**
+ * vLLM or any OpenAI-compatible server.
+ */
+"vllm"
+/**
+ * What a person and the UI know of a backend kind.
+ */
+export type BackendSpec = { kind: BackendKind; 
+/**
+ * In menus and the tray.
+ */
+label: string; 
+/**
+ * One line under the label in the settings.
+ */
+description: string; 
+/**
+ * Whether it needs a server's address in the settings before it can be used.
+ */
+needsUrl: boolean }
 export type ChatEvent = 
 /**
  * The reply is starting on this backend and model.
@@ -456,7 +500,16 @@ retries: number;
 /**
  * Backends given up on before this one answered.
  */
-fallbacks: number }
+fallbacks: number; 
+/**
+ * The stored id of the user's message (`null` when history is off); after a
+ * regenerate it is a new id, the message having been written again.
+ */
+userMessageId: number | null; 
+/**
+ * The stored id of the reply (`null` when history is off).
+ */
+replyMessageId: number | null }
 
 /** tauri-specta globals **/
 

@@ -1,7 +1,7 @@
 // Wires the app together: one store, the api, and the views that subscribe.
 import "./styles.css";
 import { api, onStatus, toApiError } from "./api";
-import { createChatController, type TailIds } from "./chat/controller";
+import { createChatController } from "./chat/controller";
 import { createChatView } from "./chat/chatView";
 import { createDashboard } from "./dashboard/dashboard";
 import { h, on } from "./dom";
@@ -41,17 +41,11 @@ function start(root: HTMLElement): void {
     }
   }
 
-  const tailIds: TailIds = (sessionId, count) =>
-    history
-      ? history.tailIds(sessionId, count)
-      : api.openSession(sessionId).then((ms) => ms.slice(-count).reverse().map((m) => ({ id: m.id, role: m.role })));
-
   const dashboard = createDashboard(api);
   const controller = createChatController({
     store,
     api,
     nextLocalId: localIds(),
-    tailIds,
     afterTurn: () => {
       void reloadSessions();
       void refreshStatus();

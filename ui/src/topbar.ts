@@ -1,6 +1,6 @@
 // The top bar: tabs, what is running (backend, model, state, last speed), a
 // backend switch, and a progress line for any wait longer than a second.
-import { toApiError, type Api, type AppStatus, type BackendKind } from "./api";
+import { BACKENDS, toApiError, type Api, type AppStatus, type BackendKind } from "./api";
 import { h, on } from "./dom";
 import { formatTps } from "./format";
 import type { AppState, Store, Tab } from "./state";
@@ -93,9 +93,7 @@ export function createTopBar(
   const backend = h(
     "select",
     { class: "backend-switch", "aria-label": "Backend", "data-testid": "backend-switch" },
-    h("option", { value: "embedded", text: "Embedded" }),
-    h("option", { value: "ollama", text: "Ollama" }),
-    h("option", { value: "vllm", text: "vLLM" }),
+    ...BACKENDS.map((b) => h("option", { value: b.kind, text: b.label })),
   );
   const model = h("span", { class: "status-model", "data-testid": "status-model" });
   const phase = h("span", { class: "status-phase", "data-testid": "status-phase" });

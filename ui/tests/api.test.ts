@@ -63,6 +63,8 @@ describe("api wrapper", () => {
           finishReason: "stop",
           retries: 0,
           fallbacks: 0,
+          userMessageId: 3,
+          replyMessageId: 4,
         };
       }
       return null;

@@ -19,6 +19,8 @@ const turnView = (over: Partial<TurnView> = {}): TurnView => ({
   finishReason: "stop",
   retries: 0,
   fallbacks: 0,
+  userMessageId: 10,
+  replyMessageId: 11,
   ...over,
 });
 
@@ -52,17 +54,13 @@ function setup() {
   const store = createStore();
   const fake = fakeApi();
   const frames = fakeFrames();
-  const tailIds = vi.fn(async () => [
-    { id: 11, role: "assistant" },
-    { id: 10, role: "user" },
-  ]);
   const afterTurn = vi.fn();
-  const controller = createChatController({ store, api: fake.api, nextLocalId: localIds(), tailIds, afterTurn });
+  const controller = createChatController({ store, api: fake.api, nextLocalId: localIds(), afterTurn });
   const view = createChatView({ store, controller, openSettings: vi.fn(), scheduler: frames });
   document.body.replaceChildren(view.el);
   const q = <T extends Element = HTMLElement>(testid: string) =>
     view.el.querySelector<T & Element>(`[data-testid="${testid}"]`);
-  return { store, fake, frames, tailIds, afterTurn, controller, view, q };
+  return { store, fake, frames, afterTurn, controller, view, q };
 }
 
 const flush = () => new Promise((r) => setTimeout(r, 0));
@@ -95,7 +93,7 @@ describe("chat view + controller", () => {
   });
 
   it("streams into one element, appending once per frame, without touching earlier messages", async () => {
-    const { store, fake, frames, q, view, tailIds, afterTurn } = setup();
+    const { store, fake, frames, q, view, afterTurn } = setup();
     store.dispatch({
       type: "sessionOpened",
       id: "s1",
@@ -142,8 +140,7 @@ describe("chat view + controller", () => {
     const reply = messages[3]!;
     expect(reply.querySelector("strong")?.textContent).toBe("Done.");
     expect(reply.querySelector('[data-testid="badge"]')?.textContent).toBe("embedded · qwen · 38.3 tok/s · TTFT 140 ms");
-    // Stored ids replace the local ones, so edit & resend can name them.
-    expect(tailIds).toHaveBeenCalledWith("s1", 3);
+    // The ids the turn returns replace the local ones, so edit & resend can name them.
     expect(messages[2]!.dataset.id).toBe("10");
     expect(reply.dataset.id).toBe("11");
     expect(afterTurn).toHaveBeenCalledTimes(1);
@@ -220,6 +217,31 @@ describe("chat view + controller", () => {
     view.el.querySelector<HTMLButtonElement>('[data-testid="regenerate"]')!.click();
     expect(fake.api.regenerate).toHaveBeenCalledTimes(1);
     expect(view.el.querySelectorAll('[data-testid="message"]')).toHaveLength(1);
+  });
+
+  it("takes the ids a regenerated turn returns: the question was written again, under a new id", async () => {
+    const { store, fake, controller } = setup();
+    store.dispatch({
+      type: "sessionOpened",
+      id: "s1",
+      messages: [
+        { id: 1, role: "user", content: "q", incomplete: false },
+        { id: 2, role: "assistant", content: "a", incomplete: false },
+      ],
+    });
+    expect(controller.regenerate()).toBe(true);
+    fake.emit({ kind: "delta", text: "b", tokens: 1 });
+    fake.finish(turnView({ text: "b", userMessageId: 3, replyMessageId: 4 }));
+    await flush();
+    expect(store.get().messages.map((m) => [m.id, m.role])).toEqual([
+      [3, "user"],
+      [4, "assistant"],
+    ]);
+    // With history off the shell stores nothing: the local ids stay.
+    expect(controller.send("again")).toBe(true);
+    fake.finish(turnView({ text: "c", userMessageId: null, replyMessageId: null }));
+    await flush();
+    expect(store.get().messages.slice(2).every((m) => m.id < 0)).toBe(true);
   });
 
   it("opens a long session showing only the newest page", () => {

@@ -1,7 +1,7 @@
 import { describe, expect, it, vi } from "vitest";
-import { ApiError, type ModelView, type SettingsView } from "../src/api";
+import { ApiError, toApiError, type ModelView, type SettingsView } from "../src/api";
 import { createSettingsPanel } from "../src/settings/panel";
-import { fieldFromMessage, validateSettings } from "../src/settings/validation";
+import { settingName, validateSettings } from "../src/settings/validation";
 import { createStore } from "../src/state";
 import { status } from "./helpers";
 
@@ -90,14 +90,13 @@ describe("settings validation", () => {
     expect(Object.keys(errors).sort()).toEqual(["ctx", "gpuLayers", "maxTokens", "ollamaModel", "ollamaUrl", "temperature", "topP"]);
   });
 
-  it("finds the field a server message names", () => {
-    expect(fieldFromMessage("`ollamaUrl`: not a URL (the model name is fine)")).toBe("ollamaUrl");
-    expect(fieldFromMessage("top_p must be in (0, 1], got 1.5")).toBe("topP");
-    expect(fieldFromMessage("invalid ollama_model: empty")).toBe("ollamaModel");
-    expect(fieldFromMessage("HEARTH_CTX: 99 is below 256")).toBe("ctx");
-    expect(fieldFromMessage("gpu_layers must be auto or a number")).toBe("gpuLayers");
-    expect(fieldFromMessage("model file not found")).toBe("model");
-    expect(fieldFromMessage("disk on fire")).toBeNull();
+  it("takes the field from the error's `field`, never from its words", () => {
+    expect(settingName("ollamaUrl")).toBe("ollamaUrl");
+    expect(settingName("topP")).toBe("topP");
+    // A field the form does not show, or none: the error goes under the form.
+    expect(settingName("retry.retries")).toBeNull();
+    expect(settingName(null)).toBeNull();
+    expect(settingName(undefined)).toBeNull();
   });
 });
 
@@ -149,13 +148,25 @@ describe("settings form", () => {
   });
 
   it("puts a server validation error next to the field it names", async () => {
+    const message = "`maxTokens`: 100000 exceeds the context (4096)";
+    const shellError = { code: "invalid_settings", message, field: "maxTokens", needed: null, limit: null, retryAfterSecs: null, backend: null };
     const { panel, errorOf } = setup(async () => {
-      throw new ApiError("invalid_settings", "`maxTokens`: 100000 exceeds the context (4096)");
+      throw toApiError(shellError);
     });
     await panel.load();
     expect(await panel.save()).toBe(false);
     expect(errorOf("maxTokens").hidden).toBe(false);
     expect(errorOf("maxTokens").textContent).toContain("exceeds the context");
+  });
+
+  it("puts an error without a field under the form, whatever its words mention", async () => {
+    const { panel, errorOf } = setup(async () => {
+      throw new ApiError("history_error", "the maxTokens setting was saved but the database is read-only");
+    });
+    await panel.load();
+    expect(await panel.save()).toBe(false);
+    expect(errorOf("maxTokens").hidden).toBe(true);
+    expect(panel.el.textContent).toContain("database is read-only");
   });
 
   it("applies the returned status on save (no restart)", async () => {

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hearth_manager::TurnReport;
-use hearth_store::{MessageId, Role};
+use hearth_store::MessageId;
 use serde::Serialize;
 use tauri::ipc::Channel;
 use tauri::State;
@@ -56,6 +56,11 @@ pub struct TurnView {
     pub retries: u32,
     /// Backends given up on before this one answered.
     pub fallbacks: u32,
+    /// The stored id of the user's message (`null` when history is off); after a
+    /// regenerate it is a new id, the message having been written again.
+    pub user_message_id: Option<i64>,
+    /// The stored id of the reply (`null` when history is off).
+    pub reply_message_id: Option<i64>,
 }
 
 impl From<TurnReport> for TurnView {
@@ -71,6 +76,8 @@ impl From<TurnReport> for TurnView {
             finish_reason: t.metrics.finish_reason.as_str().to_owned(),
             retries: t.retries,
             fallbacks: t.fallbacks,
+            user_message_id: t.user_message.map(|id| id.0),
+            reply_message_id: t.message.map(|id| id.0),
         }
     }
 }
@@ -91,21 +98,10 @@ pub async fn send_message(
 #[tauri::command]
 #[specta::specta]
 pub async fn regenerate(state: State<'_, AppState>, on_event: Channel<ChatEvent>) -> AppResult<TurnView> {
-    let session = state.manager.session().ok_or_else(|| {
-        AppError::new(
-            "nothing_to_regenerate",
-            "There is no reply to regenerate: send a message first",
-        )
-    })?;
-    let messages = state.manager.store().list_messages(session.clone()).await?;
-    let last_user = messages.iter().rev().find(|m| m.role == Role::User).ok_or_else(|| {
-        AppError::new(
-            "nothing_to_regenerate",
-            "There is no reply to regenerate: send a message first",
-        )
-    })?;
-    let text = last_user.content.clone();
-    rewind(&state, session, last_user.id).await?;
+    if state.generating() {
+        return Err(AppError::busy());
+    }
+    let text = state.manager.conversation().rewind_for_regenerate().await?;
     generate(&state, &text, &on_event).await
 }
 
@@ -120,25 +116,14 @@ pub async fn edit_and_resend(
     on_event: Channel<ChatEvent>,
 ) -> AppResult<TurnView> {
     require_text(&text)?;
-    let session = state
-        .manager
-        .session()
-        .ok_or_else(|| AppError::not_found("message", message_id))?;
-    let id = MessageId(message_id);
-    let message = state
-        .manager
-        .store()
-        .get_message(id)
-        .await?
-        .filter(|m| m.session_id == session)
-        .ok_or_else(|| AppError::not_found("message", message_id))?;
-    if message.role != Role::User {
-        return Err(AppError::new(
-            "invalid_request",
-            "Only your own messages can be edited: use regenerate for a reply",
-        ));
+    if state.generating() {
+        return Err(AppError::busy());
     }
-    rewind(&state, session, id).await?;
+    state
+        .manager
+        .conversation()
+        .rewind_for_edit(MessageId(message_id))
+        .await?;
     generate(&state, &text, &on_event).await
 }
 
@@ -158,20 +143,6 @@ fn require_text(text: &str) -> AppResult<()> {
 #[specta::specta]
 pub async fn stop_generation(state: State<'_, AppState>) -> AppResult<()> {
     state.stop.stop();
-    Ok(())
-}
-
-/// Deletes `first` and everything after it, then reloads the conversation from the store.
-async fn rewind(state: &AppState, session: hearth_store::SessionId, first: MessageId) -> AppResult<()> {
-    if state.generating() {
-        return Err(AppError::busy());
-    }
-    state
-        .manager
-        .store()
-        .delete_messages_from(session.clone(), first)
-        .await?;
-    state.manager.resume_session(session).await?;
     Ok(())
 }
 
@@ -201,16 +172,9 @@ async fn run_turn(state: &AppState, text: &str, on_event: &Channel<ChatEvent>) -
     let manager = &state.manager;
     let ui = state.ui_settings();
     // A new conversation opens with the system prompt; it is titled after the user's text.
-    let fresh = manager.conversation().is_empty();
-    if fresh {
+    if manager.conversation().is_empty() {
         if let Some(prompt) = &ui.system_prompt {
-            manager.set_system_prompt(prompt).await;
-            if let Some(session) = manager.session() {
-                let title: String = text.chars().take(60).collect();
-                if let Err(e) = manager.store().rename_session(session, title.trim().to_owned()).await {
-                    tracing::warn!(error = %e, "session title not set");
-                }
-            }
+            manager.conversation().open_with_system_prompt(prompt, Some(text)).await;
         }
     }
     let health = manager.health().await;

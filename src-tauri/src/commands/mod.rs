@@ -23,8 +23,7 @@ pub const APP_STATUS_EVENT: &str = "app-status";
 #[derive(Debug, Clone, PartialEq, Serialize, specta::Type, tauri_specta::Event)]
 #[serde(rename_all = "camelCase")]
 pub struct AppStatus {
-    /// `embedded`, `ollama` or `vllm`.
-    pub active_backend: String,
+    pub active_backend: BackendKind,
     /// The active backend's loaded model.
     pub model: Option<String>,
     /// Whether the active backend can answer now.
@@ -56,7 +55,7 @@ pub async fn current_status(state: &AppState) -> AppStatus {
         });
     }
     AppStatus {
-        active_backend: health.active.to_string(),
+        active_backend: health.active,
         model,
         ready: health.ready,
         reason,
@@ -65,7 +64,7 @@ pub async fn current_status(state: &AppState) -> AppStatus {
         history_error: state.history_problem().map(str::to_owned).or(health.history),
         last_decode_tps: state.last_decode_tps(),
         db_path: state.manager.store().path().display().to_string(),
-        session: state.manager.session().map(|s| s.as_str().to_owned()),
+        session: state.manager.conversation().session().map(|s| s.as_str().to_owned()),
     }
 }
 
@@ -81,7 +80,8 @@ pub async fn broadcast_status(state: &AppState) {
 
 pub(crate) fn parse_backend(name: &str) -> AppResult<BackendKind> {
     BackendKind::parse(name).ok_or_else(|| {
-        crate::error::AppError::invalid_field("backend", format!("{name:?} is not one of embedded, ollama, vllm"))
+        let names: Vec<&str> = hearth_manager::REGISTRY.iter().map(|s| s.kind.as_str()).collect();
+        crate::error::AppError::invalid_field("backend", format!("{name:?} is not one of {}", names.join(", ")))
     })
 }
 
@@ -95,9 +95,8 @@ pub async fn app_status(state: State<'_, AppState>) -> AppResult<AppStatus> {
 /// Makes `backend` the one replies come from; the conversation continues there.
 #[tauri::command]
 #[specta::specta]
-pub async fn switch_backend(state: State<'_, AppState>, backend: String) -> AppResult<AppStatus> {
-    let kind = parse_backend(&backend)?;
-    switch_to(&state, kind).await?;
+pub async fn switch_backend(state: State<'_, AppState>, backend: BackendKind) -> AppResult<AppStatus> {
+    switch_to(&state, backend).await?;
     Ok(current_status(&state).await)
 }
 

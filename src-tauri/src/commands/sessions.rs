@@ -53,7 +53,7 @@ pub async fn new_session(state: State<'_, AppState>) -> AppResult<()> {
     if state.generating() {
         return Err(AppError::busy());
     }
-    state.manager.new_session();
+    state.manager.conversation().start_new();
     broadcast_status(&state).await;
     Ok(())
 }
@@ -69,7 +69,7 @@ pub async fn open_session(state: State<'_, AppState>, id: String) -> AppResult<V
     if state.manager.store().get_session(session.clone()).await?.is_none() {
         return Err(AppError::not_found("session", &id));
     }
-    state.manager.resume_session(session.clone()).await?;
+    state.manager.conversation().resume(session.clone()).await?;
     let messages = state.manager.store().list_messages(session).await?;
     broadcast_status(&state).await;
     Ok(messages.into_iter().map(MessageView::from).collect())
@@ -84,8 +84,8 @@ pub async fn rename_session(state: State<'_, AppState>, id: String, title: Strin
     }
     state
         .manager
-        .store()
-        .rename_session(SessionId::from(id.as_str()), title.to_owned())
+        .conversation()
+        .rename(SessionId::from(id.as_str()), title)
         .await?;
     Ok(())
 }
@@ -95,15 +95,14 @@ pub async fn rename_session(state: State<'_, AppState>, id: String, title: Strin
 #[specta::specta]
 pub async fn delete_session(state: State<'_, AppState>, id: String) -> AppResult<()> {
     let session = SessionId::from(id.as_str());
-    let current = state.manager.session().as_ref() == Some(&session);
+    let current = state.manager.conversation().session().as_ref() == Some(&session);
     if current && state.generating() {
         return Err(AppError::busy());
     }
-    if !state.manager.store().delete_session(session).await? {
+    if !state.manager.conversation().delete_session(session).await? {
         return Err(AppError::not_found("session", &id));
     }
     if current {
-        state.manager.new_session();
         broadcast_status(&state).await;
     }
     Ok(())

@@ -3,14 +3,10 @@
 import { toApiError, type Api, type ChatEvent, type TurnView } from "../api";
 import type { ChatError, Store, TurnMode } from "../state";
 
-/** Stored ids of a session's last messages, newest first (from the history DB). */
-export type TailIds = (sessionId: string, count: number) => Promise<Array<{ id: number; role: string }>>;
-
 export interface ChatControllerDeps {
   store: Store;
   api: Pick<Api, "sendMessage" | "regenerate" | "editAndResend" | "stopGeneration" | "appStatus">;
   nextLocalId: () => number;
-  tailIds?: TailIds;
   /** Called after every turn (the sidebar re-reads its list, the top bar its status). */
   afterTurn?: () => void;
 }
@@ -50,7 +46,7 @@ export function createChatController(deps: ChatControllerDeps): ChatController {
         store.dispatch({ type: "streamError", id: deps.nextLocalId(), error: channelError });
       } else {
         store.dispatch({ type: "streamDone", id: deps.nextLocalId(), turn });
-        if (turn.sessionId) await syncIds(turn.sessionId);
+        syncIds(turn);
       }
     } catch (e) {
       const err = channelError ?? toApiError(e);
@@ -61,27 +57,17 @@ export function createChatController(deps: ChatControllerDeps): ChatController {
   }
 
   /**
-   * Gives optimistic (negative) ids their stored values, matching from the end
-   * of the thread by role, so edit & resend can name the stored message.
+   * Gives the turn's messages the ids the shell stored them under (the turn returns
+   * them), so edit & resend can name them: the reply, and the user's message (new
+   * after a regenerate, which writes it again).
    */
-  async function syncIds(sessionId: string): Promise<void> {
-    if (!deps.tailIds) return;
+  function syncIds(turn: TurnView): void {
     const messages = store.get().messages;
-    const local = messages.filter((m) => m.id < 0).length;
-    if (local === 0) return;
-    let stored: Array<{ id: number; role: string }>;
-    try {
-      stored = await deps.tailIds(sessionId, local + 1);
-    } catch {
-      return;
-    }
     const pairs: Array<[number, number]> = [];
-    for (let i = 0; i < stored.length && i < messages.length; i++) {
-      const m = messages[messages.length - 1 - i]!;
-      const s = stored[i]!;
-      if (m.role !== s.role) break;
-      if (m.id < 0) pairs.push([m.id, s.id]);
-    }
+    const reply = messages[messages.length - 1];
+    if (reply?.role === "assistant" && turn.replyMessageId !== null) pairs.push([reply.id, turn.replyMessageId]);
+    const user = [...messages].reverse().find((m) => m.role === "user");
+    if (user && turn.userMessageId !== null) pairs.push([user.id, turn.userMessageId]);
     if (pairs.length > 0) store.dispatch({ type: "idsSynced", ids: pairs });
   }
 

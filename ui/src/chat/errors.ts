@@ -32,11 +32,6 @@ const ADVICE: Record<string, ErrorAdvice> = {
     hint: "Start a new chat, or raise the context size in Settings.",
     action: "settings",
   },
-  context_overflow: {
-    title: "The conversation is longer than the model's context",
-    hint: "Start a new chat, or raise the context size in Settings.",
-    action: "settings",
-  },
   out_of_memory: {
     title: "Not enough memory for this model",
     hint: "Lower GPU layers or context in Settings, or choose a smaller quantization.",

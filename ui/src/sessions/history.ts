@@ -63,7 +63,6 @@ interface HitRow {
 export interface History {
   listSessions(limit?: number): Promise<SessionSummary[]>;
   search(text: string, limit?: number): Promise<SearchHit[]>;
-  tailIds(sessionId: string, count: number): Promise<Array<{ id: number; role: string }>>;
 }
 
 export function createHistory(db: SqlReader): History {
@@ -112,13 +111,6 @@ export function createHistory(db: SqlReader): History {
       }));
     },
 
-    async tailIds(sessionId, count) {
-      const rows = await db.select<Array<{ id: number; role: string }>>(
-        "SELECT id, role FROM chat_history WHERE session_id = $1 ORDER BY id DESC LIMIT $2",
-        [sessionId, count],
-      );
-      return rows.map((r) => ({ id: Number(r.id), role: r.role }));
-    },
   };
 }
 

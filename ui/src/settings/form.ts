@@ -1,6 +1,6 @@
 // The settings form: one input per SettingsView field (data-testid
 // `setting-<name>`), an error line under each, and reading the values back.
-import type { BackendKind, MeasuredView, ModelView, SettingsView } from "../api";
+import { BACKENDS, type BackendKind, type MeasuredView, type ModelView, type SettingsView } from "../api";
 import { h } from "../dom";
 import { formatBytes, formatTps } from "../format";
 import type { FieldErrors, SettingName } from "./validation";
@@ -24,7 +24,8 @@ export interface SettingsForm {
 interface FieldSpec {
   name: SettingName;
   label: string;
-  group: "general" | "embedded" | "ollama" | "vllm" | "sampling";
+  /** A backend's own fields are in the group named after its kind. */
+  group: "general" | BackendKind | "sampling";
   make: () => Control;
   help?: string;
 }
@@ -37,14 +38,7 @@ const SPECS: FieldSpec[] = [
     name: "backend",
     label: "Backend",
     group: "general",
-    make: () =>
-      h(
-        "select",
-        {},
-        h("option", { value: "embedded", text: "Embedded (llama.cpp)" }),
-        h("option", { value: "ollama", text: "Ollama" }),
-        h("option", { value: "vllm", text: "vLLM / OpenAI-compatible" }),
-      ),
+    make: () => h("select", {}, ...BACKENDS.map((b) => h("option", { value: b.kind, text: b.label, title: b.description }))),
   },
   { name: "model", label: "Model", group: "embedded", make: () => h("select", {}) },
   { name: "ctx", label: "Context (tokens)", group: "embedded", make: input("number", { min: 256, step: 256 }) },
@@ -151,10 +145,8 @@ export function createSettingsForm(): SettingsForm {
   }
 
   function showBackendGroups(): void {
-    const backend = controls.backend.value as BackendKind;
-    groups.get("embedded")!.hidden = backend !== "embedded";
-    groups.get("ollama")!.hidden = backend !== "ollama";
-    groups.get("vllm")!.hidden = backend !== "vllm";
+    const backend = controls.backend.value;
+    for (const b of BACKENDS) groups.get(b.kind)!.hidden = backend !== b.kind;
   }
 
   controls.backend.addEventListener("change", showBackendGroups);

@@ -5,7 +5,7 @@ import { h, on } from "../dom";
 import type { Store } from "../state";
 import { createSettingsForm, type SettingsForm } from "./form";
 import { createQuantizeDialog, type QuantizeApi } from "./quantize";
-import { fieldFromMessage, validateSettings } from "./validation";
+import { settingName, validateSettings } from "./validation";
 
 export interface SettingsPanel {
   el: HTMLElement;
@@ -94,7 +94,7 @@ export function createSettingsPanel(store: Store, api: SettingsApi): SettingsPan
       return true;
     } catch (e) {
       const err = e instanceof ApiError ? e : toApiError(e);
-      const field = fieldFromMessage(err.message);
+      const field = settingName(err.details?.field);
       if (field) form.showErrors({ [field]: err.message });
       else form.showErrors({}, err.message);
       note.textContent = "";

@@ -1,6 +1,6 @@
 // Client-side checks mirror the shell's (which has the last word): they catch
 // typos before a round trip, and map a server error back to the field it names.
-import type { SettingsView } from "../api";
+import { BACKENDS, type SettingsView } from "../api";
 
 export type SettingName = keyof SettingsView;
 export type FieldErrors = Partial<Record<SettingName, string>>;
@@ -31,7 +31,7 @@ function isHttpUrl(value: string): boolean {
 
 export function validateSettings(s: SettingsView): FieldErrors {
   const errors: FieldErrors = {};
-  if (!["embedded", "ollama", "vllm"].includes(s.backend)) errors.backend = "Choose embedded, Ollama or vLLM.";
+  if (!BACKENDS.some((b) => b.kind === s.backend)) errors.backend = `Choose one of: ${BACKENDS.map((b) => b.label).join(", ")}.`;
   if (s.backend === "embedded" && s.model.trim() === "") errors.model = "Choose a model.";
   if (!Number.isInteger(s.ctx) || s.ctx < 256 || s.ctx > 1_048_576) {
     errors.ctx = "Context must be a whole number from 256 to 1048576.";
@@ -58,39 +58,7 @@ export function validateSettings(s: SettingsView): FieldErrors {
   return errors;
 }
 
-function snake(name: string): string {
-  return name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
-}
-
-/** Other ways a message may spell a field (environment names, prose). */
-const ALIASES: Partial<Record<SettingName, string[]>> = {
-  ctx: ["n_ctx", "context_length", "context size", "context"],
-  gpuLayers: ["n_gpu_layers", "gpu layers"],
-  topP: ["top-p", "top p"],
-  maxTokens: ["max tokens"],
-  systemPrompt: ["system prompt"],
-  ollamaUrl: ["ollama url"],
-  vllmUrl: ["vllm url"],
-};
-
-const escapeRe = (s: string): string => s.replace(/[.*+?^${}()|[\]\\-]/g, "\\$&");
-
-/** Every spelling with its field, longest first, so "ollama_model" wins over "model". */
-const SPELLINGS: Array<[string, SettingName]> = SETTING_NAMES.flatMap((name) =>
-  [snake(name), name.toLowerCase(), ...(ALIASES[name] ?? [])].map((form): [string, SettingName] => [form, name]),
-).sort((a, b) => b[0].length - a[0].length);
-
-/**
- * The field a server validation message names ("`topP`: must be …", "top_p must be in (0, 1]",
- * "invalid ollamaUrl: …", "HEARTH_CTX: …"), or null.
- */
-export function fieldFromMessage(message: string): SettingName | null {
-  // The shell's own form: "`topP`: must be …" (AppError::invalid_field).
-  const named = /^`([A-Za-z]+)`:/.exec(message)?.[1];
-  if (named && (SETTING_NAMES as readonly string[]).includes(named)) return named as SettingName;
-  const text = message.toLowerCase().replace(/hearth_/g, " ");
-  for (const [form, name] of SPELLINGS) {
-    if (new RegExp(`(^|[^a-z0-9_])${escapeRe(form)}($|[^a-z0-9_])`).test(text)) return name;
-  }
-  return null;
+/** The setting a shell error's `field` names, if the form shows it. */
+export function settingName(field: string | null | undefined): SettingName | null {
+  return field && (SETTING_NAMES as readonly string[]).includes(field) ? (field as SettingName) : null;
 }

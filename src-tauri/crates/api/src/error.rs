@@ -16,6 +16,22 @@ pub struct ApiError {
     pub param: Option<String>,
     pub message: String,
     pub retry_after_secs: Option<u32>,
+    /// The figures behind the words, as data: a client reads these, never the message.
+    /// Boxed: most errors carry none, and every `Result` of the API carries this type.
+    pub details: Box<ErrorDetails>,
+}
+
+/// Fields an error carries beside OpenAI's four, for Hearth's own clients (the
+/// manager reaching its worker): what a context overflow needed and had, which
+/// backend was unavailable. Absent when they do not apply.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ErrorDetails {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub needed: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
 }
 
 /// Marks a response as an error so the metrics layer can count it by code.
@@ -34,6 +50,10 @@ pub(crate) struct ErrorObject<'a> {
     pub kind: &'a str,
     pub param: Option<&'a str>,
     pub code: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u32>,
+    #[serde(flatten)]
+    pub details: &'a ErrorDetails,
 }
 
 impl ApiError {
@@ -45,6 +65,7 @@ impl ApiError {
             param: None,
             message: message.into(),
             retry_after_secs: None,
+            details: Box::default(),
         }
     }
 
@@ -143,6 +164,8 @@ impl ApiError {
                 kind: self.kind,
                 param: self.param.as_deref(),
                 code: &self.code,
+                retry_after: self.retry_after_secs,
+                details: &self.details,
             },
         }
     }
@@ -168,7 +191,12 @@ impl From<BackendError> for ApiError {
                 err.param = Some("model".into());
                 err
             }
-            BackendError::ContextOverflow { .. } => invalid(Some("messages".into())),
+            BackendError::ContextOverflow { needed, limit } => {
+                let mut err = invalid(Some("messages".into()));
+                err.details.needed = Some(needed);
+                err.details.limit = Some(limit);
+                err
+            }
             BackendError::NoChatTemplate { .. } => invalid(Some("messages".into())),
             BackendError::InvalidRequest { param, .. } => invalid(param),
             BackendError::Busy { retry_after_secs, .. } => {
@@ -177,8 +205,15 @@ impl From<BackendError> for ApiError {
                 err
             }
             BackendError::NotLoaded | BackendError::Unavailable { .. } | BackendError::Crashed { .. } => {
+                let backend = match &e {
+                    BackendError::Unavailable { backend, .. } | BackendError::Crashed { backend, .. } => {
+                        Some(backend.clone())
+                    }
+                    _ => None,
+                };
                 let mut err = Self::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", code, message);
                 err.retry_after_secs = Some(1);
+                err.details.backend = backend;
                 err
             }
             BackendError::Upstream {
@@ -225,7 +260,23 @@ impl IntoResponse for ApiError {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn an_overflow_carries_its_figures_as_fields() {
+        let err = ApiError::from(BackendError::ContextOverflow {
+            needed: 5000,
+            limit: 4096,
+        });
+        let body = serde_json::to_value(err.body()).unwrap();
+        assert_eq!(body["error"]["code"], "context_length_exceeded");
+        assert_eq!(body["error"]["needed"], 5000);
+        assert_eq!(body["error"]["limit"], 4096);
+        assert!(body["error"].get("backend").is_none() && body["error"].get("retry_after").is_none());
+        let busy = ApiError::queue_full(3);
+        assert_eq!(serde_json::to_value(busy.body()).unwrap()["error"]["retry_after"], 3);
+    }
 
     #[test]
     fn backend_errors_get_fitting_statuses() {

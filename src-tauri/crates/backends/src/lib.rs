@@ -2,7 +2,7 @@
 //! llama-server, `hearth serve`), a local Ollama, and Hearth's own engine worker,
 //! which the [`Supervisor`] starts, watches, restarts and stops.
 
-pub mod handshake;
+pub use hearth_core::handshake;
 mod http;
 pub mod measure;
 pub mod ollama;

@@ -194,18 +194,11 @@ fn number_after(text: &str, marker: &str) -> Option<u32> {
     digits.parse().ok()
 }
 
-/// A context-length error, as Hearth says it ("the prompt needs N tokens but the context
-/// holds M") or as vLLM and OpenAI do ("This model's maximum context length is M tokens.
-/// However, you requested N tokens …").
+/// A context-length error as vLLM and OpenAI word it ("This model's maximum context
+/// length is M tokens. However, you requested N tokens …"): they send no figures as data.
 fn context_overflow(message: &str) -> Option<BackendError> {
-    let (needed, limit) = if message.contains("maximum context length") {
-        (
-            number_after(message, "requested")?,
-            number_after(message, "maximum context length is")?,
-        )
-    } else {
-        (number_after(message, "needs")?, number_after(message, "context holds")?)
-    };
+    let needed = number_after(message, "requested")?;
+    let limit = number_after(message, "maximum context length is")?;
     Some(BackendError::ContextOverflow { needed, limit })
 }
 
@@ -226,6 +219,15 @@ pub fn upstream_error(status: u16, body: &str) -> BackendError {
             model: text("model").unwrap_or_default(),
         },
         (503, Some("model_not_loaded")) => BackendError::NotLoaded,
+        // Hearth's own API (a worker) sends the figures as fields.
+        (400 | 413, Some("context_length_exceeded")) if error["needed"].is_u64() && error["limit"].is_u64() => {
+            let figure = |key: &str| u32::try_from(error[key].as_u64().unwrap_or(0)).unwrap_or(u32::MAX);
+            BackendError::ContextOverflow {
+                needed: figure("needed"),
+                limit: figure("limit"),
+            }
+        }
+        // vLLM and OpenAI say it in words.
         (400 | 413 | 422, code) if code == Some("context_length_exceeded") || message.contains("context length") => {
             context_overflow(&message).unwrap_or(BackendError::Upstream {
                 status,
@@ -560,9 +562,10 @@ mod tests {
                 limit: 2048
             }
         );
+        // Hearth's API: the figures are fields; the words are for people and not parsed.
         let hearth = upstream_error(
             400,
-            r#"{"error":{"message":"the prompt needs 5000 tokens but the context holds 4096: shorten the conversation","type":"invalid_request_error","code":"context_length_exceeded"}}"#,
+            r#"{"error":{"message":"(any wording)","type":"invalid_request_error","code":"context_length_exceeded","needed":5000,"limit":4096}}"#,
         );
         assert_eq!(
             hearth,

@@ -166,7 +166,7 @@ async fn measure(model_a: &Path, model_b: &Path, threads: u32, reps: usize) -> R
     let (mut clean, mut retried) = (Vec::new(), Vec::new());
     for rep in 0..=reps {
         for with_fault in [rep % 2 == 0, rep % 2 != 0] {
-            manager.new_session();
+            manager.conversation().start_new();
             if with_fault {
                 proxy.push([Fault::Reset]);
             }

@@ -3,6 +3,8 @@
 
 pub mod backend;
 mod generation;
+pub mod handshake;
+pub mod logging;
 mod message;
 pub mod paths;
 mod sampling;

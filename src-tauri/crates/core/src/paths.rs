@@ -2,7 +2,7 @@
 //! each overridable by an environment variable. Nothing is written next to the
 //! binary.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 fn project_dirs() -> Option<directories::ProjectDirs> {
     directories::ProjectDirs::from("", "", "hearth")
@@ -45,6 +45,22 @@ pub fn config_dir() -> PathBuf {
 /// `HEARTH_SETTINGS`, else `<config dir>/settings.toml`.
 pub fn settings_file() -> PathBuf {
     from_env("HEARTH_SETTINGS").unwrap_or_else(|| config_dir().join("settings.toml"))
+}
+
+/// The `.gguf` files in `dir`, sorted; none when it does not exist. The one lister of
+/// model files: the CLI, the worker, the manager's resolver and the app all use it.
+pub fn gguf_files_in(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x.eq_ignore_ascii_case("gguf")))
+        .collect();
+    paths.sort();
+    Ok(paths)
 }
 
 /// The default chat model `make models` installs.

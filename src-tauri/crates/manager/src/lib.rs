@@ -2,17 +2,21 @@
 //! they name (embedded engine in its worker, Ollama, vLLM/OpenAI-compatible), runtime
 //! switching that keeps the conversation, and retries, fallback and cooldown.
 
+mod conversation;
 pub mod cooldown;
 mod manager;
 mod models;
+pub mod registry;
 mod reply_clock;
 pub mod retry;
 pub mod settings;
 pub mod transcript;
 mod types;
 
+pub use conversation::Conversation;
 pub use manager::BackendManager;
 pub use models::resolve_model_file;
+pub use registry::{BackendSpec, REGISTRY};
 pub use retry::RetryPolicy;
 pub use settings::{BackendKind, Settings, SettingsError};
 pub use types::{

@@ -23,7 +23,7 @@ pub fn resolve_model_file(dir: &Path, name: &str, quantization: Option<&str>) ->
     }
     let wanted = name.trim_end_matches(".gguf").to_ascii_lowercase();
     let quant = quantization.map(str::to_ascii_lowercase);
-    let mut matches: Vec<PathBuf> = std::fs::read_dir(dir)
+    let matches: Vec<PathBuf> = hearth_core::paths::gguf_files_in(dir)
         .map_err(|e| BackendError::Failed {
             code: "model_not_found".into(),
             message: format!(
@@ -31,25 +31,22 @@ pub fn resolve_model_file(dir: &Path, name: &str, quantization: Option<&str>) ->
                 dir.display()
             ),
         })?
-        .flatten()
-        .map(|e| e.path())
+        .into_iter()
         .filter(|p| {
             let file = p
                 .file_name()
                 .map(|f| f.to_string_lossy().to_ascii_lowercase())
                 .unwrap_or_default();
-            file.ends_with(".gguf")
-                && file.contains(&wanted)
-                && quant.as_ref().is_none_or(|q| file.contains(q.as_str()))
+            file.contains(&wanted) && quant.as_ref().is_none_or(|q| file.contains(q.as_str()))
         })
         .collect();
-    matches.sort();
+    let mut matches = matches;
     match matches.len() {
         1 => Ok(matches.remove(0)),
         0 => Err(BackendError::Failed {
             code: "model_not_found".into(),
             message: format!(
-                "no installed model matches {name:?} in {}: `hearth models` lists what is installed",
+                "no installed model matches {name:?} in {}: `hearth models` lists what is installed (`make models` installs the defaults)",
                 dir.display()
             ),
         }),

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-/// The backend kinds Hearth drives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// The backend kinds Hearth drives (each described once in [`crate::registry::REGISTRY`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, specta::Type)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
     /// llama.cpp in Hearth's supervised worker process.
@@ -318,11 +318,7 @@ impl Settings {
     }
 
     pub fn is_configured(&self, kind: BackendKind) -> bool {
-        match kind {
-            BackendKind::Embedded => true,
-            BackendKind::Ollama => self.ollama.is_some(),
-            BackendKind::Vllm => self.vllm.is_some(),
-        }
+        crate::registry::configured(kind, self)
     }
 
     pub fn validate(&self) -> Result<(), Vec<Problem>> {

@@ -81,6 +81,12 @@ pub enum ManagerError {
     },
     #[error("chat history: {0}")]
     Store(#[from] StoreError),
+    #[error("there is no reply to regenerate: send a message first")]
+    NothingToRegenerate,
+    #[error("message {} is not in this conversation", .0 .0)]
+    MessageNotFound(MessageId),
+    #[error("message {} is a reply: only your own messages can be edited (regenerate a reply instead)", .0 .0)]
+    NotAUserMessage(MessageId),
 }
 
 fn summary(attempts: &[(BackendKind, BackendError)]) -> String {
@@ -174,6 +180,9 @@ pub struct TurnReport {
     pub retries: u32,
     /// Backends given up on before this one answered.
     pub fallbacks: u32,
+    /// The user's message, as saved (`None` with history off).
+    pub user_message: Option<MessageId>,
+    /// The reply, as saved (`None` with history off, or when nothing came).
     pub message: Option<MessageId>,
 }
 

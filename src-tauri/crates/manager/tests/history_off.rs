@@ -88,7 +88,7 @@ async fn a_full_disk_turns_history_off_and_the_chat_goes_on() {
         .await
         .expect("still going");
     assert!(!third.saved);
-    let roles: Vec<Role> = manager.conversation().iter().map(|m| m.role).collect();
+    let roles: Vec<Role> = manager.conversation().messages().iter().map(|m| m.role).collect();
     assert_eq!(roles.len(), 6, "every turn stays in the conversation: {roles:?}");
     // What was saved before the disk filled is still there.
     let saved = manager

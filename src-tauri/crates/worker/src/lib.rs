@@ -4,7 +4,7 @@
 //! (the desktop app is its own worker). llama.cpp may abort the process on a failed
 //! assertion or out-of-memory; only this process dies then, not the caller.
 //!
-//! Contract (see `hearth_backends::handshake`): the token comes in `HEARTH_WORKER_TOKEN`
+//! Contract (see `hearth_core::handshake`): the token comes in `HEARTH_WORKER_TOKEN`
 //! (never argv); one JSON line on stdout says ready (port, pid, model) or why not; the
 //! worker dies with its parent (kernel death signal) and when its stdin closes.
 
@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use hearth_backends::handshake::{Handshake, PARENT_ENV, TOKEN_ENV};
+use hearth_core::handshake::{Handshake, PARENT_ENV, TOKEN_ENV};
 use hearth_engine_backend::{model_id, EngineBackend};
 
 pub mod jobs;
@@ -30,6 +30,10 @@ pub struct WorkerArgs {
     /// Requests that may wait while one generates.
     #[arg(long, default_value_t = 16)]
     queue: usize,
+    /// The database the load's performance record goes to: the one of the process that
+    /// started the worker (default: `hearth_store::default_db_path`).
+    #[arg(long)]
+    db: Option<std::path::PathBuf>,
 }
 
 /// Runs the worker until its supervisor goes away (stdin closed, parent died).
@@ -105,7 +109,8 @@ async fn serve(args: &WorkerArgs, token: String) -> Result<()> {
         bail!("{e}");
     }
     if let Some(info) = backend.info() {
-        crate::options::record_load(&info, plan.as_ref(), before);
+        let db = args.db.clone().unwrap_or_else(hearth_store::default_db_path);
+        crate::options::record_load(&info, plan.as_ref(), before, &db);
     }
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
         .await

@@ -9,20 +9,11 @@ pub fn installed() -> Result<Vec<PathBuf>> {
     installed_in(&hearth_core::paths::models_dir())
 }
 
-/// The `.gguf` files in `dir`, sorted (none when it does not exist). The one lister of
-/// model files: the CLI, the worker and the app all use it.
+/// The `.gguf` files in `dir`, sorted (none when it does not exist):
+/// [`hearth_core::paths::gguf_files_in`], with the folder named when it cannot be read.
 pub fn installed_in(dir: &Path) -> Result<Vec<PathBuf>> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("cannot read the models directory {}", dir.display())),
-    };
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x.eq_ignore_ascii_case("gguf")))
-        .collect();
-    paths.sort();
-    Ok(paths)
+    hearth_core::paths::gguf_files_in(dir)
+        .with_context(|| format!("cannot read the models directory {}", dir.display()))
 }
 
 /// A path is used as given; anything else is matched against installed model names.

@@ -134,14 +134,15 @@ impl ModelOptions {
         }
         let before = resident_bytes();
         let engine = Engine::load(config)?;
-        record_load(engine.info(), plan.as_ref(), before);
+        record_load(engine.info(), plan.as_ref(), before, &hearth_store::default_db_path());
         Ok(engine)
     }
 }
 
 /// The memory use measured after a load, beside the plan's prediction: in the log and
-/// as a `load_model` performance record. `before` is [`resident_bytes`] before the load.
-pub fn record_load(info: &hearth_engine::ModelInfo, plan: Option<&FitPlan>, before: Option<u64>) {
+/// as a `load_model` performance record in the database at `db`. `before` is
+/// [`resident_bytes`] before the load.
+pub fn record_load(info: &hearth_engine::ModelInfo, plan: Option<&FitPlan>, before: Option<u64>, db: &std::path::Path) {
     let (Some(plan), Some(before), Some(after)) = (plan, before, resident_bytes()) else {
         return;
     };
@@ -160,7 +161,7 @@ pub fn record_load(info: &hearth_engine::ModelInfo, plan: Option<&FitPlan>, befo
         error_pct = format!("{:+.1}", (predicted - measured) / measured.max(1.0) * 100.0),
         "memory after load vs plan"
     );
-    log_load(info, predicted, measured);
+    log_load(info, predicted, measured, db);
 }
 
 /// The plan for what a load allocates: the engine's KV cache starts at `n_ctx_initial`
@@ -181,7 +182,7 @@ fn plan_at_load(info: &hearth_engine::ModelInfo, plan: &FitPlan) -> Option<FitPl
 
 /// Keeps each load's measured memory beside the planner's prediction, so the planner's
 /// accuracy on real machines can be checked over time. A failure is logged, never fatal.
-fn log_load(info: &hearth_engine::ModelInfo, predicted_ram_mib: f64, measured_ram_mib: f64) {
+fn log_load(info: &hearth_engine::ModelInfo, predicted_ram_mib: f64, measured_ram_mib: f64, db: &std::path::Path) {
     let mut metrics = PerfMetrics::default();
     for (key, value) in [
         ("n_ctx", serde_json::json!(info.n_ctx)),
@@ -202,7 +203,7 @@ fn log_load(info: &hearth_engine::ModelInfo, predicted_ram_mib: f64, measured_ra
         timestamp: None,
         metrics,
     };
-    if let Err(e) = Store::open_default().and_then(|store| store.log_perf(&record)) {
+    if let Err(e) = Store::open(db).and_then(|store| store.log_perf(&record)) {
         tracing::warn!(error = %e, operation = %record.operation, "performance record not saved");
     }
 }

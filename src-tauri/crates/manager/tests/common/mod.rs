@@ -84,7 +84,7 @@ pub async fn manager_with_store(settings: Settings, store: AsyncStore, dir: temp
 }
 
 pub async fn history(manager: &BackendManager) -> Vec<Message> {
-    let session = manager.session().expect("a session");
+    let session = manager.conversation().session().expect("a session");
     manager.store().list_messages(session).await.expect("messages")
 }
 

@@ -1,5 +1,7 @@
-//! The contract between the supervisor and the worker process (`hearth worker`):
-//! the environment it is started with and the one JSON line it prints on stdout.
+//! The contract between the supervisor (`hearth_backends::Supervisor`) and the worker
+//! process (`hearth worker`): the environment it is started with and the one JSON line
+//! it prints on stdout. Here, below both, so the worker needs nothing of the HTTP
+//! client side to speak it.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,0 +1,269 @@
+//! One turn: the user's message appended, the reply started on the first backend able
+//! to give its first event (retried while that is transient, then the next backend in
+//! the fallback order, skipping any cooling down), streamed to the caller, and appended
+//! with its figures, also when stopped or broken off (marked incomplete).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::StreamExt;
+use hearth_core::{
+    Backend, BackendError, ChatMessage, EventStream, FinishReason, GenerateRequest, GenerationEvent, GenerationMetrics,
+    SamplingParams,
+};
+use hearth_store::{MessageMetadata, PerfRecord};
+
+use super::{lock, BackendManager};
+use crate::conversation::UserTurn;
+use crate::reply_clock::ReplyClock;
+use crate::retry::{retry_transient, RetryPolicy};
+use crate::settings::BackendKind;
+use crate::transcript::prompt_for;
+use crate::types::*;
+
+impl BackendManager {
+    /// The backends to try, in order: the active one, then the configured fallbacks.
+    fn candidates(&self) -> Vec<BackendKind> {
+        let settings = self.settings();
+        let mut order = vec![self.active()];
+        for kind in settings.fallback {
+            if !order.contains(&kind) {
+                order.push(kind);
+            }
+        }
+        order
+    }
+
+    /// Saves `text` as the user's turn, generates the reply from the whole saved
+    /// conversation, streams it to `on_delta`, and saves it (with its backend, model and
+    /// figures). See the module comment for what happens on failure.
+    pub async fn send(
+        &self,
+        text: &str,
+        params: SamplingParams,
+        stop: &StopSignal,
+        mut on_delta: impl FnMut(&str),
+    ) -> Result<TurnReport, ManagerError> {
+        stop.reset();
+        let UserTurn {
+            session,
+            message: user_message,
+            history,
+        } = self.conversation.append_user(text).await;
+        let mut clock = ReplyClock::starting_at(Instant::now());
+        let started = self.start_reply(&history, &params).await?;
+        let Started {
+            kind,
+            model,
+            first,
+            mut rest,
+            retries,
+            fallbacks,
+        } = started;
+        let mut reply = String::new();
+        let mut next = Some(Ok(first));
+        let outcome = loop {
+            let event = match next.take() {
+                Some(event) => Some(event),
+                None => tokio::select! {
+                    biased;
+                    _ = stop.stopped() => break Outcome::Stopped,
+                    event = rest.next() => event,
+                },
+            };
+            match event {
+                Some(Ok(GenerationEvent::Delta { text })) => {
+                    clock.delta_at(Instant::now());
+                    on_delta(&text);
+                    reply.push_str(&text);
+                }
+                Some(Ok(GenerationEvent::Done { metrics })) => break Outcome::Done(metrics),
+                Some(Ok(GenerationEvent::Error { message })) => {
+                    break Outcome::Failed(BackendError::Failed {
+                        code: "generation_failed".into(),
+                        message,
+                    })
+                }
+                Some(Err(e)) => break Outcome::Failed(e),
+                None => {
+                    break Outcome::Failed(BackendError::Unavailable {
+                        backend: kind.to_string(),
+                        cause: "the stream ended before the reply was complete".into(),
+                    })
+                }
+            }
+        };
+        drop(rest);
+        let (metrics, failure) = match outcome {
+            Outcome::Done(metrics) => {
+                lock(&self.cooldowns).success(kind);
+                (metrics, None)
+            }
+            Outcome::Stopped => (clock.metrics(FinishReason::Cancelled, Instant::now()), None),
+            Outcome::Failed(error) => {
+                self.failed(kind, &error);
+                (clock.metrics(FinishReason::Error, Instant::now()), Some(error))
+            }
+        };
+        // Saved even when cut short (marked incomplete), never regenerated behind the user's back.
+        let incomplete = metrics.finish_reason == FinishReason::Cancelled || failure.is_some();
+        // A failure before any text leaves nothing to keep.
+        let message = if reply.is_empty() && failure.is_some() {
+            None
+        } else {
+            let metadata = MessageMetadata {
+                backend: Some(kind.to_string()),
+                model: Some(model.clone()),
+                metrics: serde_json::to_value(&metrics).ok(),
+                incomplete,
+                ..MessageMetadata::default()
+            };
+            let record = PerfRecord::generation(kind.as_str(), &model, &metrics);
+            self.conversation
+                .append_reply(session.clone(), &reply, metadata, record)
+                .await
+        };
+        if let Some(error) = failure {
+            return Err(ManagerError::Interrupted {
+                backend: kind,
+                error,
+                chars: reply.chars().count(),
+            });
+        }
+        Ok(TurnReport {
+            saved: message.is_some(),
+            session,
+            backend: kind,
+            model,
+            text: reply,
+            metrics,
+            retries,
+            fallbacks,
+            user_message,
+            message,
+        })
+    }
+
+    fn failed(&self, kind: BackendKind, error: &BackendError) {
+        self.counters.errors.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(backend = %kind, error = %error, code = error.code(), "backend failed");
+        if lock(&self.cooldowns).failure(kind) {
+            self.counters.cooldowns.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Gets the first event of a reply from the first backend able to give one.
+    async fn start_reply(&self, history: &[ChatMessage], params: &SamplingParams) -> Result<Started, ManagerError> {
+        let candidates = self.candidates();
+        let policy = RetryPolicy::from(&self.settings().retry);
+        let mut attempts: Vec<(BackendKind, BackendError)> = Vec::new();
+        let mut total_retries = 0;
+        for (i, kind) in candidates.iter().copied().enumerate() {
+            if i > 0 {
+                self.counters.fallbacks.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(from = %candidates[i - 1], to = %kind, "falling back to the next backend");
+            }
+            let cooling = lock(&self.cooldowns).cooling(kind);
+            if let Some(left) = cooling {
+                tracing::info!(backend = %kind, left_secs = left.as_secs_f64(), "skipped: cooling down");
+                attempts.push((
+                    kind,
+                    BackendError::Unavailable {
+                        backend: kind.to_string(),
+                        cause: format!("cooling down after repeated failures ({} s left)", left.as_secs()),
+                    },
+                ));
+                continue;
+            }
+            let slot = match self.ensure(kind).await {
+                Ok(slot) => slot,
+                Err(ManagerError::Backend { error, .. }) => {
+                    self.failed(kind, &error);
+                    attempts.push((kind, error));
+                    continue;
+                }
+                Err(other) => return Err(other),
+            };
+            let mut params = params.clone();
+            let prompt = prompt_for(history, slot.has_chat_template, &mut params);
+            let request = GenerateRequest {
+                model: Some(slot.model.clone()),
+                prompt,
+                params,
+            };
+            let backend = Arc::clone(&slot.backend);
+            let (result, retries) = retry_transient(policy, kind.as_str(), &self.counters.retries, || {
+                first_event(Arc::clone(&backend), request.clone())
+            })
+            .await;
+            total_retries += retries;
+            match result {
+                Ok((first, rest)) => {
+                    return Ok(Started {
+                        kind,
+                        model: slot.model,
+                        first,
+                        rest,
+                        retries: total_retries,
+                        fallbacks: u32::try_from(i).unwrap_or(u32::MAX),
+                    })
+                }
+                Err(error) if is_about_the_request(&error) => {
+                    self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                    return Err(ManagerError::Backend { backend: kind, error });
+                }
+                Err(error) => {
+                    self.failed(kind, &error);
+                    attempts.push((kind, error));
+                }
+            }
+        }
+        Err(ManagerError::AllFailed { attempts })
+    }
+}
+
+enum Outcome {
+    Done(GenerationMetrics),
+    Stopped,
+    Failed(BackendError),
+}
+
+struct Started {
+    kind: BackendKind,
+    model: String,
+    first: GenerationEvent,
+    rest: EventStream,
+    retries: u32,
+    fallbacks: u32,
+}
+
+/// Errors another backend would give too (the request itself is wrong): no fallback.
+fn is_about_the_request(error: &BackendError) -> bool {
+    match error {
+        BackendError::InvalidRequest { .. } | BackendError::ContextOverflow { .. } => true,
+        BackendError::Upstream { status, .. } => matches!(status, 400 | 413 | 422),
+        _ => false,
+    }
+}
+
+/// Starts a generation and waits for its first event: the point after which a failure
+/// can no longer be retried.
+async fn first_event(
+    backend: Arc<dyn Backend>,
+    request: GenerateRequest,
+) -> Result<(GenerationEvent, EventStream), BackendError> {
+    let mut stream = backend.generate(request).await?;
+    match stream.next().await {
+        Some(Ok(GenerationEvent::Error { message })) => Err(BackendError::Failed {
+            code: "generation_failed".into(),
+            message,
+        }),
+        Some(Ok(event)) => Ok((event, stream)),
+        Some(Err(e)) => Err(e),
+        None => Err(BackendError::Unavailable {
+            backend: backend.name().to_owned(),
+            cause: "the stream ended before any output".into(),
+        }),
+    }
+}

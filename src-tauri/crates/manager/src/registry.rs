@@ -1,0 +1,183 @@
+//! Every kind of backend Hearth drives, registered once: the name settings, logs, the
+//! API and the UI use; the label a person reads; whether the settings configure it;
+//! whether a change to them needs a reload; and the factory that creates it. The
+//! settings, the manager, the desktop shell (tray, menus) and the UI (the generated
+//! `BACKENDS` constant and `BackendKind` type in `bindings.ts`) all take the kinds from
+//! here: adding a backend is one more [`BackendKind`] variant, its entry in [`REGISTRY`]
+//! and its arms below, with its settings section.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hearth_backends::{OllamaBackend, OllamaOptions, OpenAiBackend, Supervisor, WorkerConfig};
+use hearth_core::{Backend, BackendError};
+use serde::Serialize;
+
+use crate::models::{resolve_model_file, with_quantization};
+use crate::settings::{BackendKind, Settings};
+use crate::types::{ManagerError, ManagerOptions, Placement};
+
+/// What a person and the UI know of a backend kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, specta::Type)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendSpec {
+    pub kind: BackendKind,
+    /// In menus and the tray.
+    pub label: &'static str,
+    /// One line under the label in the settings.
+    pub description: &'static str,
+    /// Whether it needs a server's address in the settings before it can be used.
+    pub needs_url: bool,
+}
+
+/// Every backend kind, in the order menus show them.
+pub const REGISTRY: [BackendSpec; 3] = [
+    BackendSpec {
+        kind: BackendKind::Embedded,
+        label: "Embedded (llama.cpp)",
+        description: "A GGUF model run by llama.cpp in Hearth's own worker process",
+        needs_url: false,
+    },
+    BackendSpec {
+        kind: BackendKind::Ollama,
+        label: "Ollama",
+        description: "An Ollama server's models (its URL and model name)",
+        needs_url: true,
+    },
+    BackendSpec {
+        kind: BackendKind::Vllm,
+        label: "vLLM",
+        description: "vLLM or any OpenAI-compatible server (its URL, model and API key)",
+        needs_url: true,
+    },
+];
+
+impl BackendKind {
+    /// This kind's entry in the registry.
+    pub fn spec(self) -> &'static BackendSpec {
+        REGISTRY.iter().find(|s| s.kind == self).unwrap_or(&REGISTRY[0])
+    }
+}
+
+/// Whether `settings` configure `kind` (the embedded engine needs nothing).
+pub(crate) fn configured(kind: BackendKind, settings: &Settings) -> bool {
+    match kind {
+        BackendKind::Embedded => true,
+        BackendKind::Ollama => settings.ollama.is_some(),
+        BackendKind::Vllm => settings.vllm.is_some(),
+    }
+}
+
+/// Whether `kind`'s section differs between `old` and `new` (its backend then reloads).
+pub(crate) fn section_changed(kind: BackendKind, old: &Settings, new: &Settings) -> bool {
+    match kind {
+        BackendKind::Embedded => old.embedded != new.embedded,
+        BackendKind::Ollama => old.ollama != new.ollama,
+        BackendKind::Vllm => old.vllm != new.vllm,
+    }
+}
+
+/// What to load a backend with: the model (settings' when `None`), for the embedded
+/// engine the quantization among installed files and where its layers go.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct LoadChoice<'a> {
+    pub model: Option<&'a str>,
+    pub quantization: Option<&'a str>,
+    pub placement: Option<Placement>,
+}
+
+/// Creates `kind`'s backend from `settings`; returns it with the model to load into it.
+pub(crate) async fn create(
+    kind: BackendKind,
+    settings: &Settings,
+    options: &ManagerOptions,
+    choice: LoadChoice<'_>,
+    database: &Path,
+) -> Result<(Arc<dyn Backend>, String), ManagerError> {
+    let fail = |error| ManagerError::Backend { backend: kind, error };
+    let name = kind.as_str();
+    Ok(match kind {
+        BackendKind::Embedded => {
+            let s = &settings.embedded;
+            let model = choice.model.unwrap_or(&s.model);
+            let path = resolve_model_file(&options.models_dir, model, choice.quantization).map_err(fail)?;
+            let placement = choice
+                .placement
+                .unwrap_or_else(|| Placement::from_setting(&s.gpu_layers));
+            let mut config = WorkerConfig::new(&options.worker_program);
+            config.ready_timeout = options.worker_ready_timeout;
+            config.args = vec!["--ctx".into(), s.ctx.to_string().into()];
+            config
+                .args
+                .extend(["--gpu-layers".into(), placement.worker_arg().into()]);
+            if let Some(threads) = s.threads {
+                config.args.extend(["--threads".into(), threads.to_string().into()]);
+            }
+            // Its load record goes where this process keeps its own (the app's may differ).
+            config.args.extend(["--db".into(), database.as_os_str().to_owned()]);
+            (Arc::new(Supervisor::new(config)), path.to_string_lossy().into_owned())
+        }
+        BackendKind::Ollama => {
+            let s = settings.ollama.as_ref().ok_or(ManagerError::NotConfigured(kind))?;
+            let ollama_options = OllamaOptions {
+                num_ctx: s.num_ctx,
+                ..OllamaOptions::default()
+            };
+            let backend = OllamaBackend::new(name, &s.url, ollama_options).map_err(fail)?;
+            let model = with_quantization(choice.model.unwrap_or(&s.model), choice.quantization);
+            (Arc::new(backend), model)
+        }
+        BackendKind::Vllm => {
+            let s = settings.vllm.as_ref().ok_or(ManagerError::NotConfigured(kind))?;
+            let key = s.api_key.as_ref().map(|k| k.expose().to_owned());
+            let backend = OpenAiBackend::new(name, &s.url, key)
+                .map_err(fail)?
+                .with_stall_timeout(Some(Duration::from_millis(s.stall_timeout_ms)));
+            let model = match choice.model.map(str::to_owned).or_else(|| s.model.clone()) {
+                Some(model) => model,
+                // vLLM serves one model, under the name it was started with.
+                None => backend
+                    .models()
+                    .await
+                    .map_err(fail)?
+                    .into_iter()
+                    .next()
+                    .map(|m| m.id)
+                    .ok_or_else(|| {
+                        fail(BackendError::Unavailable {
+                            backend: name.into(),
+                            cause: format!("{} lists no model", s.url),
+                        })
+                    })?,
+            };
+            (Arc::new(backend), model)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn every_kind_is_registered_once_under_the_name_serde_gives_it() {
+        assert_eq!(REGISTRY.len(), BackendKind::ALL.len());
+        for kind in BackendKind::ALL {
+            assert_eq!(REGISTRY.iter().filter(|s| s.kind == kind).count(), 1, "{kind}");
+            assert_eq!(kind.spec().kind, kind);
+            let json = serde_json::to_value(kind).unwrap();
+            assert_eq!(json, kind.as_str(), "the settings file and the API spell it alike");
+            assert_eq!(BackendKind::parse(kind.as_str()), Some(kind));
+        }
+    }
+
+    #[test]
+    fn only_the_servers_need_a_section() {
+        let settings = Settings::default();
+        for spec in REGISTRY {
+            assert_eq!(configured(spec.kind, &settings), !spec.needs_url, "{}", spec.label);
+        }
+    }
+}
