@@ -74,5 +74,5 @@ fn send_message_on_the_real_engine_streams_batched_deltas() {
     let store = hearth_store::Store::open(h.dir.path().join("data/hearth.db")).unwrap();
     let loads = store.recent_perf(Some("load_model"), 10).unwrap();
     assert_eq!(loads.len(), 1, "{loads:?}");
-    assert_eq!(loads[0].model, "SmolLM2-135M-Instruct-Q4_1");
+    assert_eq!(loads[0].model, "SmolLM2-135M-Instruct-Q4_1.gguf");
 }

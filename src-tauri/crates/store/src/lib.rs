@@ -35,6 +35,7 @@
 mod async_store;
 mod backup;
 mod bench;
+mod checkpoint;
 mod db;
 mod documents;
 mod error;
