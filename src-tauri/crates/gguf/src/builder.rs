@@ -21,26 +21,16 @@
 use std::io::{self, Write};
 use std::path::Path;
 
-use crate::metadata::ValueType;
+use crate::metadata::{MetaValue, ValueType};
 use crate::reader::{align_up, DEFAULT_ALIGNMENT, MAGIC};
 use crate::types::GgmlType;
 
-/// A metadata value to write.
+/// A metadata value to write: any value the reader returns ([`MetaValue`], one enum
+/// for both), or what only a writer of test files needs.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
-    U8(u8),
-    I8(i8),
-    U16(u16),
-    I16(i16),
-    U32(u32),
-    I32(i32),
-    U64(u64),
-    I64(i64),
-    F32(f32),
-    F64(f64),
-    Bool(bool),
-    String(String),
-    /// An array of the given element type.
+    Meta(MetaValue),
+    /// An array of the given element type, of any values (nested arrays included).
     Array(ValueType, Vec<Value>),
     /// A string array of `n` generated tokens (`"t0"`, `"t1"`, ...), so a
     /// 150k-token vocabulary need not be held in memory by the caller.
@@ -49,22 +39,17 @@ pub enum Value {
     Raw(u32, Vec<u8>),
 }
 
+impl From<MetaValue> for Value {
+    fn from(value: MetaValue) -> Self {
+        Value::Meta(value)
+    }
+}
+
 impl Value {
     fn type_id(&self) -> u32 {
         match self {
-            Value::U8(_) => 0,
-            Value::I8(_) => 1,
-            Value::U16(_) => 2,
-            Value::I16(_) => 3,
-            Value::U32(_) => 4,
-            Value::I32(_) => 5,
-            Value::F32(_) => 6,
-            Value::Bool(_) => 7,
-            Value::String(_) => 8,
-            Value::Array(..) | Value::Tokens(_) => 9,
-            Value::U64(_) => 10,
-            Value::I64(_) => 11,
-            Value::F64(_) => 12,
+            Value::Meta(m) => m.value_type() as u32,
+            Value::Array(..) | Value::Tokens(_) => ValueType::Array as u32,
             Value::Raw(t, _) => *t,
         }
     }
@@ -72,18 +57,11 @@ impl Value {
     /// The value's bytes, without its type number.
     fn write_payload(&self, out: &mut Vec<u8>) {
         match self {
-            Value::U8(v) => out.push(*v),
-            Value::I8(v) => out.extend(v.to_le_bytes()),
-            Value::U16(v) => out.extend(v.to_le_bytes()),
-            Value::I16(v) => out.extend(v.to_le_bytes()),
-            Value::U32(v) => out.extend(v.to_le_bytes()),
-            Value::I32(v) => out.extend(v.to_le_bytes()),
-            Value::U64(v) => out.extend(v.to_le_bytes()),
-            Value::I64(v) => out.extend(v.to_le_bytes()),
-            Value::F32(v) => out.extend(v.to_le_bytes()),
-            Value::F64(v) => out.extend(v.to_le_bytes()),
-            Value::Bool(v) => out.push(u8::from(*v)),
-            Value::String(s) => write_str(out, s),
+            Value::Meta(m) => {
+                if let Err(why) = m.write_payload(out) {
+                    panic!("GgufBuilder: {why}: give it as Value::Array");
+                }
+            }
             Value::Array(t, items) => {
                 out.extend((*t as u32).to_le_bytes());
                 out.extend((items.len() as u64).to_le_bytes());
@@ -157,7 +135,7 @@ impl GgufBuilder {
     /// Writes `general.alignment` and aligns tensor data to it.
     pub fn alignment(mut self, alignment: u32) -> Self {
         self.alignment = u64::from(alignment.max(1));
-        self.kv("general.alignment", Value::U32(alignment))
+        self.kv("general.alignment", MetaValue::U32(alignment))
     }
 
     /// Claims these counts in the header instead of the real ones.
@@ -168,36 +146,36 @@ impl GgufBuilder {
     }
 
     /// Adds a metadata entry.
-    pub fn kv(mut self, key: &str, value: Value) -> Self {
-        self.kvs.push((key.to_string(), value));
+    pub fn kv(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.kvs.push((key.to_string(), value.into()));
         self
     }
 
     pub fn u32(self, key: &str, v: u32) -> Self {
-        self.kv(key, Value::U32(v))
+        self.kv(key, MetaValue::U32(v))
     }
 
     pub fn u64(self, key: &str, v: u64) -> Self {
-        self.kv(key, Value::U64(v))
+        self.kv(key, MetaValue::U64(v))
     }
 
     pub fn f32(self, key: &str, v: f32) -> Self {
-        self.kv(key, Value::F32(v))
+        self.kv(key, MetaValue::F32(v))
     }
 
     pub fn bool(self, key: &str, v: bool) -> Self {
-        self.kv(key, Value::Bool(v))
+        self.kv(key, MetaValue::Bool(v))
     }
 
     pub fn string(self, key: &str, v: &str) -> Self {
-        self.kv(key, Value::String(v.to_string()))
+        self.kv(key, MetaValue::String(v.to_string()))
     }
 
     /// A u32 array, e.g. per-layer `head_count_kv`.
     pub fn u32_array(self, key: &str, v: &[u32]) -> Self {
         self.kv(
             key,
-            Value::Array(ValueType::U32, v.iter().map(|x| Value::U32(*x)).collect()),
+            Value::Array(ValueType::U32, v.iter().map(|x| MetaValue::U32(*x).into()).collect()),
         )
     }
 
@@ -205,7 +183,7 @@ impl GgufBuilder {
     pub fn bool_array(self, key: &str, v: &[bool]) -> Self {
         self.kv(
             key,
-            Value::Array(ValueType::Bool, v.iter().map(|x| Value::Bool(*x)).collect()),
+            Value::Array(ValueType::Bool, v.iter().map(|x| MetaValue::Bool(*x).into()).collect()),
         )
     }
 
@@ -214,7 +192,7 @@ impl GgufBuilder {
             key,
             Value::Array(
                 ValueType::String,
-                v.iter().map(|s| Value::String(s.to_string())).collect(),
+                v.iter().map(|s| MetaValue::String(s.to_string()).into()).collect(),
             ),
         )
     }

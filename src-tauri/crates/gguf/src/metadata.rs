@@ -96,6 +96,65 @@ pub enum MetaValue {
     Array(MetaArray),
 }
 
+impl MetaValue {
+    /// The type number a file gives this value.
+    pub fn value_type(&self) -> ValueType {
+        match self {
+            MetaValue::U8(_) => ValueType::U8,
+            MetaValue::I8(_) => ValueType::I8,
+            MetaValue::U16(_) => ValueType::U16,
+            MetaValue::I16(_) => ValueType::I16,
+            MetaValue::U32(_) => ValueType::U32,
+            MetaValue::I32(_) => ValueType::I32,
+            MetaValue::U64(_) => ValueType::U64,
+            MetaValue::I64(_) => ValueType::I64,
+            MetaValue::F32(_) => ValueType::F32,
+            MetaValue::F64(_) => ValueType::F64,
+            MetaValue::Bool(_) => ValueType::Bool,
+            MetaValue::String(_) | MetaValue::LongString { .. } => ValueType::String,
+            MetaValue::Array(_) => ValueType::Array,
+        }
+    }
+
+    /// The value's bytes as a file holds them, without its type number (the GGUF
+    /// builder writes headers with this). A `LongString` is written as that many `x`s;
+    /// an array whose values were not kept (strings, long arrays) has nothing to write
+    /// and is refused.
+    pub fn write_payload(&self, out: &mut Vec<u8>) -> Result<(), &'static str> {
+        match self {
+            MetaValue::U8(v) => out.push(*v),
+            MetaValue::I8(v) => out.extend(v.to_le_bytes()),
+            MetaValue::U16(v) => out.extend(v.to_le_bytes()),
+            MetaValue::I16(v) => out.extend(v.to_le_bytes()),
+            MetaValue::U32(v) => out.extend(v.to_le_bytes()),
+            MetaValue::I32(v) => out.extend(v.to_le_bytes()),
+            MetaValue::U64(v) => out.extend(v.to_le_bytes()),
+            MetaValue::I64(v) => out.extend(v.to_le_bytes()),
+            MetaValue::F32(v) => out.extend(v.to_le_bytes()),
+            MetaValue::F64(v) => out.extend(v.to_le_bytes()),
+            MetaValue::Bool(v) => out.push(u8::from(*v)),
+            MetaValue::String(s) => {
+                out.extend((s.len() as u64).to_le_bytes());
+                out.extend(s.as_bytes());
+            }
+            MetaValue::LongString { len } => {
+                out.extend(len.to_le_bytes());
+                out.extend(std::iter::repeat_n(b'x', usize::try_from(*len).unwrap_or(0)));
+            }
+            MetaValue::Array(array) => {
+                let values = array
+                    .values
+                    .as_ref()
+                    .ok_or("an array without its values cannot be written")?;
+                out.extend((array.elem_type as u32).to_le_bytes());
+                out.extend(array.len.to_le_bytes());
+                values.write(out);
+            }
+        }
+        Ok(())
+    }
+}
+
 /// An array value: always its element type and length, values only for
 /// small numeric arrays.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -125,6 +184,27 @@ pub enum ArrayValues {
 }
 
 impl ArrayValues {
+    fn write(&self, out: &mut Vec<u8>) {
+        fn all<T: Copy, const N: usize>(out: &mut Vec<u8>, v: &[T], bytes: impl Fn(T) -> [u8; N]) {
+            for &x in v {
+                out.extend(bytes(x));
+            }
+        }
+        match self {
+            ArrayValues::U8(v) => out.extend(v),
+            ArrayValues::I8(v) => all(out, v, i8::to_le_bytes),
+            ArrayValues::U16(v) => all(out, v, u16::to_le_bytes),
+            ArrayValues::I16(v) => all(out, v, i16::to_le_bytes),
+            ArrayValues::U32(v) => all(out, v, u32::to_le_bytes),
+            ArrayValues::I32(v) => all(out, v, i32::to_le_bytes),
+            ArrayValues::U64(v) => all(out, v, u64::to_le_bytes),
+            ArrayValues::I64(v) => all(out, v, i64::to_le_bytes),
+            ArrayValues::F32(v) => all(out, v, f32::to_le_bytes),
+            ArrayValues::F64(v) => all(out, v, f64::to_le_bytes),
+            ArrayValues::Bool(v) => out.extend(v.iter().map(|&b| u8::from(b))),
+        }
+    }
+
     /// The values as unsigned integers, if they all are non-negative integers.
     pub fn as_u64s(&self) -> Option<Vec<u64>> {
         fn conv<T: Copy>(v: &[T], f: impl Fn(T) -> Option<u64>) -> Option<Vec<u64>> {

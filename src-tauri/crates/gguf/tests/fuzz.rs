@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use hearth_gguf::builder::{GgufBuilder, Value};
+use hearth_gguf::MetaValue;
 use hearth_gguf::{read_from, GgmlType, GgufError, ValueType};
 use proptest::prelude::*;
 
@@ -29,17 +30,20 @@ fn synthetic() -> &'static Vec<u8> {
             .u64("llama.embedding_length", 256)
             .f32("llama.rope.freq_base", 10000.0)
             .bool("tokenizer.ggml.add_bos_token", true)
-            .kv("i8", Value::I8(-1))
-            .kv("i16", Value::I16(-2))
-            .kv("u16", Value::U16(2))
-            .kv("i64", Value::I64(-3))
-            .kv("f64", Value::F64(0.5))
+            .kv("i8", MetaValue::I8(-1))
+            .kv("i16", MetaValue::I16(-2))
+            .kv("u16", MetaValue::U16(2))
+            .kv("i64", MetaValue::I64(-3))
+            .kv("f64", MetaValue::F64(0.5))
             .u32_array("llama.attention.head_count_kv", &[2, 4])
             .kv(
                 "nested",
                 Value::Array(
                     ValueType::Array,
-                    vec![Value::Array(ValueType::I32, vec![Value::I32(1), Value::I32(2)])],
+                    vec![Value::Array(
+                        ValueType::I32,
+                        vec![MetaValue::I32(1).into(), MetaValue::I32(2).into()],
+                    )],
                 ),
             )
             .string_array("general.languages", &["en", "de"])
