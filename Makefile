@@ -164,6 +164,6 @@ coverage: models test-venv ui
 	@mkdir -p artifacts
 	HEARTH_TEST_PYTHON=$(VENV)/bin/python CARGO_TARGET_DIR=$(CARGO_TARGET_DIR)-cov \
 		$(CARGO) llvm-cov --release --workspace --locked --no-fail-fast --summary-only
-	CARGO_TARGET_DIR=$(CARGO_TARGET_DIR)-cov $(CARGO) llvm-cov report --release --json --summary-only \
+	CARGO_TARGET_DIR=$(CARGO_TARGET_DIR)-cov $(CARGO) llvm-cov report --release --workspace --json --summary-only \
 		--output-path artifacts/coverage.json
 	python3 scripts/coverage_by_crate.py artifacts/coverage.json | tee artifacts/coverage.md
