@@ -17,6 +17,30 @@ use hearth_core::Role;
 use hearth_store::{Store, LOCAL_USER};
 use nix::pty::{openpty, Winsize};
 
+/// `hearth chat` in this process on the default chat model, greedy and short, with its
+/// data (and no settings file) in `data`.
+fn chat_command(data: &Path) -> Command {
+    let mut command = Command::new(hearth());
+    command
+        .args([
+            "chat",
+            "--in-process",
+            "--temperature",
+            "0",
+            "-n",
+            "6",
+            "-t",
+            "1",
+            "--ctx",
+            "1024",
+        ])
+        .arg("--model")
+        .arg(chat_model())
+        .env("HEARTH_DATA_DIR", data)
+        .env("HEARTH_SETTINGS", data.join("settings.toml"));
+    command
+}
+
 /// A `hearth chat` on a pseudo-terminal, and everything it has written to it so far.
 struct TerminalChat {
     child: Child,
@@ -34,23 +58,7 @@ impl TerminalChat {
         };
         let pty = openpty(Some(&size), None).expect("a pseudo-terminal");
         let slave = |fd: &OwnedFd| Stdio::from(fd.try_clone().expect("dup the terminal"));
-        let child = Command::new(hearth())
-            .args([
-                "chat",
-                "--in-process",
-                "--temperature",
-                "0",
-                "-n",
-                "6",
-                "-t",
-                "1",
-                "--ctx",
-                "1024",
-            ])
-            .arg("--model")
-            .arg(chat_model())
-            .env("HEARTH_DATA_DIR", data)
-            .env("HEARTH_SETTINGS", data.join("settings.toml"))
+        let child = chat_command(data)
             .env("TERM", "xterm-256color")
             .stdin(slave(&pty.slave))
             .stdout(slave(&pty.slave))
@@ -173,23 +181,7 @@ fn the_terminal_chat_edits_lines_recalls_history_across_runs_and_takes_a_paste_a
 #[test]
 fn a_fenced_block_from_a_pipe_is_one_message() {
     let data = tempfile::tempdir().expect("tempdir");
-    let mut child = Command::new(hearth())
-        .args([
-            "chat",
-            "--in-process",
-            "--temperature",
-            "0",
-            "-n",
-            "6",
-            "-t",
-            "1",
-            "--ctx",
-            "1024",
-        ])
-        .arg("--model")
-        .arg(chat_model())
-        .env("HEARTH_DATA_DIR", data.path())
-        .env("HEARTH_SETTINGS", data.path().join("settings.toml"))
+    let mut child = chat_command(data.path())
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
