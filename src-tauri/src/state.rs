@@ -173,6 +173,9 @@ pub struct AppState {
     /// Stops the quantization in progress (the app runs one at a time).
     pub quantize_cancel: Arc<hearth_worker::jobs::Cancel>,
     quantizing: AtomicBool,
+    /// Stops the download in progress, keeping its part file (one download at a time).
+    pub download_cancel: Arc<AtomicBool>,
+    downloading: AtomicBool,
     _scratch: Option<tempfile::TempDir>,
 }
 
@@ -223,6 +226,8 @@ impl AppState {
             job_program: worker_program,
             quantize_cancel: Arc::new(hearth_worker::jobs::Cancel::new()),
             quantizing: AtomicBool::new(false),
+            download_cancel: Arc::new(AtomicBool::new(false)),
+            downloading: AtomicBool::new(false),
             _scratch: scratch,
         })
     }
@@ -275,6 +280,17 @@ impl AppState {
             .map(|_| {
                 self.quantize_cancel.reset();
                 GeneratingGuard(&self.quantizing)
+            })
+    }
+
+    /// Claims the one download slot (its stop flag cleared); `None` when one is running.
+    pub fn begin_download(&self) -> Option<GeneratingGuard<'_>> {
+        self.downloading
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .ok()
+            .map(|_| {
+                self.download_cancel.store(false, Ordering::Release);
+                GeneratingGuard(&self.downloading)
             })
     }
 

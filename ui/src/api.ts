@@ -12,6 +12,7 @@ import type {
   BackendKind,
   BackendSpec,
   ChatEvent,
+  DownloadProgressView,
   HardwareView,
   MessageView,
   ModelView,
@@ -19,6 +20,8 @@ import type {
   QuantizePlanView,
   QuantizeProgressView,
   QuantizeResultView,
+  RemoteFileView,
+  RepoView,
   Result,
   SettingsView,
   TurnView,
@@ -29,6 +32,8 @@ export type {
   BackendKind,
   BackendSpec,
   ChatEvent,
+  DownloadProgressView,
+  FitBadge,
   GpuView,
   HardwareView,
   MessageView,
@@ -38,6 +43,8 @@ export type {
   QuantizePlanView,
   QuantizeProgressView,
   QuantizeResultView,
+  RemoteFileView,
+  RepoView,
   SettingsView,
   TurnView,
 } from "./bindings";
@@ -96,6 +103,13 @@ export const api = {
   saveSettings: (s: SettingsView): Promise<AppStatus> => unwrap(commands.saveSettings(s)),
   listModels: (): Promise<ModelView[]> => unwrap(commands.listModels()),
   importModel: (path: string): Promise<ModelView> => unwrap(commands.importModel(path)),
+  searchModels: (query: string): Promise<RepoView[]> => unwrap(commands.searchModels(query)),
+  repoFiles: (repo: string): Promise<RemoteFileView[]> => unwrap(commands.repoFiles(repo)),
+  downloadModel: (repo: string, file: string, onProgress: (p: DownloadProgressView) => void): Promise<ModelView> =>
+    unwrap(commands.downloadModel(repo, file, new Channel<DownloadProgressView>(onProgress))),
+  cancelDownload: async (): Promise<void> => {
+    await unwrap(commands.cancelDownload());
+  },
   quantizeTypes: (): Promise<string[]> => unwrap(commands.quantizeTypes()),
   planQuantization: (model: string, target: string): Promise<QuantizePlanView> =>
     unwrap(commands.planQuantization(model, target)),

@@ -53,7 +53,8 @@ async saveSettings(settings: SettingsView) : Promise<Result<AppStatus, AppError>
 }
 },
 /**
- * The installed models, by file name.
+ * The installed models, by file name, then those Ollama and LM Studio keep, by the
+ * names those tools show.
  */
 async listModels() : Promise<Result<ModelView[], AppError>> {
     try {
@@ -70,6 +71,51 @@ async listModels() : Promise<Result<ModelView[], AppError>> {
 async importModel(path: string) : Promise<Result<ModelView, AppError>> {
     try {
     return { status: "ok", data: await TAURI_INVOKE("import_model", { path }) };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
+},
+/**
+ * GGUF model repositories matching `query`, most downloaded first.
+ */
+async searchModels(query: string) : Promise<Result<RepoView[], AppError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("search_models", { query }) };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
+},
+/**
+ * The GGUF model files of `repo`, each with the fit planner's verdict for this machine.
+ */
+async repoFiles(repo: string) : Promise<Result<RemoteFileView[], AppError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("repo_files", { repo }) };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
+},
+/**
+ * Downloads `file` of `repo` into the models folder (one at a time), resuming a part
+ * an earlier, stopped download left. Progress goes to `on_event`.
+ */
+async downloadModel(repo: string, file: string, onEvent: TAURI_CHANNEL<DownloadProgressView>) : Promise<Result<ModelView, AppError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("download_model", { repo, file, onEvent }) };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
+},
+/**
+ * Stops the download in progress, keeping what arrived; nothing when none runs.
+ */
+async cancelDownload() : Promise<Result<null, AppError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("cancel_download") };
 } catch (e) {
     if(e instanceof Error) throw e;
     else return { status: "error", error: e  as any };
@@ -356,6 +402,19 @@ export type ChatEvent =
  * The reply failed; the text received so far is kept (marked incomplete).
  */
 { kind: "error"; code: string; message: string }
+export type DownloadProgressView = { file: string; doneBytes: number; totalBytes: number; bytesPerSec: number; 
+/**
+ * Seconds left at the current rate; `null` before a rate is known.
+ */
+etaSecs: number | null; 
+/**
+ * Bytes that were already on disk from an earlier, stopped download.
+ */
+resumedFrom: number }
+/**
+ * Where a file would run here, as a badge.
+ */
+export type FitBadge = "gpu" | "partialGpu" | "cpu" | "tooLarge" | "unknown"
 export type GpuView = { name: string; utilPercent: number | null; vramUsedBytes: number; vramTotalBytes: number }
 export type HardwareView = { cpuPercent: number; ramUsedBytes: number; ramTotalBytes: number; gpus: GpuView[]; 
 /**
@@ -394,9 +453,13 @@ role: string; content: string; backend: string | null; model: string | null; dec
 incomplete: boolean }
 export type ModelView = { 
 /**
- * The file name (what Settings' `model` takes).
+ * The file name, or the name Ollama or LM Studio shows (what Settings' `model` takes).
  */
-name: string; path: string; 
+name: string; 
+/**
+ * "hearth" (the models folder), "ollama" or "lm studio": used where it lies.
+ */
+source: string; path: string; 
 /**
  * A JSON number (exact below 2^53 bytes, 8 PiB).
  */
@@ -464,6 +527,28 @@ model: ModelView;
  * e.g. "Q4_K_M: 3.1× smaller than F16, top token same as F16 in 94% of positions".
  */
 summary: string; quantizeMs: number; measureMs: number }
+/**
+ * One GGUF file of a repository, judged for this machine.
+ */
+export type RemoteFileView = { repo: string; file: string; sizeBytes: number; quantization: string | null; badge: FitBadge; 
+/**
+ * "fits on GPU", "CPU only"… and why, or why the header could not be read.
+ */
+fit: string; reason: string; 
+/**
+ * The best file of the repository for this machine: the largest that runs fully
+ * on the GPU, else the largest that fits in memory at all.
+ */
+recommended: boolean; 
+/**
+ * Already in the models folder.
+ */
+installed: boolean; 
+/**
+ * Bytes fetched to read its header.
+ */
+headerBytesRead: number }
+export type RepoView = { id: string; downloads: number; likes: number }
 export type SettingsView = { 
 /**
  * `embedded`, `ollama` or `vllm`.

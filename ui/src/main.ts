@@ -5,6 +5,7 @@ import { createChatController } from "./chat/controller";
 import { createChatView } from "./chat/chatView";
 import { createDashboard } from "./dashboard/dashboard";
 import { h, on } from "./dom";
+import { createGetModelsPage } from "./models/getModels";
 import { openHistory, type History } from "./sessions/history";
 import { createSidebar } from "./sessions/sidebar";
 import { createSettingsPanel } from "./settings/panel";
@@ -107,8 +108,34 @@ function start(root: HTMLElement): void {
     search: (text) => (history ? history.search(text) : Promise.reject(new Error("history is not available"))),
   });
 
-  const panels: Record<Tab, HTMLElement> = { chat: chat.el, settings: settings.el, dashboard: dashboard.el };
-  const main = h("main", { class: "content" }, chat.el, settings.el, dashboard.el);
+  // A downloaded model becomes the chat's model when none is usable yet (the first run).
+  const getModels = createGetModelsPage(
+    api,
+    (model) => {
+      notify(`${model.name} is installed: choose it in Settings, or chat with it now.`);
+      void (async () => {
+        try {
+          const status = await api.appStatus();
+          if (status.ready) return;
+          const current = await api.getSettings();
+          store.dispatch({ type: "status", status: await api.saveSettings({ ...current, model: model.name }) });
+          selectTab("chat");
+        } catch (e) {
+          notify(`Could not switch to ${model.name}: ${toApiError(e).message}`);
+        }
+      })();
+    },
+    notify,
+  );
+  let searchedOnce = false;
+
+  const panels: Record<Tab, HTMLElement> = {
+    chat: chat.el,
+    models: getModels.el,
+    settings: settings.el,
+    dashboard: dashboard.el,
+  };
+  const main = h("main", { class: "content" }, chat.el, getModels.el, settings.el, dashboard.el);
   root.replaceChildren(topbar.el, h("div", { class: "body" }, sidebar, main), toast);
 
   function selectTab(tab: Tab): void {
@@ -116,6 +143,10 @@ function start(root: HTMLElement): void {
     for (const [name, el] of Object.entries(panels)) el.hidden = name !== tab;
     dashboard.setVisible(tab === "dashboard" && document.visibilityState === "visible");
     if (tab === "settings") void settings.load();
+    if (tab === "models" && !searchedOnce) {
+      searchedOnce = true;
+      void getModels.search("");
+    }
     if (tab === "chat") chat.focusComposer();
   }
 
@@ -147,6 +178,8 @@ function start(root: HTMLElement): void {
         notify(`Chat history is unavailable: ${toApiError(e).message}`);
       }
       if (status.session) await openSession(status.session);
+      // The first run: no model anywhere yet, so the app opens where one is got.
+      if ((await api.listModels()).length === 0) selectTab("models");
     } catch (e) {
       notify(`Hearth's core did not answer: ${toApiError(e).message}`);
     }

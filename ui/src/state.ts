@@ -5,7 +5,7 @@
 import type { AppStatus } from "./api";
 import { addTokens, NO_TOKENS, tokensPerSecond, type TokenRate } from "./chat/rate";
 
-export type Tab = "chat" | "settings" | "dashboard";
+export type Tab = "chat" | "models" | "settings" | "dashboard";
 
 export interface SessionSummary {
   id: string;

@@ -80,14 +80,15 @@ export function createTopBar(
   api: Pick<Api, "appStatus" | "switchBackend">,
   selectTab: (tab: Tab) => void,
 ): TopBar {
-  const tabs = (["chat", "settings", "dashboard"] as const).map((tab) =>
+  const labels: Record<Tab, string> = { chat: "Chat", models: "Get models", settings: "Settings", dashboard: "Dashboard" };
+  const tabs = (["chat", "models", "settings", "dashboard"] as const).map((tab) =>
     h("button", {
       type: "button",
       class: "tab",
       role: "tab",
       "data-tab": tab,
       "data-testid": `tab-${tab}`,
-      text: tab === "chat" ? "Chat" : tab === "settings" ? "Settings" : "Dashboard",
+      text: labels[tab],
     }),
   );
   const backend = h(

@@ -10,6 +10,7 @@ const source: ModelView = {
   quantization: "F16",
   contextLength: 32768,
   hasChatTemplate: false,
+  source: "hearth",
   fit: "cpu_only: no GPU",
   measured: null,
 };

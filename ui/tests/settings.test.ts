@@ -30,6 +30,7 @@ const models: ModelView[] = [
     quantization: "Q4_K_M",
     contextLength: 32768,
     hasChatTemplate: true,
+    source: "hearth",
     fit: "fits fully on GPU (25/25 layers)",
     measured: {
       perplexity: 22.12,
@@ -53,6 +54,7 @@ const models: ModelView[] = [
     quantization: "Q8_0",
     contextLength: null,
     hasChatTemplate: false,
+    source: "hearth",
     fit: null,
     measured: null,
   },

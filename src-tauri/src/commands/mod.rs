@@ -4,6 +4,7 @@
 
 pub mod chat;
 pub mod hardware;
+pub mod hub;
 pub mod models;
 pub mod quantize;
 pub mod sessions;

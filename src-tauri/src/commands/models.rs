@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use hearth_core::stores::ModelSource;
 use hearth_hw::{PlanRequest, Snapshot};
 use serde::Serialize;
 use tauri::State;
@@ -13,8 +14,10 @@ use crate::state::AppState;
 #[derive(Debug, Clone, PartialEq, Serialize, specta::Type)]
 #[serde(rename_all = "camelCase")]
 pub struct ModelView {
-    /// The file name (what Settings' `model` takes).
+    /// The file name, or the name Ollama or LM Studio shows (what Settings' `model` takes).
     pub name: String,
+    /// "hearth" (the models folder), "ollama" or "lm studio": used where it lies.
+    pub source: String,
     pub path: String,
     /// A JSON number (exact below 2^53 bytes, 8 PiB).
     pub size_bytes: u64,
@@ -101,6 +104,7 @@ fn describe_file(path: &Path, snapshot: &Snapshot, n_ctx: u32) -> ModelView {
                 .unwrap_or_default();
             ModelView {
                 name,
+                source: ModelSource::Hearth.label().to_owned(),
                 path: path.display().to_string(),
                 size_bytes,
                 architecture: info.architecture.clone(),
@@ -113,6 +117,7 @@ fn describe_file(path: &Path, snapshot: &Snapshot, n_ctx: u32) -> ModelView {
         }
         Err(e) => ModelView {
             name,
+            source: ModelSource::Hearth.label().to_owned(),
             path: path.display().to_string(),
             size_bytes,
             architecture: None,
@@ -142,7 +147,8 @@ pub(crate) fn snapshot(state: &AppState) -> Snapshot {
         .unwrap_or_else(Snapshot::capture)
 }
 
-/// The installed models, by file name.
+/// The installed models, by file name, then those Ollama and LM Studio keep, by the
+/// names those tools show.
 #[tauri::command]
 #[specta::specta]
 pub async fn list_models(state: State<'_, AppState>) -> AppResult<Vec<ModelView>> {
@@ -151,10 +157,15 @@ pub async fn list_models(state: State<'_, AppState>) -> AppResult<Vec<ModelView>
     let hw = snapshot(&state);
     let store = state.manager.store().clone();
     tauri::async_runtime::spawn_blocking(move || -> AppResult<Vec<ModelView>> {
-        Ok(gguf_files(&dir)?
-            .iter()
-            .map(|p| describe(p, &hw, n_ctx, store.blocking()))
-            .collect())
+        let own = gguf_files(&dir)?
+            .into_iter()
+            .map(|p| describe(&p, &hw, n_ctx, store.blocking()));
+        let foreign = hearth_core::stores::foreign_models().into_iter().map(|m| ModelView {
+            name: m.name.clone(),
+            source: m.source.label().to_owned(),
+            ..describe(&m.path, &hw, n_ctx, store.blocking())
+        });
+        Ok(own.chain(foreign).collect())
     })
     .await
     .map_err(AppError::internal)?

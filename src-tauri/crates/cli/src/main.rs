@@ -16,6 +16,7 @@ mod membw;
 mod models;
 mod options;
 mod plan;
+mod pull;
 mod quantize;
 mod serve;
 mod sessions;
@@ -34,8 +35,12 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// List installed models with their metadata (read from the GGUF header).
+    /// List installed models with their metadata (read from the GGUF header), with those Ollama and LM Studio keep.
     Models(models::ModelsArgs),
+    /// Download a GGUF model from Hugging Face (HF_ENDPOINT: a mirror; HF_TOKEN: gated repositories); without a file, list the repository's files and whether each fits.
+    Pull(pull::PullArgs),
+    /// Find GGUF model repositories on Hugging Face.
+    Search(pull::SearchArgs),
     /// Generate one reply and exit.
     Generate(generate::GenerateArgs),
     /// Chat interactively: /reset, /stats, /quit; Ctrl-C stops the current reply.
@@ -69,6 +74,8 @@ fn main() -> std::process::ExitCode {
     let _log_guard = hearth_core::logging::init("hearth", cli.verbose);
     let result = match cli.command {
         Command::Models(args) => models::run(&args),
+        Command::Pull(args) => pull::run(&args),
+        Command::Search(args) => pull::search(&args),
         Command::Generate(args) => generate::run(&args),
         Command::Chat(args) => chat::run(&args),
         Command::Bench(args) => bench::run(&args),

@@ -16,6 +16,8 @@ pub struct ModelsArgs {
 #[derive(Serialize)]
 struct ModelRow {
     name: String,
+    /// Hearth's folder, or the tool whose store holds the file (used where it lies).
+    source: ModelSource,
     path: PathBuf,
     bytes: u64,
     architecture: Option<String>,
@@ -28,18 +30,30 @@ struct ModelRow {
     measured: Option<hearth_store::ModelEval>,
 }
 
+use hearth_core::stores::{ModelSource, StoredModel};
 use hearth_worker::models::installed;
 pub use hearth_worker::models::resolve;
 
-fn describe(path: &Path) -> ModelRow {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+/// A file in Hearth's models folder, named by its file name.
+fn own(path: &Path) -> StoredModel {
+    StoredModel {
+        name: path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        path: path.to_path_buf(),
+        source: ModelSource::Hearth,
+    }
+}
+
+fn describe(model: StoredModel) -> ModelRow {
+    let StoredModel { name, path, source } = model;
+    let path = path.as_path();
     let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     match hearth_gguf::read(path) {
         Ok(info) => ModelRow {
             name,
+            source,
             path: path.to_path_buf(),
             bytes,
             architecture: info.architecture.clone(),
@@ -52,6 +66,7 @@ fn describe(path: &Path) -> ModelRow {
         },
         Err(e) => ModelRow {
             name,
+            source,
             path: path.to_path_buf(),
             bytes,
             architecture: None,
@@ -95,8 +110,11 @@ pub fn measured_words(eval: &hearth_store::ModelEval) -> String {
 }
 
 pub fn run(args: &ModelsArgs) -> Result<()> {
-    let paths = installed()?;
-    let mut rows: Vec<ModelRow> = paths.iter().map(|p| describe(p)).collect();
+    let models = installed()?
+        .into_iter()
+        .map(|p| own(&p))
+        .chain(hearth_core::stores::foreign_models());
+    let mut rows: Vec<ModelRow> = models.map(describe).collect();
     // Measurements are extra: a database that cannot be read leaves the list as it is.
     match hearth_store::Store::open_default() {
         Ok(store) => {
@@ -115,24 +133,35 @@ pub fn run(args: &ModelsArgs) -> Result<()> {
     let dir = hearth_core::paths::models_dir();
     if rows.is_empty() {
         println!(
-            "No models in {}. Run `make models` to install the defaults.",
+            "No models in {} (nor in Ollama's or LM Studio's folders). Get one with \
+             `hearth pull REPO QUANT` (e.g. `hearth pull bartowski/SmolLM2-135M-Instruct-GGUF Q4_K_M`) \
+             or run `make models` to install the defaults.",
             dir.display()
         );
         return Ok(());
     }
-    println!("Models in {}", dir.display());
     println!(
-        "{:<36} {:>10} {:<8} {:<8} {:>6} {:>8} {:<5} MEASURED",
-        "NAME", "SIZE", "ARCH", "QUANT", "PARAMS", "CONTEXT", "CHAT"
+        "Models in {} (and those Ollama and LM Studio keep, used where they lie)",
+        dir.display()
+    );
+    println!(
+        "{:<36} {:<9} {:>10} {:<8} {:<8} {:>6} {:>8} {:<5} MEASURED",
+        "NAME", "FROM", "SIZE", "ARCH", "QUANT", "PARAMS", "CONTEXT", "CHAT"
     );
     for row in &rows {
         if let Some(error) = &row.error {
-            println!("{:<36} {:>10} unusable: {error}", row.name, human_bytes(row.bytes));
+            println!(
+                "{:<36} {:<9} {:>10} unusable: {error}",
+                row.name,
+                row.source.label(),
+                human_bytes(row.bytes)
+            );
             continue;
         }
         println!(
-            "{:<36} {:>10} {:<8} {:<8} {:>6} {:>8} {:<5} {}",
+            "{:<36} {:<9} {:>10} {:<8} {:<8} {:>6} {:>8} {:<5} {}",
             row.name,
+            row.source.label(),
             human_bytes(row.bytes),
             row.architecture.as_deref().unwrap_or("?"),
             row.quantization.as_deref().unwrap_or("?"),

@@ -8,6 +8,7 @@ pub mod logging;
 mod message;
 pub mod paths;
 mod sampling;
+pub mod stores;
 
 pub use backend::{Backend, BackendError, EventStream, GenerateRequest, Health, ModelDescriptor, Prompt};
 pub use generation::{FinishReason, GenerationEvent, GenerationMetrics};

@@ -18,7 +18,7 @@ pub use manager::BackendManager;
 pub use models::resolve_model_file;
 pub use registry::{BackendSpec, REGISTRY};
 pub use retry::RetryPolicy;
-pub use settings::{BackendKind, Settings, SettingsError};
+pub use settings::{BackendKind, DownloadSettings, Settings, SettingsError};
 pub use types::{
     BackendStatus, Counters, CountersSnapshot, InitReport, ManagerError, ManagerHealth, ManagerOptions, Placement,
     StopSignal, SwitchReport, TurnReport,

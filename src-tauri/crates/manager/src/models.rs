@@ -21,6 +21,9 @@ pub fn resolve_model_file(dir: &Path, name: &str, quantization: Option<&str>) ->
     if as_path.is_file() {
         return Ok(as_path.to_path_buf());
     }
+    if let Some(found) = hearth_core::stores::find_foreign(name) {
+        return Ok(found.path);
+    }
     let wanted = name.trim_end_matches(".gguf").to_ascii_lowercase();
     let quant = quantization.map(str::to_ascii_lowercase);
     let matches: Vec<PathBuf> = hearth_core::paths::gguf_files_in(dir)

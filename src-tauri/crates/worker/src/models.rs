@@ -16,21 +16,31 @@ pub fn installed_in(dir: &Path) -> Result<Vec<PathBuf>> {
         .with_context(|| format!("cannot read the models directory {}", dir.display()))
 }
 
-/// A path is used as given; anything else is matched against installed model names.
+/// A path is used as given, then the name of a model Ollama or LM Studio keeps; anything
+/// else is matched against installed model names.
 pub fn resolve(model: Option<&str>) -> Result<PathBuf> {
     let dir = hearth_core::paths::models_dir();
     let Some(model) = model else {
         let default = dir.join(hearth_core::paths::DEFAULT_CHAT_MODEL);
         if !default.exists() {
             bail!(
-                "the default model {} is not installed: run `make models` (or pass --model PATH to a .gguf file)",
+                "the default model {} is not installed: get a model with `hearth pull REPO QUANT` \
+                 (e.g. `hearth pull bartowski/SmolLM2-135M-Instruct-GGUF Q4_K_M`), run `make models` \
+                 for the defaults, or pass --model PATH to a .gguf file",
                 default.display()
             );
         }
         return Ok(default);
     };
     let as_path = Path::new(model);
-    if as_path.components().count() > 1 || as_path.exists() {
+    if as_path.exists() {
+        return Ok(as_path.to_path_buf());
+    }
+    // A model Ollama or LM Studio keeps, by the name they show (`smollm2:135m`).
+    if let Some(found) = hearth_core::stores::find_foreign(model) {
+        return Ok(found.path);
+    }
+    if as_path.components().count() > 1 {
         return Ok(as_path.to_path_buf());
     }
     // A bare file name: the installed model of that name, else the path as given

@@ -279,16 +279,22 @@ fn quantization_hint(pl: &Planner<'_>, p: &FitPlan) -> Option<String> {
 impl FitPlan {
     /// The plan in words: verdict and reason, each term in MiB per device,
     /// and what to change.
-    pub fn explain(&self) -> String {
-        let mut s = String::new();
-        let verdict = match self.verdict {
+    /// The verdict in a few words: "fits on GPU", "partial offload: 20 of 33 layers on
+    /// GPU", "CPU only", "does not fit".
+    pub fn verdict_words(&self) -> String {
+        match self.verdict {
             Verdict::FitsOnGpu => "fits on GPU".to_string(),
             Verdict::PartialOffload => {
                 format!("partial offload: {} of {} layers on GPU", self.gpu_layers, self.n_layer)
             }
             Verdict::CpuOnly => "CPU only".to_string(),
             Verdict::DoesNotFit => "does not fit".to_string(),
-        };
+        }
+    }
+
+    pub fn explain(&self) -> String {
+        let mut s = String::new();
+        let verdict = self.verdict_words();
         let _ = writeln!(
             s,
             "{}{}",

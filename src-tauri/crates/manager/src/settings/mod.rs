@@ -80,6 +80,21 @@ pub struct Settings {
     pub vllm: Option<VllmSettings>,
     pub retry: RetrySettings,
     pub cooldown: CooldownSettings,
+    pub downloads: DownloadSettings,
+}
+
+/// Getting models from the Hub (`hearth pull`, the app's Get models page).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DownloadSettings {
+    /// False: Hearth never contacts a model hub, whatever is asked of it.
+    pub enabled: bool,
+}
+
+impl Default for DownloadSettings {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
 }
 
 impl Default for Settings {
@@ -92,6 +107,7 @@ impl Default for Settings {
             vllm: None,
             retry: RetrySettings::default(),
             cooldown: CooldownSettings::default(),
+            downloads: DownloadSettings::default(),
         }
     }
 }
@@ -243,6 +259,7 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("HEARTH_COOLDOWN_FAILURES", "cooldown.failures"),
     ("HEARTH_COOLDOWN_WINDOW_SECS", "cooldown.window_secs"),
     ("HEARTH_COOLDOWN_SECS", "cooldown.cooldown_secs"),
+    ("HEARTH_DOWNLOADS", "downloads.enabled"),
 ];
 
 impl Settings {
@@ -370,6 +387,11 @@ fn set_key(table: &mut toml::Table, key: &str, raw: &str) -> Result<(), String> 
                 .collect(),
         ),
         "active" => toml::Value::String(raw.trim().to_ascii_lowercase()),
+        "downloads.enabled" => match raw.trim().to_ascii_lowercase().as_str() {
+            "on" | "true" | "1" | "yes" => toml::Value::Boolean(true),
+            "off" | "false" | "0" | "no" => toml::Value::Boolean(false),
+            _ => return Err(format!("{raw:?} is neither on nor off")),
+        },
         "embedded.ctx"
         | "embedded.threads"
         | "ollama.num_ctx"
@@ -416,6 +438,25 @@ mod tests {
         Settings::load(&file, |name| {
             env.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned())
         })
+    }
+
+    #[test]
+    fn downloads_can_be_turned_off() {
+        assert!(load(None, &[]).expect("defaults").downloads.enabled);
+        assert!(
+            !load(Some("[downloads]\nenabled = false\n"), &[])
+                .expect("file")
+                .downloads
+                .enabled
+        );
+        assert!(
+            !load(None, &[("HEARTH_DOWNLOADS", "off")])
+                .expect("env")
+                .downloads
+                .enabled
+        );
+        let err = load(None, &[("HEARTH_DOWNLOADS", "maybe")]).expect_err("not a switch");
+        assert!(err.to_string().contains("HEARTH_DOWNLOADS"), "{err}");
     }
 
     #[test]
