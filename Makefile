@@ -129,7 +129,9 @@ ui-test: ui-deps
 # Screenshots of chat, settings and dashboard land in artifacts/e2e.
 e2e: build test-venv e2e-tools
 	@mkdir -p $(LOGS)
-	set -o pipefail; HEARTH_APP=$(APP) HEARTH_E2E_ARTIFACTS=$(CURDIR)/artifacts/e2e \
+	$(CARGO) build --release --locked -p hearth-hub --features local-hub --bin local-hub
+	set -o pipefail; HEARTH_APP=$(APP) HEARTH_LOCAL_HUB=$(CARGO_TARGET_DIR)/release/local-hub \
+		HEARTH_E2E_ARTIFACTS=$(CURDIR)/artifacts/e2e \
 		xvfb-run -a $(VENV)/bin/python -m unittest -v tests/e2e/test_desktop.py 2>&1 | tee $(LOGS)/e2e.log
 	@$(COUNT) "Desktop app end to end (WebDriver)" $(LOGS)/e2e.log
 

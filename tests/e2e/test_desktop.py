@@ -6,6 +6,7 @@ HEARTH_APP (the binary) and HEARTH_E2E_ARTIFACTS (where screenshots go). Each te
 gets its own data directory; the models are the ones `make models` installed.
 """
 
+import hashlib
 import json
 import os
 import shutil
@@ -29,6 +30,7 @@ from selenium.webdriver.support.select import Select
 from selenium.webdriver.support.ui import WebDriverWait
 
 APP = os.environ.get("HEARTH_APP", "")
+LOCAL_HUB = os.environ.get("HEARTH_LOCAL_HUB", "")
 ARTIFACTS = Path(os.environ.get("HEARTH_E2E_ARTIFACTS", "artifacts/e2e"))
 MODELS = Path(os.environ.get("HEARTH_MODELS_DIR", str(Path.home() / ".local/share/hearth/models")))
 CHAT_MODEL = "SmolLM2-135M-Instruct-Q4_1.gguf"
@@ -64,7 +66,7 @@ def by_testid(testid: str) -> tuple:
 class Desktop:
     """tauri-driver plus one app session over a given data directory."""
 
-    def __init__(self, data_dir: Path, models_dir: Path = MODELS):
+    def __init__(self, data_dir: Path, models_dir: Path = MODELS, extra_env: dict | None = None):
         self.data_dir = data_dir
         # WebKitWebDriver gets its own port too: its default (4445) may be held by a
         # driver left behind, and a session would then hang instead of failing.
@@ -79,6 +81,7 @@ class Desktop:
             HEARTH_EXPORT_DIR=str(data_dir / "exports"),
             HEARTH_THREADS="2",
         )
+        env.update(extra_env or {})
         driver_bin = shutil.which("tauri-driver") or str(Path.home() / ".cargo/bin/tauri-driver")
         self.driver_proc = subprocess.Popen(
             [driver_bin, "--port", str(self.port), "--native-port", str(native_port), "--native-driver", shutil.which("WebKitWebDriver") or "WebKitWebDriver"],
@@ -311,6 +314,71 @@ class DesktopTest(unittest.TestCase):
             "no partial file left",
         )
         app.screenshot("quantize-model-card")
+
+
+    def test_first_run_opens_get_models_and_a_download_becomes_the_chat_model(self):
+        if not LOCAL_HUB or not Path(LOCAL_HUB).exists():
+            raise AssertionError(f"HEARTH_LOCAL_HUB ({LOCAL_HUB!r}) is not the built local Hub: run `make e2e`")
+        source = self.models / CHAT_MODEL
+        repo = "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF"
+        # About 5 seconds for the file: the bar is seen moving.
+        hub = subprocess.Popen(
+            [LOCAL_HUB, "--throttle", "20000000", f"{repo}={source}"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            url = json.loads(hub.stdout.readline())["url"]
+            self.app.close()
+            empty = self.dir / "empty-models"
+            empty.mkdir()
+            self.app = Desktop(
+                self.dir / "first-run",
+                empty,
+                {"HF_ENDPOINT": url, "OLLAMA_MODELS": str(self.dir / "no-ollama"), "HF_TOKEN": ""},
+            )
+            app = self.app
+            # No model anywhere: the app opens on Get models, listing the Hub's repositories.
+            app.wait.until(lambda d: app.find("get-models").is_displayed())
+            app.wait.until(lambda d: any(r.text == repo for r in app.all("hub-repo")))
+            next(r for r in app.all("hub-repo") if r.text == repo).click()
+            app.wait.until(lambda d: app.all("hub-file"))
+            badge = app.find("fit-badge")
+            self.assertIn(badge.get_attribute("data-badge"), ("gpu", "partialGpu", "cpu"), badge.get_attribute("title"))
+            self.assertIn("Recommended", app.all("hub-file")[0].text)
+            app.click("hub-download")
+            seen = []
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                value = float(app.find("download-progress").get_attribute("value") or 0)
+                if not seen or value != seen[-1]:
+                    seen.append(value)
+                    if 0 < value < 1 and len(seen) == 2:
+                        app.screenshot("get-models-downloading")
+                if value >= 1:
+                    break
+                time.sleep(0.1)
+            app.screenshot("get-models-downloaded")
+            between = [v for v in seen if 0 < v < 1]
+            self.assertGreaterEqual(len(between), 2, f"the bar did not move: {seen}")
+            self.assertEqual(between, sorted(between), seen)
+            self.assertEqual(seen[-1], 1.0, seen)
+            downloaded = empty / CHAT_MODEL
+            self.assertEqual(
+                hashlib.sha256(downloaded.read_bytes()).hexdigest(),
+                hashlib.sha256(source.read_bytes()).hexdigest(),
+            )
+            # The new model becomes the chat's model, and the chat uses it.
+            app.wait.until(lambda d: app.find("composer").is_displayed())
+            app.ready()
+            app.send("Say hello.")
+            app.wait_reply_done(1)
+            self.assertTrue(app.replies()[0].text.strip())
+        finally:
+            hub.stdin.close()
+            hub.wait(10)
+            hub.stdout.close()
 
 
 if __name__ == "__main__":

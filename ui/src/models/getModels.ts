@@ -61,7 +61,7 @@ export function createGetModelsPage(
           "li",
           {},
           h("button", { type: "button", class: "link-button", "data-testid": "hub-repo", text: repo.id }),
-          h("span", { class: "help", text: ` ${repo.downloads.toLocaleString()} downloads` }),
+          h("span", { class: "help", text: ` ${repo.downloads.toLocaleString()} download${repo.downloads === 1 ? "" : "s"}` }),
         );
         on(item.querySelector("button") as HTMLButtonElement, "click", () => void showRepo(repo.id));
         repos.append(item);
@@ -108,7 +108,8 @@ export function createGetModelsPage(
           { "data-testid": "hub-file", "data-file": f.file },
           h("td", {}, f.file, f.recommended ? h("span", { class: "badge recommended", text: "Recommended" }) : null),
           h("td", { text: formatBytes(f.sizeBytes) }),
-          h("td", {}, badge, h("div", { class: "help", text: f.fit })),
+          // The verdict's own words only where they say more than the badge ("20 of 33 layers on GPU").
+          h("td", {}, badge, f.fit.toLowerCase() === BADGE_WORDS[f.badge].toLowerCase() ? null : h("div", { class: "help", text: f.fit })),
           h("td", {}, action),
         ),
       );

@@ -77,7 +77,10 @@ impl std::fmt::Debug for Running {
 pub enum WorkerState {
     /// No model loaded (never loaded, or unloaded).
     Stopped,
-    Starting,
+    /// A worker is starting; `loaded`: how much of the model llama.cpp has read.
+    Starting {
+        loaded: Option<f32>,
+    },
     Ready(Running),
     /// Died; a restart follows after the backoff delay.
     Crashed {
@@ -135,7 +138,7 @@ impl Supervisor {
         self.stop_worker().await;
         let (ready_tx, ready_rx) = oneshot::channel();
         let (stop_tx, stop_rx) = oneshot::channel();
-        self.state.send_replace(WorkerState::Starting);
+        self.state.send_replace(WorkerState::Starting { loaded: None });
         let task = tokio::spawn(monitor(
             self.config.clone(),
             model,
@@ -170,7 +173,7 @@ impl Supervisor {
         let mut rx = self.state.subscribe();
         let settled = tokio::time::timeout(
             self.config.ready_timeout,
-            rx.wait_for(|s| !matches!(s, WorkerState::Starting | WorkerState::Crashed { .. })),
+            rx.wait_for(|s| !matches!(s, WorkerState::Starting { .. } | WorkerState::Crashed { .. })),
         )
         .await;
         let state = match settled {
@@ -181,7 +184,7 @@ impl Supervisor {
             WorkerState::Ready(running) => Ok(running),
             WorkerState::Stopped => Err(BackendError::NotLoaded),
             WorkerState::Failed(e) => Err(e),
-            WorkerState::Starting | WorkerState::Crashed { .. } => Err(unavailable("the worker is restarting")),
+            WorkerState::Starting { .. } | WorkerState::Crashed { .. } => Err(unavailable("the worker is restarting")),
         }
     }
 }
@@ -255,6 +258,10 @@ async fn launch(
     let mut lines = BufReader::new(stdout).lines();
     let handshake = tokio::time::timeout(config.ready_timeout, async {
         while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(fraction) = crate::handshake::LoadingLine::parse(&line) {
+                state.send_replace(WorkerState::Starting { loaded: Some(fraction) });
+                continue;
+            }
             if let Ok(handshake) = serde_json::from_str::<Handshake>(line.trim()) {
                 return Some(handshake);
             }
@@ -324,7 +331,7 @@ async fn monitor(
     let mut ready = Some(ready);
     let mut crashes: u32 = 0;
     loop {
-        state.send_replace(WorkerState::Starting);
+        state.send_replace(WorkerState::Starting { loaded: None });
         let launched = tokio::select! {
             launched = launch(&config, &model, &state) => launched,
             _ = &mut stop => {
@@ -477,7 +484,10 @@ impl Backend for Supervisor {
             match self.state() {
                 WorkerState::Ready(running) => running.client.health().await,
                 WorkerState::Stopped => Health::not_ready("no model is loaded"),
-                WorkerState::Starting => Health::not_ready("the model worker is starting"),
+                WorkerState::Starting { loaded: None } => Health::not_ready("the model worker is starting"),
+                WorkerState::Starting { loaded: Some(f) } => {
+                    Health::not_ready(format!("loading the model: {:.0}%", f * 100.0))
+                }
                 WorkerState::Crashed { cause } => {
                     Health::not_ready(format!("the model worker crashed ({cause}); restarting"))
                 }

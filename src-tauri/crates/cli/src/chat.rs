@@ -119,7 +119,26 @@ async fn chat(args: &ChatArgs, settings: Settings) -> Result<()> {
         if active == BackendKind::Embedded {
             eprintln!("loading {} in a worker process …", settings.embedded.model);
         }
-        manager.initialize_backend(active, None, None, None).await?;
+        let loading = manager.initialize_backend(active, None, None, None);
+        tokio::pin!(loading);
+        // How far the load is, on one line that rewrites itself ("loading the model: 42%").
+        let mut shown = String::new();
+        let loaded = loop {
+            tokio::select! {
+                done = &mut loading => break done,
+                () = tokio::time::sleep(std::time::Duration::from_millis(100)) => {
+                    let reason = manager.health().await.reason.unwrap_or_default();
+                    if reason.starts_with("loading") && reason != shown {
+                        eprint!("\r{reason}");
+                        shown = reason;
+                    }
+                }
+            }
+        };
+        if !shown.is_empty() {
+            eprintln!();
+        }
+        loaded?;
     }
     let status = manager.health().await;
     let loaded = status.backends.iter().find(|b| b.backend == active);

@@ -180,3 +180,39 @@ fn the_worker_refuses_to_start_without_a_token() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("HEARTH_WORKER_TOKEN"));
 }
+
+#[test]
+fn the_worker_reports_load_progress_before_its_handshake() {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(hearth())
+        .args(["worker", "--threads", "2", "--ctx", "2048", "--model"])
+        .arg(chat_model())
+        .env("HEARTH_WORKER_TOKEN", "test-token-0123456789")
+        .env("HEARTH_WORKER_PARENT", std::process::id().to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the worker");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut loaded = Vec::new();
+    let mut handshake = None;
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.expect("a line");
+        if let Some(f) = hearth_core::handshake::LoadingLine::parse(&line) {
+            loaded.push(f);
+        } else {
+            handshake = Some(line);
+            break;
+        }
+    }
+    drop(child.stdin.take());
+    let _ = child.wait();
+    let handshake = handshake.expect("a handshake after the progress");
+    assert!(handshake.contains(r#""ready":true"#), "{handshake}");
+    assert!(loaded.len() >= 2, "progress lines: {loaded:?}");
+    assert!(
+        loaded.windows(2).all(|w| w[0] < w[1]),
+        "one line per new percent, rising: {loaded:?}"
+    );
+    assert_eq!(loaded.last().copied(), Some(1.0), "{loaded:?}");
+}

@@ -25,6 +25,24 @@ pub struct Handshake {
     pub error: Option<HandshakeError>,
 }
 
+/// A line the worker prints while llama.cpp reads the model, before its handshake:
+/// `{"loading":0.42}` (the fraction loaded).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LoadingLine {
+    pub loading: f32,
+}
+
+impl LoadingLine {
+    pub fn to_line(self) -> String {
+        format!("{{\"loading\":{:.3}}}", self.loading.clamp(0.0, 1.0))
+    }
+
+    /// The fraction a progress line carries; `None` for any other line.
+    pub fn parse(line: &str) -> Option<f32> {
+        serde_json::from_str::<LoadingLine>(line.trim()).ok().map(|l| l.loading)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HandshakeError {
     pub code: String,
@@ -64,6 +82,18 @@ impl Handshake {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loading_lines_are_told_from_the_handshake() {
+        let line = LoadingLine { loading: 0.4242 }.to_line();
+        assert_eq!(line, r#"{"loading":0.424}"#);
+        assert_eq!(LoadingLine::parse(&line), Some(0.424));
+        assert_eq!(LoadingLine::parse(&Handshake::ready(1, "m").to_line()), None);
+        assert!(
+            serde_json::from_str::<Handshake>(&line).is_err(),
+            "a progress line is no handshake"
+        );
+    }
 
     #[test]
     fn lines_round_trip() {

@@ -27,6 +27,31 @@ pub struct EngineConfig {
     /// Most tokens guessed from the conversation and verified in one step (0 = off;
     /// at most [`crate::MAX_DRAFT`]). The reply is the same either way.
     pub max_draft: u32,
+    /// Told how much of the model is loaded (0 to 1) while llama.cpp reads it.
+    pub load_progress: Option<LoadProgress>,
+}
+
+/// Where load progress goes: llama.cpp's progress callback, passed on.
+#[derive(Clone)]
+pub struct LoadProgress(pub std::sync::Arc<dyn Fn(f32) + Send + Sync>);
+
+impl LoadProgress {
+    pub fn new(report: impl Fn(f32) + Send + Sync + 'static) -> Self {
+        Self(std::sync::Arc::new(report))
+    }
+}
+
+impl std::fmt::Debug for LoadProgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LoadProgress")
+    }
+}
+
+/// The same sink, not an equal one: configurations compare by what they load.
+impl PartialEq for LoadProgress {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 /// The largest context Hearth accepts; prompts up to 32K tokens must work.
@@ -44,6 +69,7 @@ impl EngineConfig {
             n_gpu_layers: 0,
             warmup: true,
             max_draft: crate::MAX_DRAFT as u32,
+            load_progress: None,
         }
     }
 

@@ -378,9 +378,16 @@ fn engine_thread(
 ) {
     let started = Instant::now();
     let path = config.model_path.clone();
-    let model_params = LlamaModelParams::default()
+    let mut model_params = LlamaModelParams::default()
         .with_n_gpu_layers(config.n_gpu_layers)
         .with_use_mmap(true);
+    if let Some(progress) = config.load_progress.clone() {
+        model_params = model_params.with_progress_callback(move |fraction| {
+            (progress.0)(fraction);
+            // Go on loading: a load is stopped by ending the worker, not from here.
+            true
+        });
+    }
     let model = match LlamaModel::load_from_file(backend, &path, &model_params) {
         Ok(model) => model,
         Err(e) => {

@@ -21,7 +21,7 @@ mod stop;
 mod trace;
 mod utf8;
 
-pub use config::{default_threads, EngineConfig, MAX_CONTEXT};
+pub use config::{default_threads, EngineConfig, LoadProgress, MAX_CONTEXT};
 pub use context::INITIAL_CONTEXT;
 pub use draft::MAX_DRAFT;
 pub use engine::{

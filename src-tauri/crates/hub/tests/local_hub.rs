@@ -339,3 +339,34 @@ fn a_disk_too_small_fails_before_downloading() {
     );
     assert!(transfers(&server).is_empty(), "no byte was fetched");
 }
+
+/// Opt-in: `HEARTH_HF_TEST=1 cargo test -p hearth-hub --test local_hub -- --ignored real_hub`
+/// (HF_ENDPOINT, HF_TOKEN as usual). Lists, reads a header remotely and downloads a real
+/// small model from the real Hub.
+#[test]
+#[ignore = "needs the real Hugging Face (none is reachable here): set HEARTH_HF_TEST=1 and run with --ignored"]
+fn real_hub_when_hearth_hf_test_is_set() {
+    assert_eq!(
+        std::env::var("HEARTH_HF_TEST").as_deref(),
+        Ok("1"),
+        "set HEARTH_HF_TEST=1 to test against the real Hub"
+    );
+    let hub = Hub::new(HubConfig::from_env(true).unwrap()).unwrap();
+    let repo = "bartowski/SmolLM2-135M-Instruct-GGUF";
+    let rt = runtime();
+    let files = rt.block_on(hub.list_files(repo, "main")).unwrap();
+    let file = hearth_hub::select_file(repo, &files, "Q4_K_M").unwrap().clone();
+    assert!(file.sha256.is_some(), "LFS files carry their SHA-256: {file:?}");
+    let target = PullTarget {
+        repo: repo.into(),
+        revision: "main".into(),
+        file: file.path.clone(),
+    };
+    let header = rt.block_on(hub.read_header(&target)).unwrap();
+    assert!(header.bytes_read * 20 < header.file_size, "{header:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let pulled = rt
+        .block_on(hub.pull(&target, dir.path(), &AtomicBool::new(false), &mut |_: &Progress| {}))
+        .unwrap();
+    assert_eq!(Some(sha256_file(&pulled.path).unwrap()), file.sha256);
+}

@@ -38,6 +38,8 @@ pub struct BackendManager {
     settings: RwLock<Settings>,
     options: ManagerOptions,
     slots: tokio::sync::Mutex<HashMap<BackendKind, Slot>>,
+    /// The backend being loaded, until it has a slot: its health says how far it is.
+    loading: Mutex<Option<(BackendKind, Arc<dyn Backend>)>>,
     active: Mutex<BackendKind>,
     /// The conversation replies continue (its only writer).
     conversation: Conversation,
@@ -61,6 +63,7 @@ impl BackendManager {
             settings: RwLock::new(settings),
             options,
             slots: tokio::sync::Mutex::new(HashMap::new()),
+            loading: Mutex::new(None),
             conversation: Conversation::new(store.clone()),
             counters: Counters::default(),
             store,
@@ -153,7 +156,10 @@ impl BackendManager {
     pub async fn install(&self, kind: BackendKind, backend: Arc<dyn Backend>, model: &str) -> Result<(), ManagerError> {
         let fail = |error| ManagerError::Backend { backend: kind, error };
         self.unload(kind).await;
-        backend.load(model).await.map_err(fail)?;
+        *lock(&self.loading) = Some((kind, Arc::clone(&backend)));
+        let loaded = backend.load(model).await;
+        *lock(&self.loading) = None;
+        loaded.map_err(fail)?;
         let described = backend.models().await.map_err(fail)?;
         let id = Path::new(model)
             .file_stem()
@@ -240,9 +246,12 @@ impl BackendManager {
         let mut backends = Vec::new();
         for kind in BackendKind::ALL {
             let slot = self.slot(kind).await;
-            let health = match &slot {
-                Some(slot) => Some(slot.backend.health().await),
-                None => None,
+            let loading = lock(&self.loading).clone().filter(|(k, _)| *k == kind);
+            let health = match (&slot, loading) {
+                (Some(slot), _) => Some(slot.backend.health().await),
+                // Not installed yet: how far its load is ("loading the model: 42%").
+                (None, Some((_, backend))) => Some(backend.health().await),
+                (None, None) => None,
             };
             backends.push(BackendStatus {
                 backend: kind,

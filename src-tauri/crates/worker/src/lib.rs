@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use hearth_core::handshake::{Handshake, PARENT_ENV, TOKEN_ENV};
+use hearth_core::handshake::{Handshake, LoadingLine, PARENT_ENV, TOKEN_ENV};
 use hearth_engine_backend::{model_id, EngineBackend};
 
 pub mod jobs;
@@ -86,6 +86,19 @@ fn exit_on_stdin_eof() {
     });
 }
 
+/// Progress lines on stdout before the handshake, one per whole percent loaded.
+fn loading_lines() -> hearth_engine::LoadProgress {
+    let last = std::sync::atomic::AtomicU32::new(u32::MAX);
+    hearth_engine::LoadProgress::new(move |fraction| {
+        let percent = (fraction.clamp(0.0, 1.0) * 100.0) as u32;
+        if last.swap(percent, std::sync::atomic::Ordering::Relaxed) != percent {
+            let mut stdout = std::io::stdout().lock();
+            let _ = writeln!(stdout, "{}", LoadingLine { loading: fraction }.to_line());
+            let _ = stdout.flush();
+        }
+    })
+}
+
 fn handshake(line: &Handshake) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{}", line.to_line())?;
@@ -94,7 +107,7 @@ fn handshake(line: &Handshake) -> Result<()> {
 }
 
 async fn serve(args: &WorkerArgs, token: String) -> Result<()> {
-    let (config, plan) = match args.model.planned_config() {
+    let (mut config, plan) = match args.model.planned_config() {
         Ok(planned) => planned,
         Err(e) => {
             handshake(&Handshake::failed("model_not_found", format!("{e:#}")))?;
@@ -102,6 +115,7 @@ async fn serve(args: &WorkerArgs, token: String) -> Result<()> {
         }
     };
     let path = config.model_path.clone();
+    config.load_progress = Some(loading_lines());
     let backend = Arc::new(EngineBackend::new(config));
     let before = crate::options::resident_bytes();
     if let Err(e) = backend.load_path(path.clone()).await {
