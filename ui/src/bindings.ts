@@ -65,12 +65,13 @@ async listModels() : Promise<Result<ModelView[], AppError>> {
 }
 },
 /**
- * Checks that `path` is a GGUF model and copies it into the models folder (whole or
- * not at all: a temporary file renamed into place).
+ * Checks that `path` is a GGUF model and puts it into the models folder: a hard link
+ * when both are on one file system (instant, no second copy on disk), else a copy with
+ * progress on `on_event` (whole or not at all: a temporary file renamed into place).
  */
-async importModel(path: string) : Promise<Result<ModelView, AppError>> {
+async importModel(path: string, onEvent: TAURI_CHANNEL<ImportProgressView>) : Promise<Result<ModelView, AppError>> {
     try {
-    return { status: "ok", data: await TAURI_INVOKE("import_model", { path }) };
+    return { status: "ok", data: await TAURI_INVOKE("import_model", { path, onEvent }) };
 } catch (e) {
     if(e instanceof Error) throw e;
     else return { status: "error", error: e  as any };
@@ -422,6 +423,10 @@ export type HardwareView = { cpuPercent: number; ramUsedBytes: number; ramTotalB
  * and buffers); `null` when no embedded model is loaded (or off Linux).
  */
 modelMemoryBytes: number | null }
+/**
+ * How far an import is.
+ */
+export type ImportProgressView = { doneBytes: number; totalBytes: number }
 /**
  * What measuring a model file found (a row of the store's `model_evals`).
  */

@@ -66,7 +66,11 @@ function setup(saveImpl?: (s: SettingsView) => Promise<ReturnType<typeof status>
     getSettings: vi.fn(async () => settings()),
     listModels: vi.fn(async () => models),
     saveSettings: vi.fn(saveImpl ?? (async () => status({ loading: true }))),
-    importModel: vi.fn(async () => models[1]!),
+    importModel: vi.fn(async (_path: string, onProgress: (p: { doneBytes: number; totalBytes: number }) => void) => {
+      onProgress({ doneBytes: 50, totalBytes: 100 });
+      return models[1]!;
+    }),
+    chooseModelFile: vi.fn(async (): Promise<string | null> => "/media/usb/picked.gguf"),
     quantizeTypes: vi.fn(async () => ["F16", "Q8_0", "Q4_K_M"]),
     planQuantization: vi.fn(),
     quantizeModel: vi.fn(),
@@ -186,8 +190,22 @@ describe("settings form", () => {
     path.value = "/home/me/tiny.gguf";
     panel.el.querySelector<HTMLButtonElement>('[data-testid="import-model"]')!.click();
     await new Promise((r) => setTimeout(r, 0));
-    expect(api.importModel).toHaveBeenCalledWith("/home/me/tiny.gguf");
+    expect(api.importModel).toHaveBeenCalledWith("/home/me/tiny.gguf", expect.any(Function));
     expect(field<HTMLSelectElement>("model").value).toBe("/models/tiny.gguf");
     expect(panel.el.querySelector('[data-testid="model-info"]')!.textContent).toMatch(/No chat template/);
+    expect(panel.el.querySelector<HTMLProgressElement>('[data-testid="import-progress"]')!.hidden).toBe(true);
+  });
+
+  it("imports the file chosen in the system's dialog, and nothing when it is cancelled", async () => {
+    const { panel, api } = setup();
+    await panel.load();
+    const choose = panel.el.querySelector<HTMLButtonElement>('[data-testid="import-choose"]')!;
+    choose.click();
+    await vi.waitFor(() => expect(api.importModel).toHaveBeenCalledWith("/media/usb/picked.gguf", expect.any(Function)));
+    api.chooseModelFile.mockResolvedValueOnce(null);
+    api.importModel.mockClear();
+    choose.click();
+    await new Promise((r) => setTimeout(r, 0));
+    expect(api.importModel).not.toHaveBeenCalled();
   });
 });

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use hearth_core::stores::ModelSource;
 use hearth_hw::{PlanRequest, Snapshot};
 use serde::Serialize;
+use tauri::ipc::Channel;
 use tauri::State;
 
 use crate::error::{AppError, AppResult};
@@ -171,11 +172,24 @@ pub async fn list_models(state: State<'_, AppState>) -> AppResult<Vec<ModelView>
     .map_err(AppError::internal)?
 }
 
-/// Checks that `path` is a GGUF model and copies it into the models folder (whole or
-/// not at all: a temporary file renamed into place).
+/// How far an import is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, specta::Type)]
+#[serde(rename_all = "camelCase")]
+pub struct ImportProgressView {
+    pub done_bytes: u64,
+    pub total_bytes: u64,
+}
+
+/// Checks that `path` is a GGUF model and puts it into the models folder: a hard link
+/// when both are on one file system (instant, no second copy on disk), else a copy with
+/// progress on `on_event` (whole or not at all: a temporary file renamed into place).
 #[tauri::command]
 #[specta::specta]
-pub async fn import_model(state: State<'_, AppState>, path: String) -> AppResult<ModelView> {
+pub async fn import_model(
+    state: State<'_, AppState>,
+    path: String,
+    on_event: Channel<ImportProgressView>,
+) -> AppResult<ModelView> {
     let dir = state.paths.models_dir.clone();
     let n_ctx = state.manager.settings().embedded.ctx;
     let hw = snapshot(&state);
@@ -199,7 +213,14 @@ pub async fn import_model(state: State<'_, AppState>, path: String) -> AppResult
                 ),
             ));
         }
-        copy_atomically(&source, &target).map_err(|e| {
+        let total = std::fs::metadata(&source).map(|m| m.len()).unwrap_or(0);
+        let report = |done: u64| {
+            let _ = on_event.send(ImportProgressView {
+                done_bytes: done,
+                total_bytes: total,
+            });
+        };
+        link_or_copy(&source, &target, report).map_err(|e| {
             AppError::new(
                 "import_failed",
                 format!(
@@ -214,16 +235,84 @@ pub async fn import_model(state: State<'_, AppState>, path: String) -> AppResult
     .map_err(AppError::internal)?
 }
 
-fn copy_atomically(source: &Path, target: &Path) -> std::io::Result<()> {
+/// A hard link where the file system allows one, else [`copy_atomically`].
+fn link_or_copy(source: &Path, target: &Path, report: impl FnMut(u64)) -> std::io::Result<()> {
+    if let Some(dir) = target.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    match std::fs::hard_link(source, target) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            tracing::debug!(error = %e, "no hard link (another file system?): copying");
+            copy_atomically(source, target, report)
+        }
+    }
+}
+
+/// Copies in 8 MiB steps, telling `report` the bytes copied after each.
+fn copy_atomically(source: &Path, target: &Path, mut report: impl FnMut(u64)) -> std::io::Result<()> {
+    use std::io::{Read, Write};
     let dir = target.parent().unwrap_or_else(|| Path::new("."));
     std::fs::create_dir_all(dir)?;
     let partial = tempfile::Builder::new()
         .prefix(".import-")
         .suffix(".part")
         .tempfile_in(dir)?;
-    std::io::copy(&mut std::fs::File::open(source)?, &mut partial.as_file())?;
+    let mut input = std::fs::File::open(source)?;
+    let mut output = partial.as_file();
+    let mut buffer = vec![0u8; 8 << 20];
+    let mut done = 0u64;
+    loop {
+        let n = input.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        output.write_all(&buffer[..n])?;
+        done += n as u64;
+        report(done);
+    }
     partial.as_file().sync_all()?;
     // A temporary file is deleted if anything above failed; persisting is the rename.
     partial.persist_noclobber(target).map_err(|e| e.error)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::os::unix::fs::MetadataExt;
+
+    use super::*;
+
+    #[test]
+    fn on_one_file_system_an_import_is_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("m.gguf");
+        std::fs::write(&source, vec![7u8; 1000]).unwrap();
+        let target = dir.path().join("models/m.gguf");
+        let mut reports = Vec::new();
+        link_or_copy(&source, &target, |d| reports.push(d)).unwrap();
+        assert_eq!(
+            std::fs::metadata(&source).unwrap().ino(),
+            std::fs::metadata(&target).unwrap().ino()
+        );
+        assert!(reports.is_empty(), "a link copies nothing");
+    }
+
+    #[test]
+    fn a_copy_reports_its_progress_and_appears_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("m.gguf");
+        let bytes: Vec<u8> = (0..(20u32 << 20)).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&source, &bytes).unwrap();
+        let target = dir.path().join("models/m.gguf");
+        let mut reports = Vec::new();
+        copy_atomically(&source, &target, |d| reports.push(d)).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), bytes);
+        assert!(reports.len() >= 3, "{reports:?}");
+        assert!(reports.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(reports.last().copied(), Some(bytes.len() as u64));
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("models")).unwrap().collect();
+        assert_eq!(left.len(), 1, "no temporary file left: {left:?}");
+    }
 }

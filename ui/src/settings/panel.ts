@@ -15,7 +15,8 @@ export interface SettingsPanel {
   save(): Promise<boolean>;
 }
 
-type SettingsApi = Pick<Api, "getSettings" | "saveSettings" | "listModels" | "importModel"> & QuantizeApi;
+type SettingsApi = Pick<Api, "getSettings" | "saveSettings" | "listModels" | "importModel" | "chooseModelFile"> &
+  QuantizeApi;
 
 export function createSettingsPanel(store: Store, api: SettingsApi): SettingsPanel {
   const form = createSettingsForm();
@@ -28,13 +29,16 @@ export function createSettingsPanel(store: Store, api: SettingsApi): SettingsPan
     "aria-label": "Path of a GGUF file",
     "data-testid": "import-path",
   });
+  const chooseButton = h("button", { type: "button", "data-testid": "import-choose", text: "Choose file…" });
   const importButton = h("button", { type: "button", "data-testid": "import-model", text: "Import GGUF…" });
   const importNote = h("div", { class: "field-error", "data-testid": "import-error", hidden: true });
+  const importBar = h("progress", { max: 1, value: 0, hidden: true, "data-testid": "import-progress" });
   const importBox = h(
     "fieldset",
     { class: "group" },
     h("legend", { text: "Import a model" }),
-    h("div", { class: "inline" }, importPath, importButton),
+    h("div", { class: "inline" }, chooseButton, importPath, importButton),
+    importBar,
     importNote,
   );
   form.el.append(h("div", { class: "form-actions" }, save, note));
@@ -113,8 +117,14 @@ export function createSettingsPanel(store: Store, api: SettingsApi): SettingsPan
       return;
     }
     importButton.disabled = true;
+    chooseButton.disabled = true;
+    importBar.value = 0;
     try {
-      const model = await api.importModel(path);
+      // A copy (another disk) shows its progress; a link on the same disk is instant.
+      const model = await api.importModel(path, (p) => {
+        importBar.hidden = false;
+        importBar.value = p.totalBytes > 0 ? p.doneBytes / p.totalBytes : 0;
+      });
       const models = await api.listModels();
       const byName = form.controls.model.value !== "" && models.some((m) => m.name === form.controls.model.value);
       form.setModels(models, byName ? model.name : model.path);
@@ -125,6 +135,20 @@ export function createSettingsPanel(store: Store, api: SettingsApi): SettingsPan
       importNote.hidden = false;
     } finally {
       importButton.disabled = false;
+      chooseButton.disabled = false;
+      importBar.hidden = true;
+    }
+  }
+
+  async function chooseAndImport(): Promise<void> {
+    try {
+      const chosen = await api.chooseModelFile();
+      if (chosen === null) return;
+      importPath.value = chosen;
+      await doImport();
+    } catch (e) {
+      importNote.textContent = toApiError(e).message;
+      importNote.hidden = false;
     }
   }
 
@@ -133,6 +157,7 @@ export function createSettingsPanel(store: Store, api: SettingsApi): SettingsPan
     void doSave();
   });
   on(importButton, "click", () => void doImport());
+  on(chooseButton, "click", () => void chooseAndImport());
   on(form.controls.model, "change", refreshQuantizeButton);
   on(quantizeButton, "click", () => {
     const model = form.selectedModel();
