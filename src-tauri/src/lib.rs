@@ -28,6 +28,8 @@ pub fn specta_builder<R: Runtime>() -> tauri_specta::Builder<R> {
             hub::repo_files,
             hub::download_model,
             hub::cancel_download,
+            hub::recommended_models,
+            hub::discard_download,
             quantize::quantize_types,
             quantize::plan_quantization,
             quantize::quantize_model,

@@ -283,6 +283,10 @@ impl AppState {
             })
     }
 
+    pub fn downloading(&self) -> bool {
+        self.downloading.load(Ordering::Acquire)
+    }
+
     /// Claims the one download slot (its stop flag cleared); `None` when one is running.
     pub fn begin_download(&self) -> Option<GeneratingGuard<'_>> {
         self.downloading

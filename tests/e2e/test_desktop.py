@@ -320,7 +320,8 @@ class DesktopTest(unittest.TestCase):
         if not LOCAL_HUB or not Path(LOCAL_HUB).exists():
             raise AssertionError(f"HEARTH_LOCAL_HUB ({LOCAL_HUB!r}) is not the built local Hub: run `make e2e`")
         source = self.models / CHAT_MODEL
-        repo = "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF"
+        # A repository the first run's recommendations try (the others are not on this Hub).
+        repo = "bartowski/SmolLM2-135M-Instruct-GGUF"
         # About 5 seconds for the file: the bar is seen moving.
         hub = subprocess.Popen(
             [LOCAL_HUB, "--throttle", "20000000", f"{repo}={source}"],
@@ -341,6 +342,9 @@ class DesktopTest(unittest.TestCase):
             app = self.app
             # No model anywhere: the app opens on Get models, listing the Hub's repositories.
             app.wait.until(lambda d: app.find("get-models").is_displayed())
+            # Recommended for this machine: the one candidate this Hub has, judged from its header.
+            app.wait.until(lambda d: app.all("hub-pick"))
+            self.assertIn(CHAT_MODEL, app.all("hub-pick")[0].text)
             app.wait.until(lambda d: any(r.text == repo for r in app.all("hub-repo")))
             next(r for r in app.all("hub-repo") if r.text == repo).click()
             app.wait.until(lambda d: app.all("hub-file"))

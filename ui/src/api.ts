@@ -124,6 +124,10 @@ export const api = {
   cancelDownload: async (): Promise<void> => {
     await unwrap(commands.cancelDownload());
   },
+  recommendedModels: (): Promise<RemoteFileView[]> => unwrap(commands.recommendedModels()),
+  discardDownload: async (file: string): Promise<void> => {
+    await unwrap(commands.discardDownload(file));
+  },
   quantizeTypes: (): Promise<string[]> => unwrap(commands.quantizeTypes()),
   planQuantization: (model: string, target: string): Promise<QuantizePlanView> =>
     unwrap(commands.planQuantization(model, target)),

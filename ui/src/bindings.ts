@@ -123,6 +123,29 @@ async cancelDownload() : Promise<Result<null, AppError>> {
 }
 },
 /**
+ * Two or three chat models for this machine: of the candidates the Hub has, those the
+ * planner says run here, the ones wholly on the GPU first, larger before smaller.
+ */
+async recommendedModels() : Promise<Result<RemoteFileView[], AppError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("recommended_models") };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
+},
+/**
+ * Removes what a stopped download of `file` left (its part file and record).
+ */
+async discardDownload(file: string) : Promise<Result<null, AppError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("discard_download", { file }) };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
+},
+/**
  * The types a model can be quantized to, smallest loss first.
  */
 async quantizeTypes() : Promise<Result<string[], AppError>> {

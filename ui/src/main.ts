@@ -145,6 +145,7 @@ function start(root: HTMLElement): void {
     if (tab === "settings") void settings.load();
     if (tab === "models" && !searchedOnce) {
       searchedOnce = true;
+      void getModels.recommend();
       void getModels.search("");
     }
     if (tab === "chat") chat.focusComposer();

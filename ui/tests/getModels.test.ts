@@ -49,6 +49,11 @@ function setup(files: RemoteFileView[] = [file(), file({ file: "x-F16.gguf", bad
     cancelDownload: vi.fn(async () => {
       fail?.(new ApiError("cancelled", "the download was stopped; run it again to resume"));
     }),
+    recommendedModels: vi.fn(async (): Promise<RemoteFileView[]> => [
+      file({ repo: "bartowski/SmolLM2-135M-Instruct-GGUF" }),
+      file({ repo: "o/other", file: "o-Q4_K_M.gguf", recommended: false }),
+    ]),
+    discardDownload: vi.fn(async (_file: string) => {}),
   };
   const onInstalled = vi.fn();
   const notify = vi.fn();
@@ -138,6 +143,27 @@ describe("get models page", () => {
     expect(button.disabled).toBe(false);
     expect(q("download-progress-text").textContent).toContain("Download again to resume");
     expect(onInstalled).not.toHaveBeenCalled();
+    expect(q("download-discard").hidden).toBe(false);
+    q("download-discard").click();
+    await vi.waitFor(() => expect(api.discardDownload).toHaveBeenCalledWith("SmolLM2-135M-Instruct-Q4_1.gguf"));
+    await vi.waitFor(() => expect(button.textContent).toBe("Download"));
+    expect(q("download-discard").hidden).toBe(true);
+  });
+
+  it("recommends models for this machine, the first one a button away", async () => {
+    const { api, page, q, all } = setup();
+    await page.recommend();
+    expect(q("hub-recommended").hidden).toBe(false);
+    expect(all("hub-pick")).toHaveLength(2);
+    all("hub-get")[0]!.click();
+    expect(api.downloadModel).toHaveBeenCalledWith(
+      "bartowski/SmolLM2-135M-Instruct-GGUF",
+      "SmolLM2-135M-Instruct-Q4_1.gguf",
+      expect.any(Function),
+    );
+    api.recommendedModels.mockResolvedValueOnce([]);
+    await page.recommend();
+    expect(all("hub-pick")).toHaveLength(0);
   });
 
   it("says what went wrong", async () => {

@@ -193,6 +193,88 @@ fn mark_recommended(views: &mut [RemoteFileView]) {
     }
 }
 
+/// Chat models tried for the first run's recommendations, largest first: one file of
+/// each (Q4_K_M where there is one) is judged for this machine from its header.
+pub const RECOMMENDATION_CANDIDATES: &[&str] = &[
+    "bartowski/Qwen2.5-14B-Instruct-GGUF",
+    "bartowski/Qwen2.5-7B-Instruct-GGUF",
+    "bartowski/Llama-3.2-3B-Instruct-GGUF",
+    "bartowski/Qwen2.5-1.5B-Instruct-GGUF",
+    "bartowski/SmolLM2-1.7B-Instruct-GGUF",
+    "bartowski/SmolLM2-360M-Instruct-GGUF",
+    "bartowski/SmolLM2-135M-Instruct-GGUF",
+];
+
+/// The file of a candidate repository to judge: its Q4_K_M (the usual balance of size
+/// and accuracy), else its smallest model file.
+fn candidate_file(files: &[RepoFile]) -> Option<&RepoFile> {
+    let models: Vec<&RepoFile> = files.iter().filter(|f| f.is_gguf() && !f.is_projector()).collect();
+    models
+        .iter()
+        .find(|f| f.quantization.as_deref() == Some("Q4_K_M"))
+        .or_else(|| models.iter().min_by_key(|f| f.size))
+        .copied()
+}
+
+/// Two or three chat models for this machine: of the candidates the Hub has, those the
+/// planner says run here, the ones wholly on the GPU first, larger before smaller.
+#[tauri::command]
+#[specta::specta]
+pub async fn recommended_models(state: State<'_, AppState>) -> AppResult<Vec<RemoteFileView>> {
+    let hub = hub(&state)?;
+    let request = PlanRequest {
+        n_ctx: state.manager.settings().embedded.ctx,
+        ..PlanRequest::default()
+    };
+    let hw = snapshot(&state);
+    let mut judged = Vec::new();
+    for repo in RECOMMENDATION_CANDIDATES {
+        let files = match hub.list_files(repo, "main").await {
+            Ok(files) => files,
+            // Not on this Hub (a mirror may lack it), or the network is down: the others decide.
+            Err(HubError::Disabled { endpoint }) => return Err(hub_error(HubError::Disabled { endpoint })),
+            Err(e) => {
+                tracing::debug!(%repo, error = %e, "recommendation candidate skipped");
+                continue;
+            }
+        };
+        let Some(file) = candidate_file(&files) else { continue };
+        let Ok(header) = hub.read_header(&target(repo, file)).await else {
+            continue;
+        };
+        let plan = hearth_hw::plan(&header.info, &request, &hw);
+        judged.push(view(repo, file, Some(&plan), Ok(header.bytes_read), &state));
+    }
+    Ok(pick_recommendations(judged))
+}
+
+/// At most three that run here: on the GPU before partly before CPU, larger first.
+fn pick_recommendations(mut judged: Vec<RemoteFileView>) -> Vec<RemoteFileView> {
+    let rank = |b: FitBadge| match b {
+        FitBadge::Gpu => 0,
+        FitBadge::PartialGpu => 1,
+        FitBadge::Cpu => 2,
+        FitBadge::TooLarge | FitBadge::Unknown => 3,
+    };
+    judged.retain(|v| rank(v.badge) < 3);
+    judged.sort_by_key(|v| (rank(v.badge), std::cmp::Reverse(v.size_bytes)));
+    judged.truncate(3);
+    if let Some(first) = judged.first_mut() {
+        first.recommended = true;
+    }
+    judged
+}
+
+/// Removes what a stopped download of `file` left (its part file and record).
+#[tauri::command]
+#[specta::specta]
+pub async fn discard_download(state: State<'_, AppState>, file: String) -> AppResult<()> {
+    if state.downloading() {
+        return Err(AppError::new("busy", "Stop the download first, then discard it"));
+    }
+    hearth_hub::discard_partial(&state.paths.models_dir, &file).map_err(hub_error)
+}
+
 /// Downloads `file` of `repo` into the models folder (one at a time), resuming a part
 /// an earlier, stopped download left. Progress goes to `on_event`.
 #[tauri::command]
@@ -289,6 +371,44 @@ mod tests {
         let mut views = vec![file(20, FitBadge::TooLarge), file(2, FitBadge::Unknown)];
         mark_recommended(&mut views);
         assert!(recommended(&views).is_empty());
+    }
+
+    #[test]
+    fn recommendations_prefer_the_gpu_then_size_and_leave_out_what_does_not_run() {
+        let picked = pick_recommendations(vec![
+            file(2, FitBadge::Cpu),
+            file(9, FitBadge::Cpu),
+            file(4, FitBadge::Gpu),
+            file(30, FitBadge::TooLarge),
+            file(1, FitBadge::Unknown),
+            file(3, FitBadge::Gpu),
+        ]);
+        let sizes: Vec<u64> = picked.iter().map(|v| v.size_bytes).collect();
+        assert_eq!(sizes, [4, 3, 9]);
+        assert!(picked[0].recommended && !picked[1].recommended);
+        assert!(pick_recommendations(vec![file(30, FitBadge::TooLarge)]).is_empty());
+    }
+
+    #[test]
+    fn a_candidate_is_judged_by_its_q4_k_m_else_its_smallest_file() {
+        let repo_file = |path: &str, size: u64| RepoFile {
+            path: path.into(),
+            size,
+            sha256: None,
+            quantization: hearth_hub::quantization_of(path),
+        };
+        let files = [
+            repo_file("m-Q8_0.gguf", 8),
+            repo_file("m-Q4_K_M.gguf", 5),
+            repo_file("m-Q2_K.gguf", 3),
+        ];
+        assert_eq!(candidate_file(&files).map(|f| f.path.as_str()), Some("m-Q4_K_M.gguf"));
+        let files = [
+            repo_file("m-Q8_0.gguf", 8),
+            repo_file("m-Q4_1.gguf", 4),
+            repo_file("mmproj-m.gguf", 1),
+        ];
+        assert_eq!(candidate_file(&files).map(|f| f.path.as_str()), Some("m-Q4_1.gguf"));
     }
 
     #[test]

@@ -27,6 +27,8 @@ export interface GetModelsPage {
   el: HTMLElement;
   /** Lists repositories for `query` (the most downloaded GGUF ones when empty). */
   search: (query: string) => Promise<void>;
+  /** Shows the two or three models the planner says suit this machine best. */
+  recommend: () => Promise<void>;
 }
 
 export function createGetModelsPage(
@@ -48,7 +50,40 @@ export function createGetModelsPage(
   const bar = h("progress", { max: 1, value: 0, hidden: true, "data-testid": "download-progress" });
   const barText = h("div", { class: "help", "data-testid": "download-progress-text" });
   const stop = h("button", { type: "button", text: "Stop", hidden: true, "data-testid": "download-stop" });
+  const discard = h("button", { type: "button", text: "Discard", hidden: true, "data-testid": "download-discard" });
+  const recommended = h("div", { class: "hub-recommended", "data-testid": "hub-recommended", hidden: true });
   let downloading = false;
+  let stopped: RemoteFileView | null = null;
+
+  async function recommend(): Promise<void> {
+    try {
+      const picks = await api.recommendedModels();
+      clear(recommended);
+      if (picks.length === 0) return;
+      recommended.append(h("h3", { text: "Recommended for this machine" }));
+      for (const f of picks) {
+        const get = h("button", {
+          type: "button",
+          class: f.recommended ? "primary" : "",
+          text: `Get ${f.file}`,
+          "data-testid": "hub-get",
+        });
+        on(get, "click", () => void download(f, get));
+        recommended.append(
+          h(
+            "div",
+            { class: "row", "data-testid": "hub-pick" },
+            get,
+            h("span", { class: "help", text: ` ${f.repo} · ${formatBytes(f.sizeBytes)} · ` }),
+            h("span", { class: `badge fit-${f.badge}`, title: f.reason, text: BADGE_WORDS[f.badge] }),
+          ),
+        );
+      }
+      recommended.hidden = false;
+    } catch {
+      // Recommendations are extra: the search below still works, and says what is wrong.
+    }
+  }
 
   async function search(text: string): Promise<void> {
     status.textContent = "Searching…";
@@ -123,6 +158,8 @@ export function createGetModelsPage(
     button.disabled = true;
     bar.hidden = false;
     stop.hidden = false;
+    discard.hidden = true;
+    stopped = null;
     bar.value = 0;
     barText.textContent = `Starting ${f.file}…`;
     try {
@@ -139,6 +176,8 @@ export function createGetModelsPage(
       if (err.code === "cancelled") {
         barText.textContent = `Stopped: ${formatBytes(Math.round(bar.value * f.sizeBytes))} kept. Download again to resume.`;
         button.textContent = "Resume";
+        stopped = f;
+        discard.hidden = false;
       } else {
         barText.textContent = "";
         notify(err.message);
@@ -155,6 +194,22 @@ export function createGetModelsPage(
     if (e.key === "Enter") void search(query.value);
   });
   on(stop, "click", () => void api.cancelDownload());
+  on(discard, "click", () => {
+    const f = stopped;
+    if (!f) return;
+    api
+      .discardDownload(f.file)
+      .then(() => {
+        stopped = null;
+        discard.hidden = true;
+        bar.hidden = true;
+        barText.textContent = `Discarded what was kept of ${f.file}.`;
+        for (const b of files.querySelectorAll<HTMLButtonElement>('[data-testid="hub-download"]')) {
+          if (b.textContent === "Resume") b.textContent = "Download";
+        }
+      })
+      .catch((e: unknown) => notify(toApiError(e).message));
+  });
 
   const el = h(
     "section",
@@ -165,12 +220,13 @@ export function createGetModelsPage(
       { class: "help" },
       "Models come from Hugging Face (HF_ENDPOINT names a mirror). Each file is judged for this machine from its header before you download it. Nothing is fetched until you ask.",
     ),
+    recommended,
     h("div", { class: "row" }, query, searchButton),
     status,
     repos,
     filesTitle,
     files,
-    h("div", { class: "download" }, bar, stop, barText),
+    h("div", { class: "download" }, bar, stop, discard, barText),
   );
-  return { el, search };
+  return { el, search, recommend };
 }

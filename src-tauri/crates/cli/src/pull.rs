@@ -29,6 +29,9 @@ pub struct PullArgs {
     /// Print JSON (one object per file listed, or one for the download).
     #[arg(long)]
     json: bool,
+    /// Remove what a stopped download of FILE left (its .part file) instead of going on.
+    #[arg(long, requires = "file")]
+    discard: bool,
 }
 
 #[derive(Args, Debug)]
@@ -122,6 +125,11 @@ pub fn run(args: &PullArgs) -> Result<()> {
         file: file.path.clone(),
     };
     let dir = hearth_core::paths::models_dir();
+    if args.discard {
+        hearth_hub::discard_partial(&dir, &file.path)?;
+        println!("Removed what was kept of {} in {}", file.path, dir.display());
+        return Ok(());
+    }
     let cancel = Arc::new(AtomicBool::new(false));
     let pulled = rt.block_on(async {
         let on_signal = Arc::clone(&cancel);

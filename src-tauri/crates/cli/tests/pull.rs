@@ -143,6 +143,23 @@ fn a_killed_download_resumes_after_a_restart() {
 }
 
 #[test]
+fn a_stopped_download_can_be_discarded() {
+    let server = LocalHub::start().unwrap();
+    let name = file_name(&chat_model());
+    server.add_file(REPO, &name, &chat_model()).unwrap();
+    let models = tempfile::tempdir().unwrap();
+    std::fs::write(models.path().join(format!("{name}.part")), b"partial").unwrap();
+    std::fs::write(models.path().join(format!("{name}.part.json")), "{}").unwrap();
+    let said = run_ok(&mut pull_command(
+        &server,
+        models.path(),
+        &["pull", REPO, "Q4_1", "--discard"],
+    ));
+    assert!(String::from_utf8_lossy(&said.stdout).contains("Removed"));
+    assert_eq!(std::fs::read_dir(models.path()).unwrap().count(), 0);
+}
+
+#[test]
 fn downloads_turned_off_reach_nothing() {
     let server = LocalHub::start().unwrap();
     server.add_file(REPO, &file_name(&chat_model()), &chat_model()).unwrap();

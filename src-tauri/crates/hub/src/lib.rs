@@ -23,5 +23,5 @@ pub use client::{Hub, HubConfig, Token, DEFAULT_ENDPOINT};
 pub use download::{FileMeta, Progress, PullTarget, Pulled};
 pub use error::{gb, HubError};
 pub use listing::{check_repo, quantization_of, select_file, RepoFile, RepoSummary};
-pub use part::available_space;
+pub use part::{available_space, discard_partial};
 pub use remote::RemoteHeader;

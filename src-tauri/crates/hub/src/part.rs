@@ -108,6 +108,12 @@ fn remove_if_present(path: &Path) -> Result<(), HubError> {
     }
 }
 
+/// Removes what a stopped download of `file` (a path in a repository) left in `dir`.
+pub fn discard_partial(dir: &Path, file: &str) -> Result<(), HubError> {
+    let name = crate::listing::file_name(file);
+    PartFiles::for_dest(&dir.join(name)).discard()
+}
+
 /// Bytes the current user may still write in the file system that holds `dir`.
 pub fn available_space(dir: &Path) -> Result<u64, HubError> {
     let stat = nix::sys::statvfs::statvfs(dir).map_err(|e| HubError::Io {
@@ -161,6 +167,17 @@ mod tests {
         files.finish().unwrap();
         assert_eq!(std::fs::read(&files.dest).unwrap(), b"0123456789");
         assert!(!files.part.exists() && !files.record.exists());
+    }
+
+    #[test]
+    fn a_stopped_download_can_be_discarded() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = PartFiles::for_dest(&dir.path().join("m.gguf"));
+        files.prepare(&record("a")).unwrap();
+        std::fs::write(&files.part, b"123").unwrap();
+        discard_partial(dir.path(), "sub/m.gguf").unwrap();
+        assert!(!files.part.exists() && !files.record.exists());
+        discard_partial(dir.path(), "never.gguf").unwrap();
     }
 
     #[test]
