@@ -422,9 +422,13 @@ fn models_list_and_import() {
     };
     GgufBuilder::decoder(&shape).write(&source).unwrap();
     let model = h
-        .invoke("import_model", json!({ "path": source.display().to_string() }))
+        .invoke(
+            "import_model",
+            json!({ "path": source.display().to_string(), "onEvent": h.channel().1 }),
+        )
         .unwrap();
     assert_eq!(model["name"], "tiny-qwen3.gguf");
+    assert_eq!(model["source"], "hearth");
     assert_eq!(model["architecture"], "qwen3");
     assert_eq!(model["quantization"], "Q4_K_M");
     assert_eq!(model["hasChatTemplate"], true);
@@ -450,13 +454,19 @@ fn models_list_and_import() {
     assert_eq!(without_fit(&listed[0]), without_fit(&model));
 
     let again = h
-        .invoke("import_model", json!({ "path": source.display().to_string() }))
+        .invoke(
+            "import_model",
+            json!({ "path": source.display().to_string(), "onEvent": h.channel().1 }),
+        )
         .unwrap_err();
     assert_eq!(again["code"], "model_exists");
     let text = outside.path().join("notes.gguf");
     std::fs::write(&text, "just text").unwrap();
     let bad = h
-        .invoke("import_model", json!({ "path": text.display().to_string() }))
+        .invoke(
+            "import_model",
+            json!({ "path": text.display().to_string(), "onEvent": h.channel().1 }),
+        )
         .unwrap_err();
     assert_eq!(bad["code"], "invalid_model");
     // Nothing half-copied is left behind.

@@ -176,6 +176,8 @@ pub struct AppState {
     /// Stops the download in progress, keeping its part file (one download at a time).
     pub download_cancel: Arc<AtomicBool>,
     downloading: AtomicBool,
+    /// Memory read bandwidth (bytes/s), read once when a download list first needs it.
+    pub bandwidth: OnceLock<f64>,
     _scratch: Option<tempfile::TempDir>,
 }
 
@@ -228,6 +230,7 @@ impl AppState {
             quantizing: AtomicBool::new(false),
             download_cancel: Arc::new(AtomicBool::new(false)),
             downloading: AtomicBool::new(false),
+            bandwidth: OnceLock::new(),
             _scratch: scratch,
         })
     }

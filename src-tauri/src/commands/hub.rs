@@ -126,6 +126,7 @@ pub async fn repo_files(state: State<'_, AppState>, repo: String) -> AppResult<V
         ..PlanRequest::default()
     };
     let hw = snapshot(&state);
+    let bandwidth = bandwidth(&state).await;
     let mut views = Vec::new();
     for file in files.iter().filter(|f| f.is_gguf() && !f.is_projector()) {
         let header = hub.read_header(&target(&repo, file)).await;
@@ -136,6 +137,7 @@ pub async fn repo_files(state: State<'_, AppState>, repo: String) -> AppResult<V
             plan.as_ref(),
             header.as_ref().map(|h| h.bytes_read),
             &state,
+            bandwidth,
         ));
     }
     mark_recommended(&mut views);
@@ -150,16 +152,33 @@ fn target(repo: &str, file: &RepoFile) -> PullTarget {
     }
 }
 
+/// This machine's memory read bandwidth, read once per run (about a quarter of a second).
+async fn bandwidth(state: &AppState) -> f64 {
+    if let Some(bw) = state.bandwidth.get() {
+        return *bw;
+    }
+    let threads = hearth_engine::default_threads() as usize;
+    let bw = tauri::async_runtime::spawn_blocking(move || hearth_hw::membw::quick_read_bandwidth(threads))
+        .await
+        .unwrap_or(0.0);
+    *state.bandwidth.get_or_init(|| bw)
+}
+
 fn view(
     repo: &str,
     file: &RepoFile,
     plan: Option<&FitPlan>,
     header: Result<u64, &HubError>,
     state: &AppState,
+    bandwidth: f64,
 ) -> RemoteFileView {
     let name = file.path.rsplit('/').next().unwrap_or(&file.path);
     let (badge, fit, reason) = match (plan, &header) {
-        (Some(plan), _) => (FitBadge::from(plan.verdict), plan.verdict_words(), plan.reason.clone()),
+        (Some(plan), _) => (
+            FitBadge::from(plan.verdict),
+            plan.fit_words(hearth_hw::membw::cpu_decode_ceiling_tps(plan, bandwidth)),
+            plan.reason.clone(),
+        ),
         (None, Err(e)) => (FitBadge::Unknown, "unknown".to_owned(), e.to_string()),
         (None, Ok(_)) => (FitBadge::Unknown, "unknown".to_owned(), String::new()),
     };
@@ -227,6 +246,7 @@ pub async fn recommended_models(state: State<'_, AppState>) -> AppResult<Vec<Rem
         ..PlanRequest::default()
     };
     let hw = snapshot(&state);
+    let bandwidth = bandwidth(&state).await;
     let mut judged = Vec::new();
     for repo in RECOMMENDATION_CANDIDATES {
         let files = match hub.list_files(repo, "main").await {
@@ -243,7 +263,7 @@ pub async fn recommended_models(state: State<'_, AppState>) -> AppResult<Vec<Rem
             continue;
         };
         let plan = hearth_hw::plan(&header.info, &request, &hw);
-        judged.push(view(repo, file, Some(&plan), Ok(header.bytes_read), &state));
+        judged.push(view(repo, file, Some(&plan), Ok(header.bytes_read), &state, bandwidth));
     }
     Ok(pick_recommendations(judged))
 }

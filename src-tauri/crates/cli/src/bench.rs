@@ -259,7 +259,7 @@ fn bench_model(
     let decode_median = median(&mut decode_tps);
     if bandwidth.is_none() && !args.no_bandwidth {
         // Measured once, with the engine's thread count, after the model runs (same conditions).
-        *bandwidth = Some(crate::membw::read_bandwidth(info.threads as usize));
+        *bandwidth = Some(hearth_hw::membw::read_bandwidth(info.threads as usize));
     }
     let ceiling = bandwidth.map(|bw| bw / info.file_bytes as f64);
     let line = BenchLine {

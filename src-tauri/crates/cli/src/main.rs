@@ -12,7 +12,6 @@ mod history;
 mod hw;
 mod line_input;
 mod local;
-mod membw;
 mod models;
 mod options;
 mod plan;

@@ -67,20 +67,22 @@ struct Judged {
     /// Bytes fetched to read the header.
     header_bytes_read: u64,
     plan: Option<FitPlan>,
+    /// On the CPU: this machine's read bandwidth ÷ the weights, the most tokens/s it can reach.
+    decode_ceiling_tps: Option<f64>,
     error: Option<String>,
 }
 
 impl Judged {
     fn verdict_words(&self) -> String {
         match (&self.plan, &self.error) {
-            (Some(plan), _) => plan.verdict_words(),
+            (Some(plan), _) => plan.fit_words(self.decode_ceiling_tps),
             (None, Some(e)) => format!("unknown: {e}"),
             (None, None) => "unknown".into(),
         }
     }
 }
 
-async fn judge(hub: &Hub, repo: &str, revision: &str, file: &RepoFile, ctx: u32) -> Judged {
+async fn judge(hub: &Hub, repo: &str, revision: &str, file: &RepoFile, ctx: u32, bandwidth: f64) -> Judged {
     let target = PullTarget {
         repo: repo.to_owned(),
         revision: revision.to_owned(),
@@ -93,6 +95,7 @@ async fn judge(hub: &Hub, repo: &str, revision: &str, file: &RepoFile, ctx: u32)
         sha256: file.sha256.clone(),
         header_bytes_read: 0,
         plan: None,
+        decode_ceiling_tps: None,
         error: None,
     };
     match hub.read_header(&target).await {
@@ -102,7 +105,9 @@ async fn judge(hub: &Hub, repo: &str, revision: &str, file: &RepoFile, ctx: u32)
                 n_ctx: ctx,
                 ..PlanRequest::default()
             };
-            judged.plan = Some(hearth_hw::plan_now(&header.info, &request));
+            let plan = hearth_hw::plan_now(&header.info, &request);
+            judged.decode_ceiling_tps = hearth_hw::membw::cpu_decode_ceiling_tps(&plan, bandwidth);
+            judged.plan = Some(plan);
         }
         Err(e) => judged.error = Some(e.to_string()),
     }
@@ -198,9 +203,12 @@ async fn list(hub: &Hub, args: &PullArgs, files: &[RepoFile]) -> Result<()> {
             args.repo
         );
     }
+    // Read once, with the threads decoding would use: the ceiling of CPU decode speed.
+    let threads = hearth_engine::default_threads() as usize;
+    let bandwidth = tokio::task::spawn_blocking(move || hearth_hw::membw::quick_read_bandwidth(threads)).await?;
     let mut judged = Vec::new();
     for file in models {
-        judged.push(judge(hub, &args.repo, &args.revision, file, args.ctx).await);
+        judged.push(judge(hub, &args.repo, &args.revision, file, args.ctx, bandwidth).await);
     }
     if args.json {
         for j in &judged {

@@ -20,6 +20,7 @@
 
 mod error;
 mod gpu;
+pub mod membw;
 pub mod plan;
 pub mod proc_files;
 pub mod sampler;

@@ -344,3 +344,16 @@ fn a_model_and_its_reference_load_together_only_when_both_fit_at_once() {
     let (a, b) = (plan(&q4, &request, &gpu), plan(&q5, &request, &gpu));
     assert!(a.fits_beside(&b) && b.fits_beside(&a));
 }
+
+#[test]
+fn the_cpu_decode_ceiling_is_bandwidth_over_the_weights_read_per_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let q4 = run(&qwen3(dir.path(), false), "cpu_only_16gb", 4096);
+    assert_eq!(q4.verdict, Verdict::CpuOnly);
+    // 8,509,189,120 B of weights at 60 GB/s: 7.05 tokens/s at most.
+    let ceiling = hearth_hw::membw::cpu_decode_ceiling_tps(&q4, 60e9).unwrap();
+    assert!((ceiling - 60e9 / 8_509_189_120.0).abs() < 1e-9, "{ceiling}");
+    // With layers on a GPU the CPU's bandwidth does not bound it: no figure.
+    let gpu = run(&qwen3(dir.path(), false), "rtx4090_24gb", 4096);
+    assert!(hearth_hw::membw::cpu_decode_ceiling_tps(&gpu, 60e9).is_none());
+}

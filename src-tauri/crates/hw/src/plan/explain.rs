@@ -292,6 +292,15 @@ impl FitPlan {
         }
     }
 
+    /// The verdict with the decode ceiling where one is known: "CPU only, up to 7.1
+    /// tokens/s" (see [`crate::membw::cpu_decode_ceiling_tps`]).
+    pub fn fit_words(&self, decode_ceiling_tps: Option<f64>) -> String {
+        match decode_ceiling_tps {
+            Some(tps) => format!("{}, up to {tps:.1} tokens/s", self.verdict_words()),
+            None => self.verdict_words(),
+        }
+    }
+
     pub fn explain(&self) -> String {
         let mut s = String::new();
         let verdict = self.verdict_words();
