@@ -264,10 +264,7 @@ impl AppState {
     /// Claims the one reply slot; `None` when a reply is already running. The slot is
     /// given back when the guard drops, however the reply ended.
     pub fn begin_generation(&self) -> Option<GeneratingGuard<'_>> {
-        self.generating
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-            .ok()
-            .map(|_| GeneratingGuard(&self.generating))
+        GeneratingGuard::claim(&self.generating)
     }
 
     pub fn quantizing(&self) -> bool {
@@ -277,13 +274,9 @@ impl AppState {
     /// Claims the one quantization slot (its cancel reset for the new job); `None` when
     /// one is running. Given back when the guard drops.
     pub fn begin_quantization(&self) -> Option<GeneratingGuard<'_>> {
-        self.quantizing
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-            .ok()
-            .map(|_| {
-                self.quantize_cancel.reset();
-                GeneratingGuard(&self.quantizing)
-            })
+        let guard = GeneratingGuard::claim(&self.quantizing)?;
+        self.quantize_cancel.reset();
+        Some(guard)
     }
 
     pub fn downloading(&self) -> bool {
@@ -292,13 +285,9 @@ impl AppState {
 
     /// Claims the one download slot (its stop flag cleared); `None` when one is running.
     pub fn begin_download(&self) -> Option<GeneratingGuard<'_>> {
-        self.downloading
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-            .ok()
-            .map(|_| {
-                self.download_cancel.store(false, Ordering::Release);
-                GeneratingGuard(&self.downloading)
-            })
+        let guard = GeneratingGuard::claim(&self.downloading)?;
+        self.download_cancel.store(false, Ordering::Release);
+        Some(guard)
     }
 
     pub fn loading(&self) -> bool {
@@ -332,8 +321,17 @@ impl AppState {
     }
 }
 
-/// Holds a one-at-a-time slot (a reply, a quantization) until dropped.
+/// Holds a one-at-a-time slot (a reply, a quantization, a download) until dropped.
 pub struct GeneratingGuard<'a>(&'a AtomicBool);
+
+impl<'a> GeneratingGuard<'a> {
+    /// Takes the slot `flag` stands for; `None` when it is already taken.
+    fn claim(flag: &'a AtomicBool) -> Option<Self> {
+        flag.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .ok()
+            .map(|_| Self(flag))
+    }
+}
 
 impl Drop for GeneratingGuard<'_> {
     fn drop(&mut self) {

@@ -63,6 +63,15 @@ pub fn gguf_files_in(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(paths)
 }
 
+/// Bytes the current user may still write in the file system that holds `dir` (statvfs:
+/// the blocks left to unprivileged users). The one reading of free space: downloads and
+/// quantization check it before they write.
+pub fn available_space(dir: &Path) -> std::io::Result<u64> {
+    let stat = nix::sys::statvfs::statvfs(dir).map_err(std::io::Error::from)?;
+    // Both are `fsblkcnt_t`/`c_ulong`, 64 bits on the targets Hearth builds for.
+    Ok(stat.blocks_available().saturating_mul(stat.fragment_size()))
+}
+
 /// The default chat model `make models` installs.
 pub const DEFAULT_CHAT_MODEL: &str = "SmolLM2-135M-Instruct-Q4_1.gguf";
 /// The second default model: a base model without a chat template.

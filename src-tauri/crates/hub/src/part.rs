@@ -116,12 +116,7 @@ pub fn discard_partial(dir: &Path, file: &str) -> Result<(), HubError> {
 
 /// Bytes the current user may still write in the file system that holds `dir`.
 pub fn available_space(dir: &Path) -> Result<u64, HubError> {
-    let stat = nix::sys::statvfs::statvfs(dir).map_err(|e| HubError::Io {
-        path: dir.to_path_buf(),
-        source: std::io::Error::from(e),
-    })?;
-    // Both are `fsblkcnt_t`/`c_ulong`, 64 bits on the targets Hearth builds for.
-    Ok(stat.blocks_available().saturating_mul(stat.fragment_size()))
+    hearth_core::paths::available_space(dir).map_err(HubError::io(dir))
 }
 
 #[cfg(test)]

@@ -292,9 +292,7 @@ pub fn verdict_words(verdict: hearth_hw::Verdict) -> &'static str {
 
 /// Bytes the current user can write on the file system holding `dir`.
 fn free_space(dir: &Path) -> Result<u64> {
-    let stat =
-        nix::sys::statvfs::statvfs(dir).with_context(|| format!("cannot read the free space of {}", dir.display()))?;
-    Ok(stat.blocks_available().saturating_mul(stat.fragment_size()))
+    hearth_core::paths::available_space(dir).with_context(|| format!("cannot read the free space of {}", dir.display()))
 }
 
 /// Decimal megabytes or gigabytes, as disks are sold.
