@@ -1,5 +1,7 @@
 //! The one error every command returns: a stable `code` the UI can branch on and a
-//! `message` that says what to do. Errors of the crates below are mapped here, once.
+//! `message` that says what to do. Errors of the crates below are mapped here, once:
+//! where a crate's words speak of flags or API routes, the app's words (Settings) are
+//! written here, and the UI shows `message` as it is (it adds no words of its own).
 
 use hearth_core::BackendError;
 use hearth_manager::{ManagerError, SettingsError};
@@ -79,6 +81,13 @@ impl From<BackendError> for AppError {
             BackendError::ContextOverflow { needed, limit } => format!(
                 "The conversation needs {needed} tokens but the context holds {limit}: start a new chat, or raise the context size in Settings"
             ),
+            BackendError::Unavailable { backend, cause } => format!(
+                "{backend} is not reachable ({cause}): start it, or check its URL in Settings, then retry"
+            ),
+            BackendError::Failed { code, message } if code == "decode_failed" => {
+                format!("{message}: retry; if it happens again, lower the context size in Settings")
+            }
+            // The crates' own words already say what to do.
             _ => e.to_string(),
         };
         let mut error = Self::new(e.code(), message);
@@ -222,5 +231,44 @@ mod tests {
         .into();
         assert_eq!(e.code, "not_found");
         assert!(e.message.contains("abc"));
+    }
+
+    #[test]
+    fn every_backend_error_says_what_to_do_in_the_app() {
+        let unreachable: AppError = BackendError::Unavailable {
+            backend: "ollama".into(),
+            cause: "connection refused".into(),
+        }
+        .into();
+        assert_eq!(unreachable.code, "backend_unavailable");
+        assert_eq!(unreachable.backend.as_deref(), Some("ollama"));
+        assert!(
+            unreachable.message.contains("check its URL in Settings"),
+            "{}",
+            unreachable.message
+        );
+        let overflow: AppError = BackendError::ContextOverflow {
+            needed: 5000,
+            limit: 4096,
+        }
+        .into();
+        assert_eq!((overflow.needed, overflow.limit), (Some(5000), Some(4096)));
+        assert!(
+            overflow.message.contains("raise the context size in Settings"),
+            "{}",
+            overflow.message
+        );
+        let decode: AppError = BackendError::Failed {
+            code: "decode_failed".into(),
+            message: "decoding failed: llama_decode returned 1".into(),
+        }
+        .into();
+        assert!(
+            decode
+                .message
+                .starts_with("decoding failed: llama_decode returned 1: retry"),
+            "{}",
+            decode.message
+        );
     }
 }

@@ -3,7 +3,7 @@
 import { h } from "../dom";
 import { formatMs, formatTps } from "../format";
 import type { ChatError, ChatMessage } from "../state";
-import { adviceFor } from "./errors";
+import { actionFor } from "./errors";
 import { renderMarkdownInto } from "./markdown";
 
 export interface BadgeParts {
@@ -148,18 +148,17 @@ export function createStreamingElement(): StreamingElement {
 }
 
 export function createErrorElement(error: ChatError): HTMLElement {
-  const advice = adviceFor(error.code);
+  const action = actionFor(error.code);
   const actionButton =
-    advice.action === "settings"
+    action === "settings"
       ? h("button", { type: "button", "data-action": "open-settings", text: "Open Settings" })
-      : advice.action === "retry"
+      : action === "retry"
         ? h("button", { type: "button", "data-action": "retry", text: "Retry" })
         : null;
   return h(
     "div",
     { class: "error-card", role: "alert", "data-testid": "chat-error", "data-code": error.code },
-    h("strong", { text: `${advice.title}: ${advice.hint}` }),
-    h("div", { class: "error-detail", text: error.message }),
+    h("strong", { text: error.message }),
     actionButton,
   );
 }

@@ -12,7 +12,6 @@ use serde_json::Value;
 
 use crate::backup::{BackupReport, IntegrityReport, StoreStats};
 use crate::db::{Store, StoreOptions};
-use crate::documents::{CachedDocument, DocumentChunk};
 use crate::error::{Result, StoreError};
 use crate::messages::{Message, MessageId, NewMessage, SearchHit};
 use crate::perf::{PerfRecord, PerfSummary, TimeWindow};
@@ -145,25 +144,6 @@ impl AsyncStore {
     ) -> Result<Vec<SearchHit>> {
         self.call(move |s| s.search_messages(&text, session.as_ref(), limit))
             .await
-    }
-
-    pub async fn put_document(
-        &self,
-        file_hash: String,
-        file_name: String,
-        chunks: Vec<DocumentChunk>,
-        metadata: Value,
-    ) -> Result<CachedDocument> {
-        self.call(move |s| s.put_document(&file_hash, &file_name, &chunks, &metadata))
-            .await
-    }
-
-    pub async fn get_document(&self, file_hash: String) -> Result<Option<CachedDocument>> {
-        self.call(move |s| s.get_document(&file_hash)).await
-    }
-
-    pub async fn delete_document(&self, file_hash: String) -> Result<bool> {
-        self.call(move |s| s.delete_document(&file_hash)).await
     }
 
     pub async fn log_perf(&self, record: PerfRecord) -> Result<i64> {

@@ -52,7 +52,6 @@ pub struct StoreStats {
     pub sqlite_version: String,
     pub sessions: i64,
     pub messages: i64,
-    pub documents: i64,
     pub perf_logs: i64,
 }
 
@@ -233,7 +232,6 @@ impl Store {
                 sqlite_version: rusqlite::version().to_owned(),
                 sessions: count("sessions")?,
                 messages: count("chat_history")?,
-                documents: count("document_cache")?,
                 perf_logs: count("performance_logs")?,
             })
         })

@@ -37,7 +37,6 @@ mod backup;
 mod bench;
 mod checkpoint;
 mod db;
-mod documents;
 mod error;
 mod export;
 mod messages;
@@ -50,7 +49,6 @@ pub use async_store::AsyncStore;
 pub use backup::{BackupReport, IntegrityReport, StoreStats};
 pub use bench::{bench, bench_with, BenchOptions, StoreBenchReport, READ_P99_TARGET_MS, WRITE_P99_TARGET_MS};
 pub use db::{default_db_path, Store, StoreOptions, Synchronous, DATA_DIR_ENV, DB_FILE_NAME};
-pub use documents::{document_hash, document_hash_file, CachedDocument, DocumentChunk};
 pub use error::{Result, StoreError};
 pub use export::{export_session, ExportFormat};
 pub use hearth_core::Role;
@@ -58,7 +56,7 @@ pub use messages::{
     fts5_query, Message, MessageId, MessageMetadata, NewMessage, SearchHit, SNIPPET_END, SNIPPET_START,
 };
 pub use migrate::{migration_names, SCHEMA_VERSION};
-pub use model_evals::{size_and_mtime, ModelEval, ModelFile, ReferenceComparison};
+pub use model_evals::{size_and_mtime, text_sha256, ModelEval, ModelFile, ReferenceComparison};
 pub use perf::{PerfMetrics, PerfRecord, PerfSummary, TimeWindow};
 pub use sessions::{NewSession, Session, SessionId, SessionWithMessages, LOCAL_USER};
 

@@ -31,11 +31,16 @@ const MIGRATIONS: &[Migration] = &[
         name: "0002_model_evals.sql",
         sql: include_str!("../../../../migrations/0002_model_evals.sql"),
     },
+    Migration {
+        version: 3,
+        name: "0003_drop_document_cache.sql",
+        sql: include_str!("../../../../migrations/0003_drop_document_cache.sql"),
+    },
 ];
 
 /// The schema version (`PRAGMA user_version`) this build creates and
 /// understands. A database with a higher version is refused untouched.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 const _: () = assert!(MIGRATIONS.len() as i64 == SCHEMA_VERSION);
 

@@ -8,6 +8,7 @@ use std::time::UNIX_EPOCH;
 
 use rusqlite::{params, OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::error::Result;
 use crate::{now_ms, Store};
@@ -30,7 +31,7 @@ impl ModelFile {
     pub fn identify(path: &Path) -> std::io::Result<ModelFile> {
         let (bytes, mtime_ms) = size_and_mtime(path)?;
         Ok(ModelFile {
-            hash: crate::document_hash_file(path)?,
+            hash: file_sha256(path)?,
             path: path.display().to_string(),
             bytes,
             mtime_ms,
@@ -206,5 +207,38 @@ impl Store {
                 .query_row(params![path, to_i64(bytes), mtime_ms], from_row)
                 .optional()?)
         })
+    }
+}
+
+/// Lowercase hex SHA-256 of a measured text: which text a record was measured on.
+pub fn text_sha256(text: &str) -> String {
+    hex(&Sha256::digest(text.as_bytes()))
+}
+
+/// Lowercase hex SHA-256 of a file, streamed (a model is not loaded into memory).
+fn file_sha256(path: &Path) -> std::io::Result<String> {
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
+    Ok(hex(&hasher.finalize()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_are_sha256_in_lowercase_hex() {
+        // FIPS 180-2's example.
+        let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        assert_eq!(text_sha256("abc"), abc);
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let path = dir.path().join("m.gguf");
+        std::fs::write(&path, "abc").expect("write");
+        let file = ModelFile::identify(&path).expect("identify");
+        assert_eq!((file.hash.as_str(), file.bytes), (abc, 3));
     }
 }

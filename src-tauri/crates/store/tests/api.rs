@@ -2,9 +2,8 @@
 #![allow(clippy::unwrap_used)]
 
 use hearth_store::{
-    document_hash, AsyncStore, DocumentChunk, MessageId, MessageMetadata, NewMessage, NewSession, PerfMetrics,
-    PerfRecord, Role, SessionId, Store, StoreError, StoreOptions, Synchronous, TimeWindow, LOCAL_USER, SCHEMA_VERSION,
-    SNIPPET_END, SNIPPET_START,
+    AsyncStore, MessageId, MessageMetadata, NewMessage, NewSession, PerfMetrics, PerfRecord, Role, SessionId, Store,
+    StoreError, StoreOptions, Synchronous, TimeWindow, LOCAL_USER, SCHEMA_VERSION, SNIPPET_END, SNIPPET_START,
 };
 use serde_json::json;
 
@@ -177,53 +176,6 @@ fn search_ranks_and_filters() {
     // remove_diacritics: "cafe" finds "Café".
     assert_eq!(store.search_messages("cafe", None, 10).unwrap().len(), 1);
     assert!(store.search_messages("   ", None, 10).unwrap().is_empty());
-}
-
-#[test]
-fn document_cache_by_content_hash() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    let bytes = b"%PDF-1.7 pretend";
-    let hash = document_hash(bytes);
-    assert_eq!(hash.len(), 64);
-    assert_eq!(
-        document_hash(b"abc"),
-        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-    );
-    let file = dir.path().join("doc.bin");
-    std::fs::write(&file, bytes).unwrap();
-    assert_eq!(hearth_store::document_hash_file(&file).unwrap(), hash);
-
-    assert!(store.get_document(&hash).unwrap().is_none());
-    let chunks = vec![
-        DocumentChunk {
-            index: 0,
-            text: "first".into(),
-            metadata: json!({"page": 1}),
-        },
-        DocumentChunk {
-            index: 1,
-            text: "second".into(),
-            metadata: serde_json::Value::Null,
-        },
-    ];
-    let put = store
-        .put_document_bytes(bytes, "doc.pdf", &chunks, &json!({"pages": 2}))
-        .unwrap();
-    let got = store.get_document(&hash).unwrap().unwrap();
-    assert_eq!(put, got);
-    assert_eq!(store.get_document_bytes(bytes).unwrap().unwrap().chunks, chunks);
-    // Same content under another name replaces the entry.
-    store
-        .put_document(&hash, "renamed.pdf", &chunks[..1], &json!({}))
-        .unwrap();
-    assert_eq!(store.get_document(&hash).unwrap().unwrap().file_name, "renamed.pdf");
-    assert!(matches!(
-        store.get_document("not-a-hash"),
-        Err(StoreError::InvalidInput(_))
-    ));
-    assert!(store.delete_document(&hash).unwrap());
-    assert!(store.get_document(&hash).unwrap().is_none());
 }
 
 #[test]

@@ -240,7 +240,7 @@ pub fn measure(
         bits_per_weight: 8.0 * info.tensor_bytes_total() as f64 / info.parameter_count.max(1) as f64,
         ram_after_load_bytes,
         decode_tps,
-        text_sha256: hearth_store::document_hash(text.as_bytes()),
+        text_sha256: hearth_store::text_sha256(text),
         model_path: request.model.clone(),
         reference_path: request.reference.clone(),
         reference_run,
