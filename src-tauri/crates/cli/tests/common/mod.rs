@@ -107,7 +107,19 @@ impl Serve {
 }
 
 impl Drop for Serve {
+    /// Stops it as a service manager would (SIGTERM, then SIGKILL after 10 s), so the
+    /// server's own shutdown runs; a test that needs a kill sends one itself.
     fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).expect("pid"));
+        if nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).is_ok() {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if matches!(self.child.try_wait(), Ok(Some(_))) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
