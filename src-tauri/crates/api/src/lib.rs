@@ -15,10 +15,10 @@ mod limits;
 mod metrics;
 mod openai;
 mod routes;
+mod server;
 mod stream;
 pub mod testing;
 
-use std::future::Future;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
@@ -29,6 +29,7 @@ use hearth_core::Backend;
 pub use config::{ApiConfig, ConfigError, MAX_TOKENS_CAP};
 pub use error::ApiError;
 pub use metrics::Metrics;
+pub use server::{serve, serve_with, ConnectionLimits};
 
 /// The whole API as an axum router. `config.port` must be the port the server is
 /// bound to (the Host check needs it). `metrics` is shared so a caller can read it.
@@ -60,13 +61,4 @@ pub fn router(backend: Arc<dyn Backend>, config: ApiConfig, metrics: Arc<Metrics
         .layer(Extension(extract::BodyLimit(config.body_limit)))
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&config), guard::guard))
         .layer(axum::middleware::from_fn_with_state(metrics, metrics::track))
-}
-
-/// Serves `router` on `listener` until `shutdown` completes.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
 }

@@ -7,7 +7,6 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -105,7 +104,8 @@ async fn serve(args: &ServeArgs, path: std::path::PathBuf) -> Result<()> {
     Ok(())
 }
 
-/// Ctrl-C or SIGTERM (a container stopping); then at most 5 s for open streams to end.
+/// Ctrl-C or SIGTERM (a container stopping); the server then gives open streams at
+/// most 5 s to end (`ConnectionLimits::drain`).
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -124,9 +124,4 @@ async fn shutdown_signal() {
         _ = term => {}
     }
     eprintln!("hearth serve: stopping");
-    tokio::spawn(async {
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        tracing::warn!("open streams did not end within 5 s; exiting");
-        std::process::exit(0);
-    });
 }

@@ -3,6 +3,8 @@
 //! asserted (speed is machine-dependent); that each line is there, well-formed, and
 //! consistent with itself is.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::path::Path;

@@ -3,11 +3,19 @@
 
 use super::*;
 
+/// The longest reply line read. Ollama's lines are a few hundred bytes; the last line of
+/// `/api/generate` may carry the context's token ids (about 6 bytes each, so 8 MiB is
+/// over a million tokens). A server that sends more without a line end is not Ollama,
+/// and is not allowed to fill this process's memory.
+pub(super) const MAX_LINE_BYTES: usize = 8 << 20;
+
 /// Splits a byte stream into lines. It works on bytes, not text, so that a JSON object
 /// or a multi-byte character split across two reads is whole again before it is parsed.
 #[derive(Default)]
 pub(super) struct LineBuffer {
     bytes: Vec<u8>,
+    /// Bytes at the start of `bytes` known to hold no line end (not scanned again).
+    scanned: usize,
 }
 
 impl LineBuffer {
@@ -15,10 +23,20 @@ impl LineBuffer {
         self.bytes.extend_from_slice(chunk);
     }
 
+    /// An unfinished line longer than [`MAX_LINE_BYTES`] is buffered.
+    fn overlong(&self) -> bool {
+        self.scanned > MAX_LINE_BYTES
+    }
+
     /// The next complete line without its line end; blank lines are skipped.
     fn next_line(&mut self) -> Option<Vec<u8>> {
         loop {
-            let end = self.bytes.iter().position(|&b| b == b'\n')?;
+            let Some(offset) = self.bytes[self.scanned..].iter().position(|&b| b == b'\n') else {
+                self.scanned = self.bytes.len();
+                return None;
+            };
+            let end = self.scanned + offset;
+            self.scanned = 0;
             let mut line: Vec<u8> = self.bytes.drain(..=end).collect();
             line.pop();
             if line.last() == Some(&b'\r') {
@@ -149,6 +167,17 @@ impl<B: AsRef<[u8]>, E: std::error::Error> Reply<B, E> {
                 let cause = "Ollama closed the stream before the reply was complete".to_owned();
                 return Some(Err(self.broken(cause)));
             }
+            if self.lines.overlong() {
+                self.over = true;
+                return Some(Err(BackendError::Failed {
+                    code: "ollama_bad_chunk".into(),
+                    message: format!(
+                        "{} sent more than {} MiB without a line end: that is not an Ollama reply; check the backend's URL in Settings",
+                        self.backend,
+                        MAX_LINE_BYTES >> 20
+                    ),
+                }));
+            }
             match self.body.next().await {
                 Some(Ok(bytes)) => self.lines.push(bytes.as_ref()),
                 Some(Err(e)) => {
@@ -255,5 +284,41 @@ mod tests {
         assert_eq!(lines.next_line(), None);
         lines.finish();
         assert_eq!(lines.next_line().as_deref(), Some(&b"{\"c\":3}"[..]));
+    }
+
+    #[tokio::test]
+    async fn a_line_that_never_ends_is_refused_before_it_fills_memory() {
+        let chunk = vec![b'a'; 64 * 1024];
+        let chunks = (MAX_LINE_BYTES / chunk.len()) * 4; // four times the limit, if it were all read
+        let read = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = std::sync::Arc::clone(&read);
+        let body: Body<Vec<u8>, std::io::Error> = Box::pin(stream::iter(0..chunks).map(move |_| {
+            counted.fetch_add(chunk.len(), std::sync::atomic::Ordering::Relaxed);
+            Ok(chunk.clone())
+        }));
+        let mut events = Reply::new(body, "ollama".into(), "m".into(), Instant::now()).into_events();
+        let first = events.next().await.expect("an item");
+        let error = first.expect_err("an endless line is an error");
+        assert_eq!(error.code(), "ollama_bad_chunk");
+        assert!(error.to_string().contains("check the backend's URL"), "{error}");
+        assert!(events.next().await.is_none(), "the stream ends with the error");
+        let read = read.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            read <= MAX_LINE_BYTES + 2 * 64 * 1024,
+            "read {read} bytes before giving up"
+        );
+    }
+
+    #[test]
+    fn a_long_line_is_scanned_once() {
+        let mut lines = LineBuffer::default();
+        for _ in 0..100 {
+            lines.push(&[b'x'; 1000]);
+            assert_eq!(lines.next_line(), None);
+        }
+        assert_eq!(lines.scanned, 100_000);
+        lines.push(b"\n{}\n");
+        assert_eq!(lines.next_line().map(|l| l.len()), Some(100_000));
+        assert_eq!(lines.next_line().as_deref(), Some(&b"{}"[..]));
     }
 }
