@@ -29,7 +29,14 @@ pub struct EngineConfig {
     pub max_draft: u32,
     /// Told how much of the model is loaded (0 to 1) while llama.cpp reads it.
     pub load_progress: Option<LoadProgress>,
+    /// Sequences served at once, in one batch (continuous batching), each with
+    /// `n_ctx` positions of its own; 1 serves one at a time, with drafting and a
+    /// growing cache. At most [`MAX_PARALLEL`].
+    pub n_parallel: u32,
 }
+
+/// The most sequences one engine serves at once.
+pub const MAX_PARALLEL: u32 = 64;
 
 /// Where load progress goes: llama.cpp's progress callback, passed on.
 #[derive(Clone)]
@@ -70,7 +77,14 @@ impl EngineConfig {
             warmup: true,
             max_draft: crate::MAX_DRAFT as u32,
             load_progress: None,
+            n_parallel: 1,
         }
+    }
+
+    /// Serves `n` sequences at once (see [`EngineConfig::n_parallel`]).
+    pub fn with_parallel(mut self, n: u32) -> Self {
+        self.n_parallel = n;
+        self
     }
 
     pub fn with_n_ctx(mut self, n_ctx: u32) -> Self {
@@ -108,6 +122,12 @@ impl EngineConfig {
                 "max_draft = {} must be between 0 (off) and {}",
                 self.max_draft,
                 crate::MAX_DRAFT
+            ));
+        }
+        if !(1..=MAX_PARALLEL).contains(&self.n_parallel) {
+            return bad(format!(
+                "parallel = {} must be between 1 and {MAX_PARALLEL} sequences",
+                self.n_parallel
             ));
         }
         for (name, value) in [("n_threads", self.n_threads), ("n_threads_batch", self.n_threads_batch)] {
@@ -186,6 +206,9 @@ mod tests {
         }
         .validate()
         .is_ok());
+        let e = base.clone().with_parallel(0).validate().expect_err("parallel");
+        assert!(e.to_string().contains("parallel = 0"), "{e}");
+        assert!(base.clone().with_parallel(4).validate().is_ok());
         let e = base.with_threads(0).validate().expect_err("threads");
         assert!(e.to_string().contains("n_threads"));
     }

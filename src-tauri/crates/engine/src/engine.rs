@@ -59,6 +59,8 @@ pub struct ModelInfo {
     pub threads: u32,
     pub threads_batch: u32,
     pub n_gpu_layers: u32,
+    /// Sequences served at once (each with `n_ctx` positions of its own).
+    pub n_parallel: u32,
     pub has_chat_template: bool,
     /// The start token a text begins with, when the model uses one.
     pub bos_token: Option<i32>,
@@ -139,8 +141,10 @@ pub(crate) struct Job {
     pub trace: Option<(usize, SyncSender<Vec<TokenTrace>>)>,
 }
 
-enum Command {
+pub(crate) enum Command {
     Generate(Box<Job>),
+    /// Requests that start together: with several sequences they join the same step.
+    GenerateMany(Vec<Job>),
     /// Forget the cached conversation (the next prompt is evaluated in full).
     ResetCache,
     CountTokens(Prompt, SyncSender<Result<u32, EngineError>>),
@@ -283,6 +287,51 @@ impl Engine {
         })
     }
 
+    /// Traces several requests that start together: with several sequences they are
+    /// admitted in the same step and run in the same batches; with one, one after
+    /// another. Each reply as [`Engine::generate_traced`] gives it.
+    pub fn generate_traced_many(
+        &self,
+        requests: Vec<GenerationRequest>,
+        top_k: usize,
+    ) -> Result<Vec<TracedOutput>, EngineError> {
+        let mut jobs = Vec::with_capacity(requests.len());
+        let mut pending = Vec::with_capacity(requests.len());
+        for request in requests {
+            request.params.validate()?;
+            let (job, accepted, generation) = job(request, true);
+            let (trace_tx, trace_rx) = mpsc::sync_channel(1);
+            jobs.push(Job {
+                trace: Some((top_k, trace_tx)),
+                ..job
+            });
+            pending.push((accepted, generation, trace_rx));
+        }
+        self.send(Command::GenerateMany(jobs))?;
+        // Read each reply on its own thread as soon as it is accepted, so one engine
+        // sequence never waits on a reader that has not started.
+        let readers: Vec<_> = pending
+            .into_iter()
+            .map(|(accepted, generation, trace_rx)| {
+                let accepted = accepted.recv().map_err(|_| EngineError::EngineStopped)?;
+                accepted?;
+                Ok(std::thread::spawn(move || -> Result<TracedOutput, EngineError> {
+                    let output = generation.collect()?;
+                    let tokens = trace_rx.recv().map_err(|_| EngineError::EngineStopped)?;
+                    Ok(TracedOutput {
+                        text: output.text,
+                        metrics: output.metrics,
+                        tokens,
+                    })
+                }))
+            })
+            .collect::<Result<_, EngineError>>()?;
+        readers
+            .into_iter()
+            .map(|r| r.join().map_err(|_| EngineError::EngineStopped)?)
+            .collect()
+    }
+
     fn start(&self, request: GenerationRequest, stream: bool) -> Result<Generation, EngineError> {
         self.start_job(request, stream, None)
     }
@@ -294,24 +343,10 @@ impl Engine {
         trace: Option<(usize, SyncSender<Vec<TokenTrace>>)>,
     ) -> Result<Generation, EngineError> {
         request.params.validate()?;
-        let (accepted_tx, accepted_rx) = mpsc::sync_channel(1);
-        let (events_tx, events_rx) = mpsc::sync_channel(EVENT_BUFFER);
-        let cancel = CancelToken::default();
-        let job = Job {
-            request,
-            requested_at: Instant::now(),
-            accepted: accepted_tx,
-            events: events_tx,
-            cancel: cancel.clone(),
-            stream,
-            trace,
-        };
-        self.send(Command::Generate(Box::new(job)))?;
-        accepted_rx.recv().map_err(|_| EngineError::EngineStopped)??;
-        Ok(Generation {
-            events: events_rx,
-            cancel,
-        })
+        let (job, accepted, generation) = job(request, stream);
+        self.send(Command::Generate(Box::new(Job { trace, ..job })))?;
+        accepted.recv().map_err(|_| EngineError::EngineStopped)??;
+        Ok(generation)
     }
 
     /// Tokens the prompt would take (template applied), without generating.
@@ -363,6 +398,30 @@ impl Drop for Engine {
     }
 }
 
+/// A job for `request` (untraced), the receiver of its acceptance, and its events.
+fn job(request: GenerationRequest, stream: bool) -> (Job, Receiver<Result<(), EngineError>>, Generation) {
+    let (accepted_tx, accepted_rx) = mpsc::sync_channel(1);
+    let (events_tx, events_rx) = mpsc::sync_channel(EVENT_BUFFER);
+    let cancel = CancelToken::default();
+    let job = Job {
+        request,
+        requested_at: Instant::now(),
+        accepted: accepted_tx,
+        events: events_tx,
+        cancel: cancel.clone(),
+        stream,
+        trace: None,
+    };
+    (
+        job,
+        accepted_rx,
+        Generation {
+            events: events_rx,
+            cancel,
+        },
+    )
+}
+
 fn model_name(path: &Path) -> String {
     path.file_name()
         .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
@@ -412,6 +471,68 @@ fn engine_thread(
         threads: config.threads(),
         threads_batch: config.threads_batch(),
     };
+    let name = model_name(&path);
+    let has_chat_template = model.chat_template(None).is_ok();
+    let bos_token = {
+        let vocab = model.vocab();
+        let with = vocab.tokenize(b"a", true, false);
+        (with.len() > vocab.tokenize(b"a", false, false).len()).then(|| with[0].0)
+    };
+    let mut info = ModelInfo {
+        file_bytes: std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
+        architecture: model.meta_val_str("general.architecture").unwrap_or_default(),
+        n_params: model.n_params(),
+        n_layer: model.n_layer(),
+        path: path.clone(),
+        name: name.clone(),
+        n_ctx: ceiling,
+        n_ctx_initial: initial,
+        n_ctx_train,
+        n_batch: shape.n_batch,
+        threads: shape.threads,
+        threads_batch: shape.threads_batch,
+        n_gpu_layers: config.n_gpu_layers,
+        n_parallel: config.n_parallel.max(1),
+        has_chat_template,
+        bos_token,
+        load_ms: 0.0,
+    };
+    if info.n_parallel > 1 {
+        // Several sequences: each gets the whole configured context, allocated at load
+        // (the fit planner sized it; growing would copy every sequence's state).
+        let n = info.n_parallel;
+        let params = shape
+            .params(ceiling.saturating_mul(n))
+            .with_n_seq_max(n)
+            .with_kv_unified(false);
+        let ctx = match model.new_context(backend, params) {
+            Ok(ctx) => ctx,
+            Err(e) => {
+                let _ = ready.send(Err(EngineError::ContextFailed {
+                    path,
+                    n_ctx: ceiling.saturating_mul(n),
+                    reason: e.to_string(),
+                }));
+                return;
+            }
+        };
+        allocated.store(ctx.n_ctx(), Ordering::Release);
+        let mut scheduler = crate::parallel::Scheduler::new(&model, ctx, name, n, n_swa);
+        if config.warmup {
+            if let Err(e) = scheduler.warm_up() {
+                let _ = ready.send(Err(e));
+                return;
+            }
+        }
+        info.load_ms = started.elapsed().as_secs_f64() * 1000.0;
+        scheduler.set_load_ms(info.load_ms);
+        info.n_ctx = scheduler.n_ctx_seq();
+        info.n_ctx_initial = info.n_ctx;
+        if ready.send(Ok(info)).is_ok() {
+            scheduler.run(&commands);
+        }
+        return;
+    }
     let ctx = match model.new_context(backend, shape.params(initial)) {
         Ok(ctx) => ctx,
         Err(e) => {
@@ -425,13 +546,6 @@ fn engine_thread(
     };
     let n_ctx_initial = ctx.n_ctx();
     allocated.store(n_ctx_initial, Ordering::Release);
-    let name = model_name(&path);
-    let has_chat_template = model.chat_template(None).is_ok();
-    let bos_token = {
-        let vocab = model.vocab();
-        let with = vocab.tokenize(b"a", true, false);
-        (with.len() > vocab.tokenize(b"a", false, false).len()).then(|| with[0].0)
-    };
     let growth = Growth {
         backend,
         shape,
@@ -454,30 +568,17 @@ fn engine_thread(
     }
     let load_ms = started.elapsed().as_secs_f64() * 1000.0;
     session.set_load_ms(load_ms);
-    let info = ModelInfo {
-        file_bytes: std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
-        architecture: model.meta_val_str("general.architecture").unwrap_or_default(),
-        n_params: model.n_params(),
-        n_layer: model.n_layer(),
-        path,
-        name,
-        n_ctx: ceiling.max(n_ctx_initial),
-        n_ctx_initial,
-        n_ctx_train,
-        n_batch: shape.n_batch,
-        threads: shape.threads,
-        threads_batch: shape.threads_batch,
-        n_gpu_layers: config.n_gpu_layers,
-        has_chat_template,
-        bos_token,
-        load_ms,
-    };
+    info.load_ms = load_ms;
+    info.n_ctx = ceiling.max(n_ctx_initial);
+    info.n_ctx_initial = n_ctx_initial;
+
     if ready.send(Ok(info)).is_err() {
         return;
     }
     for command in commands {
         match command {
             Command::Generate(job) => session.run(*job),
+            Command::GenerateMany(jobs) => jobs.into_iter().for_each(|job| session.run(job)),
             Command::ResetCache => session.reset(),
             Command::Tokenize(prompt, reply) => {
                 let _ = reply.send(

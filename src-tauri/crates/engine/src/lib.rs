@@ -14,6 +14,7 @@ mod draft;
 mod engine;
 mod error;
 mod eval;
+mod parallel;
 mod quantize;
 mod sampler;
 mod session;
@@ -21,7 +22,7 @@ mod stop;
 mod trace;
 mod utf8;
 
-pub use config::{default_threads, EngineConfig, LoadProgress, MAX_CONTEXT};
+pub use config::{default_threads, EngineConfig, LoadProgress, MAX_CONTEXT, MAX_PARALLEL};
 pub use context::INITIAL_CONTEXT;
 pub use draft::MAX_DRAFT;
 pub use engine::{

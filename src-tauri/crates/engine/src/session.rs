@@ -146,43 +146,8 @@ impl<'m> Session<'m> {
         self.cached.clear();
     }
 
-    /// Formats and tokenizes a prompt. A chat needs the model's own template; a base
-    /// model gets a clear error instead of a silently malformed prompt.
     pub(crate) fn tokenize_prompt(&self, prompt: &Prompt) -> Result<Vec<LlamaToken>, EngineError> {
-        let vocab = self.model.vocab();
-        let tokens = match prompt {
-            Prompt::Text(text) => vocab.tokenize(text.as_bytes(), true, false),
-            Prompt::Chat(messages) => {
-                let template = self
-                    .model
-                    .chat_template(None)
-                    .map_err(|_| EngineError::NoChatTemplate {
-                        model: self.name.clone(),
-                    })?;
-                let chat = messages
-                    .iter()
-                    .map(|m| LlamaChatMessage::new(m.role.as_str().to_owned(), m.content.clone()))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| EngineError::TemplateFailed {
-                        model: self.name.clone(),
-                        reason: e.to_string(),
-                    })?;
-                let text = self.model.apply_chat_template(&template, &chat, true).map_err(|e| {
-                    EngineError::TemplateFailed {
-                        model: self.name.clone(),
-                        reason: e.to_string(),
-                    }
-                })?;
-                // The template writes special tokens as text (<|im_start|> …): parse them.
-                vocab.tokenize(text.as_bytes(), true, true)
-            }
-        };
-        if tokens.is_empty() {
-            return Err(EngineError::InvalidSettings(
-                "the prompt is empty: write something to continue".into(),
-            ));
-        }
-        Ok(tokens)
+        tokenize_prompt(self.model, &self.name, prompt)
     }
 
     pub(crate) fn run(&mut self, job: Job) {
@@ -242,28 +207,22 @@ impl<'m> Session<'m> {
             let _ = events.send(GenerationEvent::Error { message });
             return;
         }
-        let prompt_end = outcome.first_token_at.unwrap_or(finished_at);
-        let evaluated = tokens.len() - reused;
-        let prompt_secs = prompt_end.duration_since(prompt_started).as_secs_f64();
-        let decode_secs = outcome
-            .first_token_at
-            .map_or(0.0, |t| finished_at.duration_since(t).as_secs_f64());
-        let metrics = GenerationMetrics {
-            prompt_tokens: to_u32(tokens.len()),
-            prompt_tokens_evaluated: to_u32(evaluated),
-            completion_tokens: outcome.completion_tokens,
-            load_ms: self.load_ms,
-            ttft_ms: outcome
-                .first_token_at
-                .map_or(0.0, |t| ms(t.duration_since(requested_at))),
-            prompt_tps: rate(evaluated, prompt_secs),
-            // Tokens after the first, over the time after the first: llama.cpp's "eval" rate.
-            decode_tps: rate(outcome.completion_tokens.saturating_sub(1) as usize, decode_secs),
-            total_ms: ms(finished_at.duration_since(requested_at)),
-            finish_reason: outcome.finish,
-            draft_tokens: outcome.drafted,
-            draft_accepted: outcome.draft_accepted,
+        let times = ReplyTimes {
+            requested_at,
+            prompt_started,
+            first_token_at: outcome.first_token_at,
+            finished_at,
         };
+        let mut metrics = reply_metrics(
+            tokens.len(),
+            tokens.len() - reused,
+            outcome.completion_tokens,
+            &times,
+            self.load_ms,
+            outcome.finish,
+        );
+        metrics.draft_tokens = outcome.drafted;
+        metrics.draft_accepted = outcome.draft_accepted;
         tracing::debug!(model = %self.name, ?metrics, "generation finished");
         if let (Some(tx), Some(trace)) = (trace_tx, self.trace.take()) {
             let _ = tx.send(trace.finish());
@@ -364,6 +323,82 @@ fn add_token(batch: &mut LlamaBatch, token: LlamaToken, pos: usize, logits: bool
     batch
         .add(token, pos, &[SEQ], logits)
         .map_err(|e| EngineError::DecodeFailed(format!("batch: {e}")))
+}
+
+/// Formats and tokenizes a prompt. A chat needs the model's own template; a base
+/// model gets a clear error instead of a silently malformed prompt.
+pub(crate) fn tokenize_prompt(model: &LlamaModel, name: &str, prompt: &Prompt) -> Result<Vec<LlamaToken>, EngineError> {
+    let vocab = model.vocab();
+    let tokens = match prompt {
+        Prompt::Text(text) => vocab.tokenize(text.as_bytes(), true, false),
+        Prompt::Chat(messages) => {
+            let template = model
+                .chat_template(None)
+                .map_err(|_| EngineError::NoChatTemplate { model: name.to_owned() })?;
+            let chat = messages
+                .iter()
+                .map(|m| LlamaChatMessage::new(m.role.as_str().to_owned(), m.content.clone()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| EngineError::TemplateFailed {
+                    model: name.to_owned(),
+                    reason: e.to_string(),
+                })?;
+            let text = model
+                .apply_chat_template(&template, &chat, true)
+                .map_err(|e| EngineError::TemplateFailed {
+                    model: name.to_owned(),
+                    reason: e.to_string(),
+                })?;
+            // The template writes special tokens as text (<|im_start|> …): parse them.
+            vocab.tokenize(text.as_bytes(), true, true)
+        }
+    };
+    if tokens.is_empty() {
+        return Err(EngineError::InvalidSettings(
+            "the prompt is empty: write something to continue".into(),
+        ));
+    }
+    Ok(tokens)
+}
+
+/// When a reply's phases began and ended.
+pub(crate) struct ReplyTimes {
+    pub requested_at: Instant,
+    pub prompt_started: Instant,
+    pub first_token_at: Option<Instant>,
+    pub finished_at: Instant,
+}
+
+/// A reply's figures, the same for one sequence or many.
+pub(crate) fn reply_metrics(
+    prompt_tokens: usize,
+    evaluated: usize,
+    completion_tokens: u32,
+    times: &ReplyTimes,
+    load_ms: f64,
+    finish_reason: FinishReason,
+) -> GenerationMetrics {
+    let prompt_end = times.first_token_at.unwrap_or(times.finished_at);
+    let prompt_secs = prompt_end.duration_since(times.prompt_started).as_secs_f64();
+    let decode_secs = times
+        .first_token_at
+        .map_or(0.0, |t| times.finished_at.duration_since(t).as_secs_f64());
+    GenerationMetrics {
+        prompt_tokens: to_u32(prompt_tokens),
+        prompt_tokens_evaluated: to_u32(evaluated),
+        completion_tokens,
+        load_ms,
+        ttft_ms: times
+            .first_token_at
+            .map_or(0.0, |t| ms(t.duration_since(times.requested_at))),
+        prompt_tps: rate(evaluated, prompt_secs),
+        // Tokens after the first, over the time after the first: llama.cpp's "eval" rate.
+        decode_tps: rate(completion_tokens.saturating_sub(1) as usize, decode_secs),
+        total_ms: ms(times.finished_at.duration_since(times.requested_at)),
+        finish_reason,
+        draft_tokens: 0,
+        draft_accepted: 0,
+    }
 }
 
 fn to_u32(n: usize) -> u32 {

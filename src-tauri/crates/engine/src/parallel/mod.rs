@@ -1,0 +1,483 @@
+//! Many sequences at once: continuous batching on one llama.cpp context.
+//!
+//! Decoding a token reads every weight once, whatever the number of sequences in the
+//! batch, so serving several replies in one batch costs little more than serving one.
+//! The context holds `n_parallel` sequences, each with its own part of the KV cache
+//! (`kv_unified` off: a sequence has exactly the configured context, and one long
+//! conversation cannot crowd out the others). Each step builds one batch: the next
+//! token of every sequence that is replying, then prompt tokens of sequences still
+//! reading theirs. While others reply, a prompt is read in chunks sized from measured
+//! step costs, so a long prompt delays their next token by a few decode steps at most.
+//! Requests join between steps and leave as soon as they end.
+//!
+//! A request goes to the idle slot whose cache shares the longest prefix with its
+//! prompt (least recently used first on a tie), so each conversation keeps its prefix
+//! reuse under load; a slot holding another conversation is cleared only when no slot
+//! would lose less. With one slot the engine uses [`crate::session`] instead (with
+//! prompt-lookup drafting and a KV cache that grows): a single sequence is served
+//! exactly as before.
+
+mod slot;
+
+use std::collections::VecDeque;
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::time::Instant;
+
+use hearth_core::FinishReason;
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::LlamaModel;
+
+use crate::engine::{Command, Job};
+use crate::sampler::build_sampler;
+use crate::session::tokenize_prompt;
+use crate::trace::TraceRecorder;
+use crate::EngineError;
+use slot::{Active, Output, Slot};
+
+/// What a step costs on this machine, learned as the engine runs (moving averages).
+#[derive(Debug, Default, Clone, Copy)]
+struct Pace {
+    /// A step of decode rows only, in ms.
+    decode_ms: Option<f64>,
+    /// Each prompt token added to a step, in ms.
+    prompt_ms_per_token: Option<f64>,
+}
+
+impl Pace {
+    /// Quick to follow: a prompt token costs more the further into the prompt it is
+    /// (attention reads every earlier one).
+    const WEIGHT: f64 = 0.5;
+    /// Before anything is measured: a chunk small enough for any model.
+    const FIRST_CHUNK: usize = 32;
+    const MIN_CHUNK: usize = 4;
+
+    fn observe(&mut self, decode_rows: usize, prompt_tokens: usize, ms: f64) {
+        let blend = |old: Option<f64>, new: f64| Some(old.map_or(new, |o| o + Self::WEIGHT * (new - o)));
+        if prompt_tokens == 0 {
+            if decode_rows > 0 {
+                self.decode_ms = blend(self.decode_ms, ms);
+            }
+        } else {
+            let decode = if decode_rows > 0 {
+                self.decode_ms.unwrap_or(0.0)
+            } else {
+                0.0
+            };
+            let per_token = ((ms - decode) / prompt_tokens as f64).max(0.0);
+            self.prompt_ms_per_token = blend(self.prompt_ms_per_token, per_token);
+        }
+    }
+
+    /// Prompt tokens to add to a step while others reply: as many as three quarters of a
+    /// decode step's time allows, so their next token waits under two decode steps
+    /// (noise on a busy machine then stays well inside four) (the prompt is read in more steps: the newcomer's first token comes later,
+    /// nobody else's stalls). The decode cost is the one measured before the prompt
+    /// came; contexts grow meanwhile, so the real wait is a little longer.
+    fn chunk_beside_decoding(&self, limit: usize) -> usize {
+        let chunk = match (self.decode_ms, self.prompt_ms_per_token) {
+            (Some(decode), Some(per_token)) if per_token > 0.0 => (0.75 * decode / per_token) as usize,
+            _ => Self::FIRST_CHUNK,
+        };
+        chunk.clamp(Self::MIN_CHUNK, limit.max(Self::MIN_CHUNK))
+    }
+}
+
+/// A row of the batch whose logits are sampled after the step.
+struct SampledRow {
+    slot: usize,
+    row: i32,
+    /// The reply's first token (sampled from the prompt's last logits).
+    first: bool,
+}
+
+pub(crate) struct Scheduler<'m> {
+    model: &'m LlamaModel,
+    ctx: LlamaContext<'m>,
+    name: String,
+    slots: Vec<Slot>,
+    waiting: VecDeque<Job>,
+    /// Positions each sequence may use (the configured context).
+    n_ctx_seq: usize,
+    n_batch: usize,
+    /// Sliding-window size for SWA models (0 = none).
+    n_swa: u32,
+    load_ms: f64,
+    pace: Pace,
+    batch: LlamaBatch<'static>,
+}
+
+impl<'m> Scheduler<'m> {
+    pub(crate) fn new(model: &'m LlamaModel, ctx: LlamaContext<'m>, name: String, n_parallel: u32, n_swa: u32) -> Self {
+        let n_batch = ctx.n_batch() as usize;
+        let n = n_parallel.max(1);
+        let n_ctx_seq = (ctx.n_ctx() / n) as usize;
+        Self {
+            model,
+            ctx,
+            name,
+            slots: (0..n).map(|i| Slot::new(i32::try_from(i).unwrap_or(0))).collect(),
+            waiting: VecDeque::new(),
+            n_ctx_seq,
+            n_batch,
+            n_swa,
+            load_ms: 0.0,
+            pace: Pace::default(),
+            batch: LlamaBatch::new(n_batch, i32::try_from(n).unwrap_or(1)),
+        }
+    }
+
+    pub(crate) fn set_load_ms(&mut self, load_ms: f64) {
+        self.load_ms = load_ms;
+    }
+
+    /// The positions a sequence may use: what prompts are checked against.
+    pub(crate) fn n_ctx_seq(&self) -> u32 {
+        u32::try_from(self.n_ctx_seq).unwrap_or(u32::MAX)
+    }
+
+    /// Decodes one token on every sequence and clears them, so the first real request
+    /// does not pay for page faults, weight repacking and graph allocation.
+    pub(crate) fn warm_up(&mut self) -> Result<(), EngineError> {
+        let bos = self.model.vocab().bos();
+        self.batch.clear();
+        for slot in &self.slots {
+            self.batch
+                .add(bos, 0, &[slot.seq], true)
+                .map_err(|e| EngineError::DecodeFailed(format!("warm-up: {e}")))?;
+        }
+        self.ctx
+            .decode(&mut self.batch)
+            .map_err(|e| EngineError::DecodeFailed(format!("warm-up: {e}")))?;
+        self.ctx.clear_kv_cache();
+        Ok(())
+    }
+
+    /// Serves commands until the engine is dropped and the last reply has ended.
+    pub(crate) fn run(mut self, commands: &Receiver<Command>) {
+        let mut open = true;
+        loop {
+            if !self.busy() {
+                if !open {
+                    return;
+                }
+                match commands.recv() {
+                    Ok(command) => self.take(command),
+                    Err(_) => return,
+                }
+            }
+            // Whatever else arrived joins between steps.
+            loop {
+                match commands.try_recv() {
+                    Ok(command) => self.take(command),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        open = false;
+                        break;
+                    }
+                }
+            }
+            self.admit();
+            if self.slots.iter().any(|s| s.active.is_some()) {
+                self.step();
+            }
+        }
+    }
+
+    fn busy(&self) -> bool {
+        !self.waiting.is_empty() || self.slots.iter().any(|s| s.active.is_some())
+    }
+
+    fn take(&mut self, command: Command) {
+        match command {
+            Command::Generate(job) => self.waiting.push_back(*job),
+            Command::GenerateMany(jobs) => self.waiting.extend(jobs),
+            Command::ResetCache => {
+                for slot in self.slots.iter_mut().filter(|s| s.active.is_none()) {
+                    self.ctx.clear_kv_cache_seq(Some(seq_u32(slot.seq)), None, None).ok();
+                    slot.cached.clear();
+                }
+            }
+            Command::CountTokens(prompt, reply) => {
+                let counted = tokenize_prompt(self.model, &self.name, &prompt)
+                    .map(|t| u32::try_from(t.len()).unwrap_or(u32::MAX));
+                let _ = reply.send(counted);
+            }
+            Command::Tokenize(prompt, reply) => {
+                let tokens = tokenize_prompt(self.model, &self.name, &prompt);
+                let _ = reply.send(tokens.map(|t| t.into_iter().map(|t| t.0).collect()));
+            }
+            Command::Score(_, _, reply) => {
+                let _ = reply.send(Err(
+                    "scoring needs the whole context: measure with an engine of one sequence (hearth eval does)".into(),
+                ));
+            }
+        }
+    }
+
+    /// Gives waiting requests the idle slots, checking each prompt first.
+    fn admit(&mut self) {
+        while self.slots.iter().any(|s| s.active.is_none()) {
+            let Some(job) = self.waiting.pop_front() else { return };
+            let tokens = match tokenize_prompt(self.model, &self.name, &job.request.prompt) {
+                Ok(tokens) => tokens,
+                Err(e) => {
+                    let _ = job.accepted.send(Err(e));
+                    continue;
+                }
+            };
+            let needed = u32::try_from(tokens.len()).unwrap_or(u32::MAX).saturating_add(1);
+            let limit = self.n_ctx_seq();
+            if needed > limit {
+                let _ = job.accepted.send(Err(EngineError::ContextOverflow { needed, limit }));
+                continue;
+            }
+            let chosen = self
+                .slots
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.active.is_none())
+                .max_by_key(|(_, s)| {
+                    // A slot that would keep at least half of what it holds (the same
+                    // conversation, a regenerated reply) before one that would lose
+                    // another conversation for a shared system prompt; an empty slot
+                    // loses nothing. Then the longest prefix, then the least recently used.
+                    let common = s.common_prefix(&tokens);
+                    (common * 2 >= s.cached.len(), common, std::cmp::Reverse(s.last_used))
+                })
+                .map(|(i, _)| i);
+            let Some(index) = chosen else { return };
+            let reused = self.reuse_prefix(index, &tokens);
+            let Job {
+                request,
+                requested_at,
+                accepted,
+                events,
+                cancel,
+                stream,
+                trace,
+            } = job;
+            let sampler = build_sampler(&request.params, self.model);
+            if accepted.send(Ok(())).is_err() {
+                continue;
+            }
+            self.slots[index].active = Some(Active {
+                output: Output::new(events, stream, &request.params.stop),
+                sampler,
+                params: request.params,
+                cancel,
+                trace: trace.map(|(top_k, tx)| (TraceRecorder::new(top_k), tx)),
+                next: reused,
+                reused,
+                prompt: tokens,
+                requested_at,
+                prompt_started: Instant::now(),
+                first_token_at: None,
+                completion_tokens: 0,
+                pending: None,
+                pos: 0,
+                batch_rows: 0,
+                batches: 0,
+            });
+        }
+    }
+
+    /// Keeps the slot's cache of the longest prefix it shares with `tokens` and removes
+    /// the rest; returns how many prompt tokens are reused (the same rules as one
+    /// sequence: the last prompt token is always evaluated, a sliding window limits
+    /// how far back the cache can be cut).
+    fn reuse_prefix(&mut self, index: usize, tokens: &[llama_cpp_2::token::LlamaToken]) -> usize {
+        let slot = &mut self.slots[index];
+        let seq = seq_u32(slot.seq);
+        let mut keep = slot.common_prefix(tokens).min(tokens.len() - 1);
+        if keep < slot.cached.len() {
+            let p0 = u32::try_from(keep).unwrap_or(u32::MAX);
+            if !self.ctx.clear_kv_cache_seq(Some(seq), Some(p0), None).unwrap_or(false) {
+                keep = 0;
+            }
+        }
+        if keep > 0 && self.n_swa > 0 {
+            let pos_min = self.ctx.kv_cache_seq_pos_min(slot.seq);
+            let window_start = keep.saturating_sub(self.n_swa as usize);
+            if pos_min > 0 && usize::try_from(pos_min).unwrap_or(usize::MAX) > window_start {
+                keep = 0;
+            }
+        }
+        if keep == 0 {
+            self.ctx.clear_kv_cache_seq(Some(seq), None, None).ok();
+        }
+        slot.cached.truncate(keep);
+        keep
+    }
+
+    /// One batch: a token for every replying sequence, then prompt chunks; decode;
+    /// sample where a sequence needs its next token.
+    fn step(&mut self) {
+        self.end_cancelled();
+        self.batch.clear();
+        let mut rows: Vec<SampledRow> = Vec::with_capacity(self.slots.len());
+        let mut decode_rows = 0;
+        let mut failed = None;
+        for (index, slot) in self.slots.iter_mut().enumerate() {
+            let Some(active) = slot.active.as_mut() else { continue };
+            let Some(token) = active.pending.take() else { continue };
+            let row = self.batch.n_tokens();
+            if let Err(e) = self.batch.add(token, to_i32(active.pos), &[slot.seq], true) {
+                failed = Some(format!("batch: {e}"));
+                break;
+            }
+            slot.cached.push(token);
+            rows.push(SampledRow {
+                slot: index,
+                row,
+                first: false,
+            });
+            decode_rows += 1;
+        }
+        if let Some(message) = failed {
+            return self.fail_all(&message);
+        }
+        let room = self.n_batch.saturating_sub(decode_rows);
+        let mut budget = if decode_rows > 0 {
+            self.pace.chunk_beside_decoding(room).min(room)
+        } else {
+            room
+        };
+        let mut prompt_tokens = 0;
+        // Oldest request first, so prompts are read in the order they came.
+        let mut readers: Vec<usize> = (0..self.slots.len())
+            .filter(|&i| self.slots[i].active.as_ref().is_some_and(Active::reading_prompt))
+            .collect();
+        readers.sort_by_key(|&i| self.slots[i].active.as_ref().map(|a| a.requested_at));
+        for index in readers {
+            if budget == 0 {
+                break;
+            }
+            let slot = &mut self.slots[index];
+            let Some(active) = slot.active.as_mut() else { continue };
+            let end = (active.next + budget).min(active.prompt.len());
+            for pos in active.next..end {
+                let last = pos + 1 == active.prompt.len();
+                let row = self.batch.n_tokens();
+                if let Err(e) = self.batch.add(active.prompt[pos], to_i32(pos), &[slot.seq], last) {
+                    failed = Some(format!("batch: {e}"));
+                    break;
+                }
+                if last {
+                    rows.push(SampledRow {
+                        slot: index,
+                        row,
+                        first: true,
+                    });
+                }
+            }
+            if failed.is_some() {
+                break;
+            }
+            slot.cached.extend_from_slice(&active.prompt[active.next..end]);
+            prompt_tokens += end - active.next;
+            budget -= end - active.next;
+            active.next = end;
+        }
+        if let Some(message) = failed {
+            return self.fail_all(&message);
+        }
+        if self.batch.n_tokens() == 0 {
+            return;
+        }
+        let width = u64::try_from(self.batch.n_tokens()).unwrap_or(0);
+        for active in self.slots.iter_mut().filter_map(|s| s.active.as_mut()) {
+            active.batch_rows += width;
+            active.batches += 1;
+        }
+        let started = Instant::now();
+        if let Err(e) = self.ctx.decode(&mut self.batch) {
+            return self.fail_all(&format!("decoding failed: {e}"));
+        }
+        self.pace
+            .observe(decode_rows, prompt_tokens, started.elapsed().as_secs_f64() * 1000.0);
+        for SampledRow { slot, row, first } in rows {
+            self.sample_row(slot, row, first);
+        }
+    }
+
+    fn sample_row(&mut self, index: usize, row: i32, first: bool) {
+        let Some(active) = self.slots[index].active.as_mut() else {
+            return;
+        };
+        let token = active.sampler.sample(&self.ctx, row);
+        if let Some((trace, _)) = active.trace.as_mut() {
+            let bytes = self.model.vocab().token_to_piece(token, true, None);
+            trace.record(
+                token.0,
+                String::from_utf8_lossy(&bytes).into_owned(),
+                self.ctx.get_logits_ith(row),
+            );
+        }
+        if first {
+            active.pos = active.prompt.len();
+        } else {
+            active.pos += 1;
+        }
+        if let Some(finish) = active.accept(self.model, token, self.n_ctx_seq) {
+            self.end(index, finish, None);
+        }
+    }
+
+    /// Requests whose caller cancelled (or hung up) leave before the step.
+    fn end_cancelled(&mut self) {
+        for index in 0..self.slots.len() {
+            if self.slots[index]
+                .active
+                .as_ref()
+                .is_some_and(|a| a.cancel.is_cancelled())
+            {
+                self.end(index, FinishReason::Cancelled, None);
+            }
+        }
+    }
+
+    fn end(&mut self, index: usize, finish: FinishReason, error: Option<String>) {
+        let slot = &mut self.slots[index];
+        slot.last_used = Instant::now();
+        if let Some(active) = slot.active.take() {
+            active.finish(finish, error, self.load_ms, &self.name);
+        }
+    }
+
+    /// A failed decode leaves the cache in an unknown state: every running reply gets
+    /// the error and every sequence starts clean.
+    fn fail_all(&mut self, message: &str) {
+        for index in 0..self.slots.len() {
+            self.end(index, FinishReason::Error, Some(message.to_owned()));
+            self.slots[index].cached.clear();
+        }
+        self.ctx.clear_kv_cache();
+    }
+}
+
+fn seq_u32(seq: i32) -> u32 {
+    u32::try_from(seq).unwrap_or(0)
+}
+
+fn to_i32(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prompt_chunks_keep_a_step_near_two_decode_steps() {
+        let mut pace = Pace::default();
+        assert_eq!(pace.chunk_beside_decoding(512), Pace::FIRST_CHUNK);
+        pace.observe(3, 0, 10.0);
+        pace.observe(3, 100, 60.0); // 0.5 ms a prompt token beside a 10 ms decode step
+        assert_eq!(pace.chunk_beside_decoding(512), 15);
+        // Never more than the batch has room for, never less than the minimum.
+        assert_eq!(pace.chunk_beside_decoding(20), 20);
+        pace.observe(3, 0, 0.01);
+        assert_eq!(pace.chunk_beside_decoding(512), Pace::MIN_CHUNK);
+    }
+}
