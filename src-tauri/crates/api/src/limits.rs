@@ -51,6 +51,11 @@ impl Limiter {
         }
     }
 
+    /// Requests waiting for a slot now.
+    pub(crate) fn queued(&self) -> usize {
+        self.waiting.load(Ordering::Acquire)
+    }
+
     /// A free slot at once, else a place in the queue (429 when it is full), else 503
     /// after waiting `timeout`.
     pub(crate) async fn acquire(&self, metrics: &Arc<Metrics>) -> Result<ActiveGeneration, ApiError> {

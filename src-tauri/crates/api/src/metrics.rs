@@ -49,6 +49,8 @@ pub struct Metrics {
     ttft: Histogram,
     decode_rate: Histogram,
     pub(crate) active: Gauge,
+    pub(crate) slots: Gauge,
+    pub(crate) queued: Gauge,
     rss: Gauge,
 }
 
@@ -118,6 +120,14 @@ impl Metrics {
         );
         let active = Gauge::default();
         registry.register("active_generations", "Generations running now", active.clone());
+        let slots = Gauge::default();
+        registry.register("slots", "Generations the server runs at once", slots.clone());
+        let queued = Gauge::default();
+        registry.register(
+            "queued_requests",
+            "Requests waiting for a generation slot",
+            queued.clone(),
+        );
         let rss = Gauge::default();
         registry.register_with_unit(
             "process_resident_memory",
@@ -138,6 +148,8 @@ impl Metrics {
             ttft,
             decode_rate,
             active,
+            slots,
+            queued,
             rss,
         }
     }

@@ -124,8 +124,16 @@ pub(crate) async fn model(State(app): State<Arc<AppState>>, Path(id): Path<Strin
     }
 }
 
-pub(crate) async fn health() -> Response {
-    Json(serde_json::json!({"status": "ok"})).into_response()
+/// The server is up; how many generations it runs at once, how many run now and how
+/// many wait for one.
+pub(crate) async fn health(State(app): State<Arc<AppState>>) -> Response {
+    Json(serde_json::json!({
+        "status": "ok",
+        "slots": app.config.max_concurrent,
+        "slots_busy": app.metrics.active_generations(),
+        "queued": app.limiter.queued(),
+    }))
+    .into_response()
 }
 
 /// 200 only when the backend says a model is loaded and has generated since the load.
@@ -144,6 +152,12 @@ pub(crate) async fn ready(State(app): State<Arc<AppState>>) -> Response {
 }
 
 pub(crate) async fn metrics(State(app): State<Arc<AppState>>) -> Response {
+    app.metrics
+        .slots
+        .set(i64::try_from(app.config.max_concurrent).unwrap_or(i64::MAX));
+    app.metrics
+        .queued
+        .set(i64::try_from(app.limiter.queued()).unwrap_or(i64::MAX));
     crate::metrics::handler(State(Arc::clone(&app.metrics))).await
 }
 

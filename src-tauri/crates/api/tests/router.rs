@@ -413,6 +413,22 @@ async fn a_crash_mid_stream_is_sent_as_an_error_event() {
 }
 
 #[tokio::test]
+async fn health_says_how_many_generations_run_at_once() {
+    let config = ApiConfig {
+        max_concurrent: 3,
+        ..ApiConfig::new(PORT)
+    };
+    let (router, _, _) = app(config);
+    let (status, _, body) = send(&router, get("/health")).await;
+    assert_eq!(status, StatusCode::OK);
+    let health: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        health,
+        serde_json::json!({"status": "ok", "slots": 3, "slots_busy": 0, "queued": 0})
+    );
+}
+
+#[tokio::test]
 async fn metrics_are_prometheus_text() {
     let (router, _, _) = app(ApiConfig::new(PORT));
     send(&router, post("/v1/chat/completions", CHAT)).await;
@@ -431,6 +447,8 @@ async fn metrics_are_prometheus_text() {
         "hearth_time_to_first_token_seconds_count 1",
         "hearth_decode_tokens_per_second_count 1",
         "hearth_active_generations 0",
+        "hearth_slots 1",
+        "hearth_queued_requests 0",
         "hearth_process_resident_memory_bytes ",
         "# EOF",
     ] {

@@ -3,7 +3,7 @@
 
 use clap::Args;
 use hearth_core::SamplingParams;
-pub use hearth_worker::options::{GpuLayers, ModelOptions};
+pub use hearth_worker::options::{GpuLayers, ModelOptions, Parallel, AUTO_PARALLEL_MOST};
 
 #[derive(Args, Debug, Clone)]
 pub struct SamplingOptions {

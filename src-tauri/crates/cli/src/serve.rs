@@ -15,7 +15,7 @@ use hearth_backends::{Supervisor, WorkerConfig};
 use hearth_core::Backend;
 use hearth_engine_backend::EngineBackend;
 
-use crate::options::ModelOptions;
+use crate::options::{ModelOptions, Parallel, AUTO_PARALLEL_MOST};
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -50,16 +50,30 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         );
     }
     let path = args.model.resolve_path()?;
+    // `auto` is settled here, once, and the worker is told the number: the server's own
+    // limit on generations at once must be the engine's number of sequences.
+    let mut model = args.model.clone();
+    let parallel = model.parallel.unwrap_or(Parallel::Auto);
+    model.parallel = Some(parallel);
+    let sequences = model.planned_config()?.0.n_parallel;
+    model.parallel = Some(Parallel::Exactly(sequences));
+    if parallel == Parallel::Auto {
+        eprintln!("hearth serve: {sequences} sequences at once (--parallel auto: as many as fit, at most {AUTO_PARALLEL_MOST})");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(serve(args, path))
+    runtime.block_on(serve(args, &model, path))
 }
 
-async fn serve(args: &ServeArgs, path: std::path::PathBuf) -> Result<()> {
+async fn serve(args: &ServeArgs, model: &ModelOptions, path: std::path::PathBuf) -> Result<()> {
     let addr = SocketAddr::new(args.host, args.port);
     let mut config = ApiConfig::new(args.port).with_token(args.token.clone());
     config.allow_any_host = args.allow_host.iter().any(|h| h == "*");
     config.allowed_hosts = args.allow_host.iter().filter(|h| *h != "*").cloned().collect();
     config.max_queued = args.queue;
+    config.max_concurrent = model.parallel.map_or(1, |p| match p {
+        Parallel::Exactly(n) => n as usize,
+        Parallel::Auto => 1,
+    });
     config.validate(&addr)?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -68,10 +82,10 @@ async fn serve(args: &ServeArgs, path: std::path::PathBuf) -> Result<()> {
     config.port = local.port();
 
     let backend: Arc<dyn Backend> = if args.in_process {
-        Arc::new(EngineBackend::new(args.model.config()?))
+        Arc::new(EngineBackend::new(model.config()?))
     } else {
         let mut worker = WorkerConfig::new(std::env::current_exe().context("locating the hearth executable")?);
-        worker.args = args.model.worker_args();
+        worker.args = model.worker_args();
         Arc::new(Supervisor::new(worker))
     };
     let metrics = Arc::new(Metrics::new());

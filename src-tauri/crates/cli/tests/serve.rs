@@ -340,3 +340,54 @@ async fn sigterm_stops_serve_and_its_worker() {
     assert!(status.success(), "{status}");
     assert!(!alive(worker), "the worker outlived hearth serve");
 }
+
+/// Streams a chat completion: when its first and last content chunks came.
+async fn timed_stream(serve: &Serve, question: &str) -> (Instant, Instant, usize) {
+    let body = json!({
+        "model": MODEL_ID,
+        "messages": [{"role": "user", "content": question}],
+        "max_tokens": 64,
+        "temperature": 0,
+        "stream": true
+    });
+    let response = post(serve, "/v1/chat/completions", body).await;
+    assert_eq!(response.status(), 200);
+    let mut chunks = response.bytes_stream();
+    let (mut first, mut last, mut count) = (None, Instant::now(), 0);
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.expect("read the stream");
+        let content = String::from_utf8_lossy(&chunk).matches("\"content\":\"").count();
+        if content > 0 {
+            first.get_or_insert_with(Instant::now);
+            last = Instant::now();
+            count += content;
+        }
+    }
+    (first.expect("no content arrived"), last, count)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_parallel_2_two_clients_stream_at_once() {
+    let serve = Serve::start(&["--parallel", "2", "--draft", "0"]);
+    serve.wait_ready_status(200, Duration::from_secs(60)).await;
+    let health: Value = client()
+        .get(format!("{}/health", serve.url))
+        .send()
+        .await
+        .expect("health")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(health["slots"], 2, "{health}");
+    let (a, b) = tokio::join!(
+        timed_stream(&serve, "Write a short story about a fisherman and the sea."),
+        timed_stream(&serve, "Explain how a bicycle stays upright.")
+    );
+    assert!(a.2 > 10 && b.2 > 10, "{} and {} chunks", a.2, b.2);
+    // Both replies were streaming at the same time: each began before the other ended.
+    assert!(
+        a.0 < b.1 && b.0 < a.1,
+        "the replies took turns instead of streaming together"
+    );
+    assert_eq!(metric(&serve, "hearth_slots").await, Some(2.0));
+}

@@ -357,3 +357,27 @@ fn the_cpu_decode_ceiling_is_bandwidth_over_the_weights_read_per_token() {
     let gpu = run(&qwen3(dir.path(), false), "rtx4090_24gb", 4096);
     assert!(hearth_hw::membw::cpu_decode_ceiling_tps(&gpu, 60e9).is_none());
 }
+
+#[test]
+fn sequences_at_once_are_the_kv_caches_that_fit_beside_the_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    // CPU only, 16 GB: Q4_K_M at 4,096 needs 9,333,001,728 B of an 11 GiB budget; each
+    // more sequence adds its KV cache (671,088,640 B): (11,811,160,064 - 9,333,001,728)
+    // / 671,088,640 = 3.69, so three more: four at once.
+    let q4 = run(&qwen3(dir.path(), false), "cpu_only_16gb", 4096);
+    assert_eq!(((11u64 << 30) - 9_333_001_728) / 671_088_640, 3);
+    assert_eq!(q4.parallel_sequences(64), 4);
+    assert_eq!(q4.parallel_sequences(2), 2, "capped");
+    assert!(q4
+        .explain()
+        .contains("sequences at once (hearth serve --parallel): 4 of 4096 tokens each, 640 MiB"));
+    // RTX 4090, all on the GPU: (23,040 MiB - 9,494,268,928 B) / 640 MiB of KV = 21.1 more.
+    let gpu = run(&qwen3(dir.path(), false), "rtx4090_24gb", 4096);
+    let budget = (24_564 - 1_012) * MIB - GPU_HEADROOM;
+    assert_eq!((budget - 9_494_268_928) / (640 * MIB), 21);
+    assert_eq!(gpu.parallel_sequences(64), 22);
+    // A plan that does not fit still gets one (the load decides).
+    let q5 = run(&qwen3(dir.path(), true), "cpu_only_16gb", 32768);
+    assert_eq!(q5.parallel_sequences(64), 1);
+    assert!(!q5.explain().contains("sequences at once"));
+}

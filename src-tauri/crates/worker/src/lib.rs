@@ -130,8 +130,10 @@ async fn serve(args: &WorkerArgs, token: String) -> Result<()> {
         .await
         .context("binding a loopback port")?;
     let port = listener.local_addr()?.port();
+    // As many generations at once as the engine has sequences.
+    let slots = backend.info().map_or(1, |info| info.n_parallel as usize);
     let api = hearth_api::ApiConfig {
-        max_concurrent: 1,
+        max_concurrent: slots,
         max_queued: args.queue,
         ..hearth_api::ApiConfig::new(port).with_token(Some(token))
     };

@@ -40,6 +40,45 @@ pub struct ModelOptions {
     /// Replies that repeat the context come faster; the text is the same either way.
     #[arg(long, default_value_t = hearth_engine::MAX_DRAFT as u32)]
     pub draft: u32,
+    /// Sequences served at once (continuous batching), each with the whole context:
+    /// `auto` (as many as fit beside the weights, at most 4) or a number. `hearth serve`
+    /// defaults to `auto`; one-user commands to 1.
+    #[arg(long, value_parser = parse_parallel)]
+    pub parallel: Option<Parallel>,
+}
+
+/// How many sequences to serve at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parallel {
+    Auto,
+    Exactly(u32),
+}
+
+/// `--parallel auto` never plans more: on a CPU a batch of many sequences is no longer
+/// cheap (each row costs compute), and four is what a person, an editor and a script
+/// use at once.
+pub const AUTO_PARALLEL_MOST: u32 = 4;
+
+impl std::fmt::Display for Parallel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Parallel::Auto => f.write_str("auto"),
+            Parallel::Exactly(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+fn parse_parallel(s: &str) -> std::result::Result<Parallel, String> {
+    if s.eq_ignore_ascii_case("auto") {
+        return Ok(Parallel::Auto);
+    }
+    match s.parse() {
+        Ok(n) if (1..=hearth_engine::MAX_PARALLEL).contains(&n) => Ok(Parallel::Exactly(n)),
+        _ => Err(format!(
+            "--parallel must be `auto` or a number of sequences from 1 to {}, not {s:?}",
+            hearth_engine::MAX_PARALLEL
+        )),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +136,12 @@ impl ModelOptions {
             };
             hearth_hw::plan_now(&header, &request)
         });
+        config.n_parallel = match (self.parallel, &plan) {
+            (None, _) => 1,
+            (Some(Parallel::Exactly(n)), _) => n,
+            (Some(Parallel::Auto), Some(plan)) => plan.parallel_sequences(AUTO_PARALLEL_MOST),
+            (Some(Parallel::Auto), None) => 1,
+        };
         config.n_gpu_layers = match (self.gpu_layers, &plan) {
             (GpuLayers::Exactly(n), _) => n,
             (GpuLayers::Auto, Some(plan)) if hearth_engine::gpu_offload_supported() => plan.n_gpu_layers,
@@ -119,6 +164,9 @@ impl ModelOptions {
         ];
         if let Some(threads) = self.threads {
             args.extend(["--threads".into(), threads.to_string()]);
+        }
+        if let Some(parallel) = self.parallel {
+            args.extend(["--parallel".into(), parallel.to_string()]);
         }
         args.into_iter().map(Into::into).collect()
     }

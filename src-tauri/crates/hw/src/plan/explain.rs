@@ -374,6 +374,23 @@ impl FitPlan {
         if let Some(c) = self.max_context {
             let _ = writeln!(s, "largest context with this split: {c} tokens");
         }
+        if self.fits() {
+            let n = self.parallel_sequences(crate::plan::SEQUENCES_SHOWN);
+            let _ = writeln!(
+                s,
+                "sequences at once (hearth serve --parallel): {n}{} of {} tokens each, {:.0} MiB of KV cache each",
+                if n == crate::plan::SEQUENCES_SHOWN {
+                    " or more"
+                } else {
+                    ""
+                },
+                self.n_ctx,
+                self.cpu
+                    .kv_cache_bytes
+                    .max(self.gpus.iter().map(|g| g.kv_cache_bytes).sum()) as f64
+                    / MIB
+            );
+        }
         for tip in &self.suggestions {
             let _ = writeln!(s, "try: {tip}");
         }

@@ -132,6 +132,9 @@ pub enum Verdict {
     DoesNotFit,
 }
 
+/// The most sequences `hearth plan` counts (it says "or more" beyond).
+pub const SEQUENCES_SHOWN: u32 = 64;
+
 /// The plan: where each part goes, what it costs, and whether it fits.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FitPlan {
@@ -175,6 +178,21 @@ impl FitPlan {
 
     pub fn fits(&self) -> bool {
         self.cpu.fits() && self.gpus.iter().all(DevicePlan::fits)
+    }
+
+    /// How many sequences of this context fit at once (each with its own KV cache of
+    /// `n_ctx`): one, plus as many more caches as every device holding a part of the
+    /// cache has room for beside what the plan already counts; at most `most`.
+    pub fn parallel_sequences(&self, most: u32) -> u32 {
+        let extra = std::iter::once(&self.cpu)
+            .chain(&self.gpus)
+            .filter(|d| d.kv_cache_bytes > 0)
+            .map(|d| d.budget_bytes().saturating_sub(d.total_bytes()) / d.kv_cache_bytes)
+            .min()
+            .unwrap_or(0);
+        u32::try_from(extra.saturating_add(1))
+            .unwrap_or(u32::MAX)
+            .clamp(1, most.max(1))
     }
 
     /// Whether this plan and `other` (made against the same machine state) fit at the
