@@ -421,7 +421,7 @@ async fn health_says_how_many_generations_run_at_once() {
     let (router, _, _) = app(config);
     let (status, _, body) = send(&router, get("/health")).await;
     assert_eq!(status, StatusCode::OK);
-    let health: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let health: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
     assert_eq!(
         health,
         serde_json::json!({"status": "ok", "slots": 3, "slots_busy": 0, "queued": 0})

@@ -24,6 +24,8 @@ pub enum BenchKind {
     Worker,
     /// Switching backends mid-chat (embedded engine -> hearth serve), and what a retry adds.
     Switch,
+    /// An OpenAI-compatible server (hearth serve, or --url) under 1, 2, 4, 8 concurrent clients.
+    Serve,
 }
 
 #[derive(Args, Debug)]
@@ -67,6 +69,22 @@ pub struct BenchArgs {
     /// Skip the memory-bandwidth measurement.
     #[arg(long)]
     no_bandwidth: bool,
+    /// Serve benchmark: numbers of concurrent clients, one JSON line each.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 4, 8])]
+    clients: Vec<usize>,
+    /// Serve benchmark: a running OpenAI-compatible server to measure instead of starting
+    /// `hearth serve` (its root, e.g. http://127.0.0.1:8080); --model is then the model name.
+    #[arg(long)]
+    url: Option<String>,
+    /// Serve benchmark: the bearer token the server at --url wants.
+    #[arg(long, env = "HEARTH_BENCH_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Serve benchmark: requests each client sends, one after another.
+    #[arg(long, default_value_t = 2)]
+    requests: usize,
+    /// Serve benchmark: `hearth serve --parallel` (auto, or a number).
+    #[arg(long, default_value = "auto")]
+    parallel: String,
 }
 
 #[derive(Serialize)]
@@ -188,6 +206,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             ))?;
             crate::bench_switch::run(&a, &b, args.threads.unwrap_or(1), args.reps)
         }
+        BenchKind::Serve => run_serve(args),
         BenchKind::Hw => {
             let overhead = hearth_hw::measure_overhead(
                 std::time::Duration::from_secs(1),
@@ -197,6 +216,53 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn run_serve(args: &BenchArgs) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let token = "bench-serve-token";
+        let (url, model, token, _server) = match &args.url {
+            Some(url) => (
+                url.trim_end_matches('/').to_owned(),
+                args.model.first().cloned().unwrap_or_else(|| "default".into()),
+                args.token.clone(),
+                None,
+            ),
+            None => {
+                let path = crate::models::resolve(args.model.first().map(String::as_str))?;
+                let program = std::env::current_exe()?;
+                let threads = args.threads.unwrap_or_else(hearth_engine::default_threads);
+                let server = crate::bench_switch::start_server(
+                    &program,
+                    &path,
+                    threads,
+                    token,
+                    &["--parallel", &args.parallel],
+                )?;
+                crate::bench_switch::wait_ready(server.port, std::time::Duration::from_secs(300)).await?;
+                let name = path
+                    .file_stem()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                (
+                    format!("http://127.0.0.1:{}", server.port),
+                    name,
+                    Some(token.to_owned()),
+                    Some(server),
+                )
+            }
+        };
+        crate::bench_serve::run(&crate::bench_serve::ServeBench {
+            url,
+            token,
+            model,
+            clients: &args.clients,
+            requests_per_client: args.requests.max(1),
+            max_tokens: args.max_tokens,
+        })
+        .await
+    })
 }
 
 fn run_generate(args: &BenchArgs) -> Result<()> {

@@ -16,9 +16,9 @@ use hearth_manager::{BackendKind, BackendManager, ManagerOptions, Settings, Stop
 use hearth_store::{AsyncStore, StoreOptions};
 
 /// `hearth serve` as a child, killed when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl Drop for Server {
@@ -28,7 +28,8 @@ impl Drop for Server {
     }
 }
 
-fn start_server(program: &Path, model: &Path, threads: u32, token: &str) -> Result<Server> {
+/// Starts `hearth serve` on a free port with a context of 2,048 and `extra` arguments.
+pub(crate) fn start_server(program: &Path, model: &Path, threads: u32, token: &str, extra: &[&str]) -> Result<Server> {
     let mut child = Command::new(program)
         .args([
             "serve",
@@ -41,6 +42,7 @@ fn start_server(program: &Path, model: &Path, threads: u32, token: &str) -> Resu
         ])
         .arg("--model")
         .arg(model)
+        .args(extra)
         .env("HEARTH_API_TOKEN", token)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -59,7 +61,7 @@ fn start_server(program: &Path, model: &Path, threads: u32, token: &str) -> Resu
     Ok(Server { child, port })
 }
 
-async fn wait_ready(port: u16, limit: Duration) -> Result<()> {
+pub(crate) async fn wait_ready(port: u16, limit: Duration) -> Result<()> {
     let deadline = Instant::now() + limit;
     let client = reqwest::Client::builder().no_proxy().build()?;
     loop {
@@ -111,7 +113,7 @@ pub fn run(model_a: &Path, model_b: &Path, threads: u32, reps: usize) -> Result<
 async fn measure(model_a: &Path, model_b: &Path, threads: u32, reps: usize) -> Result<()> {
     let program = std::env::current_exe().context("locating the hearth executable")?;
     let token = "bench-switch-token";
-    let server = start_server(&program, model_b, threads, token)?;
+    let server = start_server(&program, model_b, threads, token, &[])?;
     wait_ready(server.port, Duration::from_secs(300)).await?;
     let proxy = FaultProxy::start(([127, 0, 0, 1], server.port).into()).await?;
 

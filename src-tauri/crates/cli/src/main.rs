@@ -2,6 +2,7 @@
 //! app uses, without a window.
 
 mod bench;
+mod bench_serve;
 mod bench_switch;
 mod bench_worker;
 mod chat;

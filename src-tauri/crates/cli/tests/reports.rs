@@ -268,3 +268,62 @@ fn bench_names_a_missing_model() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("no-such-model"), "{stderr}");
 }
+
+#[test]
+fn bench_serve_prints_a_line_per_number_of_clients() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let model = chat_model();
+    let lines = json_lines(&run_ok(
+        data.path(),
+        &[
+            "bench",
+            "serve",
+            "--model",
+            model.to_str().expect("UTF-8 path"),
+            "--clients",
+            "1,2",
+            "--requests",
+            "1",
+            "-n",
+            "12",
+            "-t",
+            "2",
+            "--parallel",
+            "2",
+        ],
+    ));
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    for (line, clients) in lines.iter().zip([1, 2]) {
+        assert_eq!(line["bench"], "serve");
+        assert_eq!(line["clients"], clients);
+        assert_eq!(line["requests"], clients);
+        assert_eq!(line["errors"], 0, "{line}");
+        let tokens = line["completion_tokens"].as_u64().expect("tokens");
+        assert!(tokens > 0 && tokens <= 12 * clients, "{line}");
+        for key in ["aggregate_tps", "stream_tps_median", "ttft_ms_p50", "ttft_ms_p99"] {
+            assert!(line[key].as_f64().is_some_and(|v| v > 0.0), "{key}: {line}");
+        }
+        assert!(line["ttft_ms_p50"].as_f64() <= line["ttft_ms_p99"].as_f64());
+    }
+    // A server that is not there: every request is an error, named.
+    let output = run(
+        data.path(),
+        &[
+            "bench",
+            "serve",
+            "--url",
+            "http://127.0.0.1:9",
+            "--clients",
+            "1",
+            "--requests",
+            "1",
+        ],
+    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let line = &json_lines(&String::from_utf8_lossy(&output.stdout))[0];
+    assert_eq!(line["errors"], 1, "{line}");
+    assert!(
+        line["first_error"].as_str().is_some_and(|e| e.contains("sending")),
+        "{line}"
+    );
+}

@@ -1,0 +1,271 @@
+//! `hearth bench serve`: an OpenAI-compatible server under N concurrent clients. Hearth's
+//! own (`hearth serve` started here) or any other at `--url`, so the same harness
+//! measures a peer. Every request is a different chat question whose answer is prose
+//! (nothing a model can copy from its prompt), streamed; one JSON line per N.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use futures_util::StreamExt;
+use serde::Serialize;
+
+/// What to measure and against which server.
+pub struct ServeBench<'a> {
+    /// The server's root (`http://host:port`); its `/v1/chat/completions` is used.
+    pub url: String,
+    pub token: Option<String>,
+    /// The model name sent in requests.
+    pub model: String,
+    pub clients: &'a [usize],
+    /// Requests each client sends, one after another.
+    pub requests_per_client: usize,
+    pub max_tokens: u32,
+}
+
+#[derive(Debug, Serialize)]
+struct ServeLine {
+    bench: &'static str,
+    url: String,
+    model: String,
+    clients: usize,
+    requests: usize,
+    errors: usize,
+    /// The first error, as the server or the connection gave it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_error: Option<String>,
+    completion_tokens: u64,
+    wall_s: f64,
+    /// Completion tokens of all clients over the wall time.
+    aggregate_tps: f64,
+    /// One stream's tokens after its first, over the time after its first.
+    stream_tps_median: f64,
+    stream_tps_min: f64,
+    ttft_ms_p50: f64,
+    ttft_ms_p99: f64,
+}
+
+/// One streamed reply as a client saw it.
+struct Reply {
+    ttft_ms: f64,
+    tokens: u64,
+    stream_tps: f64,
+}
+
+const TOPICS: [&str; 16] = [
+    "the history of lighthouses",
+    "how bees make honey",
+    "why the sky is blue",
+    "the life of a river from source to sea",
+    "how bread rises",
+    "what makes a good friend",
+    "the first voyage around the world",
+    "how a violin makes its sound",
+    "the water cycle",
+    "why cats purr",
+    "how a city plans its streets",
+    "the invention of paper",
+    "what happens in a volcano",
+    "how birds find their way south",
+    "the rules of chess for a beginner",
+    "how glass is made",
+];
+
+const ASKS: [&str; 4] = [
+    "Write a short essay about {}.",
+    "Explain {} to a ten-year-old.",
+    "Tell a short story that involves {}.",
+    "Describe {} in a few paragraphs.",
+];
+
+/// A different question for every (round, client, request): no two in a run are alike.
+fn question(round: usize, client: usize, request: usize) -> String {
+    let i = round * 131 + client * 17 + request * 7;
+    ASKS[i % ASKS.len()].replace("{}", TOPICS[(i / ASKS.len() + client) % TOPICS.len()])
+        + &format!(" (Reader {client}, part {request}.)")
+}
+
+pub async fn run(bench: &ServeBench<'_>) -> Result<()> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(600))
+        .build()
+        .context("an HTTP client")?;
+    for (round, &clients) in bench.clients.iter().enumerate() {
+        if clients == 0 {
+            bail!("--clients takes numbers of clients from 1 up");
+        }
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..clients)
+            .map(|client| {
+                let http = http.clone();
+                let questions: Vec<String> = (0..bench.requests_per_client)
+                    .map(|r| question(round, client, r))
+                    .collect();
+                let (url, token, model, max_tokens) = (
+                    bench.url.clone(),
+                    bench.token.clone(),
+                    bench.model.clone(),
+                    bench.max_tokens,
+                );
+                tokio::spawn(async move {
+                    let mut replies = Vec::new();
+                    for q in questions {
+                        replies.push(stream_one(&http, &url, token.as_deref(), &model, &q, max_tokens).await);
+                    }
+                    replies
+                })
+            })
+            .collect();
+        let mut replies = Vec::new();
+        for task in tasks {
+            replies.extend(task.await.context("a client task")?);
+        }
+        let wall = started.elapsed().as_secs_f64();
+        println!("{}", serde_json::to_string(&summarize(bench, clients, replies, wall))?);
+    }
+    Ok(())
+}
+
+fn summarize(bench: &ServeBench<'_>, clients: usize, replies: Vec<Result<Reply>>, wall: f64) -> ServeLine {
+    let requests = replies.len();
+    let first_error = replies.iter().find_map(|r| r.as_ref().err().map(|e| format!("{e:#}")));
+    let ok: Vec<Reply> = replies.into_iter().filter_map(Result::ok).collect();
+    let tokens: u64 = ok.iter().map(|r| r.tokens).sum();
+    let mut rates: Vec<f64> = ok.iter().map(|r| r.stream_tps).collect();
+    let mut ttfts: Vec<f64> = ok.iter().map(|r| r.ttft_ms).collect();
+    rates.sort_by(f64::total_cmp);
+    ttfts.sort_by(f64::total_cmp);
+    ServeLine {
+        bench: "serve",
+        url: bench.url.clone(),
+        model: bench.model.clone(),
+        clients,
+        requests,
+        errors: requests - ok.len(),
+        first_error,
+        completion_tokens: tokens,
+        wall_s: round2(wall),
+        aggregate_tps: round2(tokens as f64 / wall.max(f64::MIN_POSITIVE)),
+        stream_tps_median: round2(percentile(&rates, 0.5)),
+        stream_tps_min: round2(rates.first().copied().unwrap_or(0.0)),
+        ttft_ms_p50: round2(percentile(&ttfts, 0.5)),
+        ttft_ms_p99: round2(percentile(&ttfts, 0.99)),
+    }
+}
+
+/// The value below which `q` of the sorted `values` lie (nearest rank).
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// Sends one streamed chat completion and times its content chunks. The token count is
+/// the server's own (`usage`, asked for with `stream_options`), else one per chunk.
+async fn stream_one(
+    http: &reqwest::Client,
+    url: &str,
+    token: Option<&str>,
+    model: &str,
+    question: &str,
+    max_tokens: u32,
+) -> Result<Reply> {
+    let body = serde_json::json!({
+        "model": model,
+        "messages": [{"role": "user", "content": question}],
+        "max_tokens": max_tokens,
+        "temperature": 0.7,
+        "seed": 42,
+        "stream": true,
+        "stream_options": {"include_usage": true},
+    });
+    let mut request = http.post(format!("{url}/v1/chat/completions")).json(&body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let sent = Instant::now();
+    let response = request.send().await.context("sending the request")?;
+    let status = response.status();
+    if !status.is_success() {
+        let text = response.text().await.unwrap_or_default();
+        bail!("HTTP {status}: {}", text.chars().take(300).collect::<String>());
+    }
+    let mut stream = response.bytes_stream();
+    let mut buffer = String::new();
+    let (mut first, mut last, mut chunks, mut usage) = (None, sent, 0u64, None);
+    while let Some(bytes) = stream.next().await {
+        buffer.push_str(&String::from_utf8_lossy(&bytes.context("reading the stream")?));
+        while let Some(end) = buffer.find('\n') {
+            let line: String = buffer.drain(..=end).collect();
+            let Some(data) = line.trim().strip_prefix("data:") else {
+                continue;
+            };
+            let data = data.trim();
+            if data == "[DONE]" {
+                continue;
+            }
+            let event: serde_json::Value = serde_json::from_str(data).with_context(|| format!("an event: {data}"))?;
+            if let Some(error) = event.get("error") {
+                bail!("the stream ended with an error: {error}");
+            }
+            if let Some(tokens) = event["usage"]["completion_tokens"].as_u64() {
+                usage = Some(tokens);
+            }
+            let has_text = event["choices"][0]["delta"]["content"]
+                .as_str()
+                .is_some_and(|t| !t.is_empty());
+            if has_text {
+                let now = Instant::now();
+                first.get_or_insert(now);
+                last = now;
+                chunks += 1;
+            }
+        }
+    }
+    let first = first.context("the reply had no text")?;
+    let tokens = usage.unwrap_or(chunks);
+    let decode_secs = last.duration_since(first).as_secs_f64();
+    Ok(Reply {
+        ttft_ms: first.duration_since(sent).as_secs_f64() * 1000.0,
+        tokens,
+        stream_tps: if decode_secs > 0.0 {
+            tokens.saturating_sub(1) as f64 / decode_secs
+        } else {
+            0.0
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_question_of_a_run_is_different() {
+        let mut seen = std::collections::HashSet::new();
+        for round in 0..4 {
+            for client in 0..16 {
+                for request in 0..4 {
+                    assert!(
+                        seen.insert(question(round, client, request)),
+                        "{round} {client} {request}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let values: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&values, 0.5), 50.0);
+        assert_eq!(percentile(&values, 0.99), 99.0);
+        assert_eq!(percentile(&[3.0], 0.99), 3.0);
+        assert_eq!(percentile(&[], 0.5), 0.0);
+    }
+}
