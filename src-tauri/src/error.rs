@@ -271,4 +271,139 @@ mod tests {
             decode.message
         );
     }
+
+    #[test]
+    fn manager_errors_get_a_code_and_the_app_s_words() {
+        use hearth_manager::BackendKind;
+        let id = hearth_store::MessageId(7);
+        let cases: Vec<(ManagerError, &str, &str)> = vec![
+            (
+                ManagerError::NotConfigured(BackendKind::Ollama),
+                "not_configured",
+                "enter its URL in Settings",
+            ),
+            (
+                ManagerError::NothingToRegenerate,
+                "nothing_to_regenerate",
+                "send a message first",
+            ),
+            (ManagerError::MessageNotFound(id), "not_found", "message 7"),
+            (ManagerError::NotAUserMessage(id), "invalid_request", "use regenerate"),
+            (
+                ManagerError::AllFailed {
+                    attempts: vec![(
+                        BackendKind::Vllm,
+                        BackendError::Busy {
+                            backend: "vllm".into(),
+                            retry_after_secs: 3,
+                        },
+                    )],
+                },
+                "busy",
+                "no backend could answer",
+            ),
+            (
+                ManagerError::Interrupted {
+                    backend: BackendKind::Ollama,
+                    error: BackendError::Crashed {
+                        backend: "ollama".into(),
+                        cause: "gone".into(),
+                    },
+                    chars: 12,
+                },
+                "backend_crashed",
+                "the 12 characters received are saved",
+            ),
+        ];
+        for (error, code, words) in cases {
+            let e = AppError::from(error);
+            assert_eq!(e.code, code, "{e:?}");
+            assert!(e.message.contains(words), "{code}: {}", e.message);
+        }
+        let busy: AppError = ManagerError::AllFailed {
+            attempts: vec![(
+                BackendKind::Vllm,
+                BackendError::Busy {
+                    backend: "vllm".into(),
+                    retry_after_secs: 3,
+                },
+            )],
+        }
+        .into();
+        assert_eq!(
+            (busy.retry_after_secs, busy.backend.as_deref()),
+            (Some(3), Some("vllm"))
+        );
+        let wrapped: AppError = ManagerError::Backend {
+            backend: BackendKind::Ollama,
+            error: BackendError::NotLoaded,
+        }
+        .into();
+        assert_eq!(wrapped.backend.as_deref(), Some("ollama"));
+        assert!(
+            wrapped.message.starts_with("ollama: No model is loaded yet"),
+            "{}",
+            wrapped.message
+        );
+    }
+
+    #[test]
+    fn a_settings_error_names_the_field_the_ui_shows() {
+        let e: AppError = SettingsError {
+            file: "settings.toml".into(),
+            problems: vec![
+                hearth_manager::settings::Problem {
+                    key: "embedded.ctx".into(),
+                    message: "must be at least 256".into(),
+                },
+                hearth_manager::settings::Problem {
+                    key: "ollama.url".into(),
+                    message: "is not a URL".into(),
+                },
+            ],
+        }
+        .into();
+        assert_eq!(e.code, "invalid_settings");
+        assert_eq!(e.field.as_deref(), Some("ctx"));
+        assert_eq!(e.message, "`ctx`: must be at least 256; `ollamaUrl`: is not a URL");
+        let through: AppError = ManagerError::Settings(SettingsError {
+            file: "s.toml".into(),
+            problems: vec![],
+        })
+        .into();
+        assert_eq!(through.code, "invalid_settings");
+        let invalid = AppError::invalid_field("temperature", "must be 0 or more");
+        assert_eq!(
+            (invalid.code.as_str(), invalid.field.as_deref()),
+            ("invalid_settings", Some("temperature"))
+        );
+    }
+
+    #[test]
+    fn a_bad_model_file_and_a_request_error_keep_their_details() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let path = dir.path().join("empty.gguf");
+        std::fs::write(&path, b"").expect("write");
+        let e: AppError = hearth_gguf::read(&path).expect_err("an empty file").into();
+        assert_eq!(e.code, "invalid_model");
+        let bad: AppError = BackendError::InvalidRequest {
+            param: Some("top_p".into()),
+            message: "top_p must be in (0, 1]".into(),
+        }
+        .into();
+        assert_eq!(
+            (bad.code.as_str(), bad.field.as_deref()),
+            ("invalid_request", Some("top_p"))
+        );
+        let template: AppError = BackendError::NoChatTemplate { model: "gemma".into() }.into();
+        assert!(
+            template.message.contains("instruction-tuned model in Settings"),
+            "{}",
+            template.message
+        );
+        assert_eq!(AppError::busy().code, "busy");
+        assert!(AppError::internal("boom").message.contains("see the log file"));
+        let history: AppError = hearth_store::StoreError::InvalidInput("bad".into()).into();
+        assert_eq!(history.code, "history_error");
+    }
 }
