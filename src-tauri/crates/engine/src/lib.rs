@@ -10,6 +10,7 @@
 
 mod config;
 mod context;
+mod decode_thread;
 mod draft;
 mod engine;
 mod error;

@@ -1,0 +1,195 @@
+//! The decode thread: loads the model, makes its context (one sequence with a cache
+//! that grows, or several at once), warms it up, reports what was loaded, then serves
+//! the engine's commands until the engine is dropped.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::Arc;
+use std::time::Instant;
+
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::LlamaModel;
+
+use crate::context::{initial_size, padded, ContextShape};
+use crate::engine::{Command, ModelInfo};
+use crate::session::{Growth, Session};
+use crate::{EngineConfig, EngineError};
+
+fn model_name(path: &Path) -> String {
+    path.file_name()
+        .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+}
+
+pub(crate) fn engine_thread(
+    backend: &'static LlamaBackend,
+    config: EngineConfig,
+    n_swa: u32,
+    allocated: Arc<AtomicU32>,
+    ready: SyncSender<Result<ModelInfo, EngineError>>,
+    commands: Receiver<Command>,
+) {
+    let started = Instant::now();
+    let path = config.model_path.clone();
+    let mut model_params = LlamaModelParams::default()
+        .with_n_gpu_layers(config.n_gpu_layers)
+        .with_use_mmap(true);
+    if let Some(progress) = config.load_progress.clone() {
+        model_params = model_params.with_progress_callback(move |fraction| {
+            (progress.0)(fraction);
+            // Go on loading: a load is stopped by ending the worker, not from here.
+            true
+        });
+    }
+    let model = match LlamaModel::load_from_file(backend, &path, &model_params) {
+        Ok(model) => model,
+        Err(e) => {
+            let _ = ready.send(Err(EngineError::LoadFailed {
+                path,
+                reason: e.to_string(),
+            }));
+            return;
+        }
+    };
+    let n_ctx_train = model.n_ctx_train();
+    let requested = if n_ctx_train > 0 {
+        config.n_ctx.min(n_ctx_train)
+    } else {
+        config.n_ctx
+    };
+    // llama.cpp pads every context to a multiple of 256: the ceiling is what it would hold.
+    let ceiling = padded(requested);
+    let initial = initial_size(config.initial_ctx, ceiling, config.n_gpu_layers);
+    let shape = ContextShape {
+        n_batch: config.n_batch.min(ceiling),
+        threads: config.threads(),
+        threads_batch: config.threads_batch(),
+    };
+    let name = model_name(&path);
+    let has_chat_template = model.chat_template(None).is_ok();
+    let bos_token = {
+        let vocab = model.vocab();
+        let with = vocab.tokenize(b"a", true, false);
+        (with.len() > vocab.tokenize(b"a", false, false).len()).then(|| with[0].0)
+    };
+    let mut info = ModelInfo {
+        file_bytes: std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
+        architecture: model.meta_val_str("general.architecture").unwrap_or_default(),
+        n_params: model.n_params(),
+        n_layer: model.n_layer(),
+        path: path.clone(),
+        name: name.clone(),
+        n_ctx: ceiling,
+        n_ctx_initial: initial,
+        n_ctx_train,
+        n_batch: shape.n_batch,
+        threads: shape.threads,
+        threads_batch: shape.threads_batch,
+        n_gpu_layers: config.n_gpu_layers,
+        n_parallel: config.n_parallel.max(1),
+        has_chat_template,
+        bos_token,
+        load_ms: 0.0,
+    };
+    if info.n_parallel > 1 {
+        // Several sequences: each gets the whole configured context, allocated at load
+        // (the fit planner sized it; growing would copy every sequence's state).
+        let n = info.n_parallel;
+        let params = shape
+            .params(ceiling.saturating_mul(n))
+            .with_n_seq_max(n)
+            .with_kv_unified(false);
+        let ctx = match model.new_context(backend, params) {
+            Ok(ctx) => ctx,
+            Err(e) => {
+                let _ = ready.send(Err(EngineError::ContextFailed {
+                    path,
+                    n_ctx: ceiling.saturating_mul(n),
+                    reason: e.to_string(),
+                }));
+                return;
+            }
+        };
+        allocated.store(ctx.n_ctx(), Ordering::Release);
+        let mut scheduler = crate::parallel::Scheduler::new(&model, ctx, name, n, n_swa);
+        if config.warmup {
+            if let Err(e) = scheduler.warm_up() {
+                let _ = ready.send(Err(e));
+                return;
+            }
+        }
+        info.load_ms = started.elapsed().as_secs_f64() * 1000.0;
+        scheduler.set_load_ms(info.load_ms);
+        info.n_ctx = scheduler.n_ctx_seq();
+        info.n_ctx_initial = info.n_ctx;
+        if ready.send(Ok(info)).is_ok() {
+            scheduler.run(&commands);
+        }
+        return;
+    }
+    let ctx = match model.new_context(backend, shape.params(initial)) {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            let _ = ready.send(Err(EngineError::ContextFailed {
+                path,
+                n_ctx: initial,
+                reason: e.to_string(),
+            }));
+            return;
+        }
+    };
+    let n_ctx_initial = ctx.n_ctx();
+    allocated.store(n_ctx_initial, Ordering::Release);
+    let growth = Growth {
+        backend,
+        shape,
+        ceiling: ceiling.max(n_ctx_initial),
+        path: path.clone(),
+        allocated,
+    };
+    // Drafting rolls the cache back to the accepted tokens; a recurrent state cannot be cut.
+    let max_draft = if model.is_recurrent() || model.is_hybrid() {
+        0
+    } else {
+        config.max_draft as usize
+    };
+    let mut session = Session::new(&model, ctx, growth, name.clone(), n_swa, max_draft);
+    if config.warmup {
+        if let Err(e) = session.warm_up() {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    }
+    let load_ms = started.elapsed().as_secs_f64() * 1000.0;
+    session.set_load_ms(load_ms);
+    info.load_ms = load_ms;
+    info.n_ctx = ceiling.max(n_ctx_initial);
+    info.n_ctx_initial = n_ctx_initial;
+
+    if ready.send(Ok(info)).is_err() {
+        return;
+    }
+    for command in commands {
+        match command {
+            Command::Generate(job) => session.run(*job),
+            Command::GenerateMany(jobs) => jobs.into_iter().for_each(|job| session.run(job)),
+            Command::ResetCache => session.reset(),
+            Command::Tokenize(prompt, reply) => {
+                let _ = reply.send(
+                    session
+                        .tokenize_prompt(&prompt)
+                        .map(|t| t.into_iter().map(|t| t.0).collect()),
+                );
+            }
+            Command::Score(tokens, from, out) => session.score(&tokens, from, &out),
+            Command::CountTokens(prompt, reply) => {
+                let _ = reply.send(
+                    session
+                        .tokenize_prompt(&prompt)
+                        .map(|t| u32::try_from(t.len()).unwrap_or(u32::MAX)),
+                );
+            }
+        }
+    }
+}
