@@ -30,7 +30,7 @@ use llama_cpp_2::model::LlamaModel;
 
 use crate::engine::{Command, Job};
 use crate::sampler::build_sampler;
-use crate::session::tokenize_prompt;
+use crate::session::{keep_prefix, tokenize_prompt};
 use crate::trace::TraceRecorder;
 use crate::EngineError;
 use slot::{Active, Output, Slot};
@@ -282,32 +282,11 @@ impl<'m> Scheduler<'m> {
         }
     }
 
-    /// Keeps the slot's cache of the longest prefix it shares with `tokens` and removes
-    /// the rest; returns how many prompt tokens are reused (the same rules as one
-    /// sequence: the last prompt token is always evaluated, a sliding window limits
-    /// how far back the cache can be cut).
+    /// Keeps the slot's cache of the longest prefix it shares with `tokens` (the rule of
+    /// one sequence, [`keep_prefix`]); returns how many prompt tokens are reused.
     fn reuse_prefix(&mut self, index: usize, tokens: &[llama_cpp_2::token::LlamaToken]) -> usize {
         let slot = &mut self.slots[index];
-        let seq = seq_u32(slot.seq);
-        let mut keep = slot.common_prefix(tokens).min(tokens.len() - 1);
-        if keep < slot.cached.len() {
-            let p0 = u32::try_from(keep).unwrap_or(u32::MAX);
-            if !self.ctx.clear_kv_cache_seq(Some(seq), Some(p0), None).unwrap_or(false) {
-                keep = 0;
-            }
-        }
-        if keep > 0 && self.n_swa > 0 {
-            let pos_min = self.ctx.kv_cache_seq_pos_min(slot.seq);
-            let window_start = keep.saturating_sub(self.n_swa as usize);
-            if pos_min > 0 && usize::try_from(pos_min).unwrap_or(usize::MAX) > window_start {
-                keep = 0;
-            }
-        }
-        if keep == 0 {
-            self.ctx.clear_kv_cache_seq(Some(seq), None, None).ok();
-        }
-        slot.cached.truncate(keep);
-        keep
+        keep_prefix(&mut self.ctx, slot.seq, &mut slot.cached, tokens, self.n_swa)
     }
 
     /// One batch: a token for every replying sequence, then prompt chunks; decode;
