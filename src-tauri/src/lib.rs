@@ -4,6 +4,7 @@
 
 pub mod commands;
 pub mod error;
+pub mod local_api;
 pub mod rendering;
 pub mod state;
 pub mod tray;
@@ -92,6 +93,30 @@ pub fn connect<R: Runtime>(app: &AppHandle<R>) {
         }),
         load_active: Box::new(move || load_active_backend(loader.clone())),
     });
+    // API requests starting and ending change the count the tray and the dashboard show.
+    let mut running = state.local_api.watch_running();
+    let watcher = app.clone();
+    tauri::async_runtime::spawn(async move {
+        while running.changed().await.is_ok() {
+            if let Some(state) = watcher.try_state::<AppState>() {
+                commands::broadcast_status(&state).await;
+            }
+        }
+    });
+}
+
+/// Starts the local API if the settings turn it on (a port in use is shown in the
+/// status, not fatal: the chat works without it).
+pub fn start_local_api<R: Runtime>(app: AppHandle<R>) {
+    tauri::async_runtime::spawn(async move {
+        let Some(state) = app.try_state::<AppState>() else {
+            return;
+        };
+        if let Err(e) = state.local_api.apply(&state.manager.settings().api).await {
+            tracing::warn!(error = %e.message, "local API not started");
+        }
+        commands::broadcast_status(&state).await;
+    });
 }
 
 /// Loads the active backend's model in the background, with the loading flag up.
@@ -136,6 +161,7 @@ pub fn run() -> anyhow::Result<()> {
                 tracing::warn!(error = %e, "no tray icon");
             }
             connect(&handle);
+            start_local_api(handle.clone());
             load_active_backend(handle);
             Ok(())
         });
@@ -146,6 +172,7 @@ pub fn run() -> anyhow::Result<()> {
                 // Ends the worker process (and frees its memory) before the app exits.
                 if let Some(state) = app.try_state::<AppState>() {
                     tauri::async_runtime::block_on(async {
+                        state.local_api.shut_down().await;
                         for kind in hearth_manager::BackendKind::ALL {
                             state.manager.unload(kind).await;
                         }

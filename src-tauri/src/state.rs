@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::commands::AppStatus;
 use crate::error::{AppError, AppResult};
+use crate::local_api::LocalApi;
 
 /// Where the app reads and writes. [`AppPaths::from_environment`] for the real app
 /// (the platform directories, `HEARTH_*` overrides); tests pass temporary ones.
@@ -152,6 +153,8 @@ pub struct Hooks {
 
 pub struct AppState {
     pub manager: Arc<BackendManager>,
+    /// The OpenAI-compatible API on 127.0.0.1, when the settings turn it on.
+    pub local_api: LocalApi,
     pub paths: AppPaths,
     /// Stops the reply in progress; the manager resets it when a reply starts.
     pub stop: StopSignal,
@@ -214,6 +217,7 @@ impl AppState {
             .map_err(|e| tracing::warn!(error = %e, "hardware sampler not started"))
             .ok();
         Ok(Self {
+            local_api: LocalApi::new(Arc::clone(&manager)),
             manager,
             paths,
             stop: StopSignal::default(),

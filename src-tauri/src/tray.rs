@@ -42,6 +42,11 @@ pub fn status_line(status: &AppStatus) -> String {
     if let Some(tps) = status.last_decode_tps {
         line.push_str(&format!(" · {tps:.1} tok/s"));
     }
+    if status.api.url.is_some() {
+        line.push_str(&format!(" · API: {} running", status.api.running));
+    } else if status.api.error.is_some() {
+        line.push_str(" · API: not serving");
+    }
     line
 }
 
@@ -166,10 +171,28 @@ mod tests {
             last_decode_tps: Some(41.26),
             db_path: String::new(),
             session: None,
+            api: crate::local_api::ApiStatus {
+                url: None,
+                token_required: false,
+                running: 0,
+                error: None,
+            },
         };
         assert_eq!(status_line(&status), "Hearth — embedded · SmolLM2 · idle · 41.3 tok/s");
         status.generating = true;
         status.last_decode_tps = None;
         assert_eq!(status_line(&status), "Hearth — embedded · SmolLM2 · generating");
+        status.api.url = Some("http://127.0.0.1:8080/v1".into());
+        status.api.running = 2;
+        assert_eq!(
+            status_line(&status),
+            "Hearth — embedded · SmolLM2 · generating · API: 2 running"
+        );
+        status.api.url = None;
+        status.api.error = Some("port 8080 cannot be used".into());
+        assert_eq!(
+            status_line(&status),
+            "Hearth — embedded · SmolLM2 · generating · API: not serving"
+        );
     }
 }

@@ -42,7 +42,8 @@ async getSettings() : Promise<Result<SettingsView, AppError>> {
 },
 /**
  * Validates, saves and applies `settings`; a changed backend is switched to at once,
- * keeping the conversation.
+ * keeping the conversation. The local API is started (or moved) first: a port that
+ * cannot be used fails the save, and nothing is written.
  */
 async saveSettings(settings: SettingsView) : Promise<Result<AppStatus, AppError>> {
     try {
@@ -329,6 +330,26 @@ export const BACKENDS = [{"kind":"embedded","label":"Embedded (llama.cpp)","desc
 
 /** user-defined types **/
 
+/**
+ * The API as the UI shows it.
+ */
+export type ApiStatus = { 
+/**
+ * The base URL clients use (`http://127.0.0.1:8080/v1`) while it is serving.
+ */
+url: string | null; 
+/**
+ * Whether clients must send the token.
+ */
+tokenRequired: boolean; 
+/**
+ * Requests generating now.
+ */
+running: number; 
+/**
+ * Why it is not serving although turned on (the port is taken …).
+ */
+error: string | null }
 export type AppError = { 
 /**
  * Machine-readable: `model_not_found`, `invalid_settings`, `busy`, `backend_unavailable`, …
@@ -374,7 +395,11 @@ historyError: string | null; lastDecodeTps: number | null; dbPath: string;
 /**
  * The conversation replies continue; `null` until its first message.
  */
-session: string | null }
+session: string | null; 
+/**
+ * The local OpenAI-compatible API: where it serves and how many requests run.
+ */
+api: ApiStatus }
 /**
  * The backend kinds Hearth drives (each described once in [`crate::registry::REGISTRY`]).
  */
@@ -597,7 +622,23 @@ ollamaUrl: string | null; ollamaModel: string | null;
 /**
  * Empty or absent: vLLM is not configured.
  */
-vllmUrl: string | null; vllmModel: string | null; temperature: number; topP: number; maxTokens: number; systemPrompt: string | null }
+vllmUrl: string | null; vllmModel: string | null; temperature: number; topP: number; maxTokens: number; systemPrompt: string | null; 
+/**
+ * Serve the OpenAI-compatible API on 127.0.0.1 (editors, scripts).
+ */
+apiEnabled: boolean; 
+/**
+ * Its port (0: any free port).
+ */
+apiPort: number; 
+/**
+ * The bearer token clients must send; empty or absent: none.
+ */
+apiToken: string | null; 
+/**
+ * Sequences decoded at once while the API is on: `auto` or a number.
+ */
+parallel: string }
 /**
  * One finished turn.
  */

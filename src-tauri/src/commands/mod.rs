@@ -39,6 +39,8 @@ pub struct AppStatus {
     pub db_path: String,
     /// The conversation replies continue; `null` until its first message.
     pub session: Option<String>,
+    /// The local OpenAI-compatible API: where it serves and how many requests run.
+    pub api: crate::local_api::ApiStatus,
 }
 
 pub async fn current_status(state: &AppState) -> AppStatus {
@@ -66,6 +68,7 @@ pub async fn current_status(state: &AppState) -> AppStatus {
         last_decode_tps: state.last_decode_tps(),
         db_path: state.manager.store().path().display().to_string(),
         session: state.manager.conversation().session().map(|s| s.as_str().to_owned()),
+        api: state.local_api.status().await,
     }
 }
 

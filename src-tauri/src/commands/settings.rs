@@ -4,8 +4,8 @@
 //! writes both files, and applies the result without a restart.
 
 use hearth_core::SamplingParams;
-use hearth_manager::settings::{OllamaSettings, VllmSettings};
-use hearth_manager::{Settings, SettingsError};
+use hearth_manager::settings::{OllamaSettings, Secret, VllmSettings};
+use hearth_manager::{ApiSettings, Settings, SettingsError};
 use serde::{Deserialize, Serialize};
 use tauri::State;
 
@@ -33,6 +33,14 @@ pub struct SettingsView {
     pub top_p: f32,
     pub max_tokens: u32,
     pub system_prompt: Option<String>,
+    /// Serve the OpenAI-compatible API on 127.0.0.1 (editors, scripts).
+    pub api_enabled: bool,
+    /// Its port (0: any free port).
+    pub api_port: u16,
+    /// The bearer token clients must send; empty or absent: none.
+    pub api_token: Option<String>,
+    /// Sequences decoded at once while the API is on: `auto` or a number.
+    pub parallel: String,
 }
 
 impl SettingsView {
@@ -50,6 +58,10 @@ impl SettingsView {
             top_p: ui.top_p,
             max_tokens: ui.max_tokens,
             system_prompt: ui.system_prompt.clone(),
+            api_enabled: settings.api.enabled,
+            api_port: settings.api.port,
+            api_token: settings.api.token.as_ref().map(|t| t.expose().to_owned()),
+            parallel: settings.embedded.parallel.clone(),
         }
     }
 
@@ -61,6 +73,17 @@ impl SettingsView {
         settings.embedded.model = self.model.trim().to_owned();
         settings.embedded.ctx = self.ctx;
         settings.embedded.gpu_layers = self.gpu_layers.trim().to_owned();
+        settings.embedded.parallel = self.parallel.trim().to_ascii_lowercase();
+        settings.api = ApiSettings {
+            enabled: self.api_enabled,
+            port: self.api_port,
+            token: self
+                .api_token
+                .as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(Secret::new),
+        };
         let given = |v: &Option<String>| v.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
         settings.ollama = match (given(&self.ollama_url), given(&self.ollama_model)) {
             (None, _) => None,
@@ -141,6 +164,10 @@ pub fn view_field(key: &str) -> String {
         "ollama.model" | "HEARTH_OLLAMA_MODEL" => "ollamaModel".into(),
         "vllm.url" | "HEARTH_VLLM_URL" => "vllmUrl".into(),
         "vllm.model" | "HEARTH_VLLM_MODEL" => "vllmModel".into(),
+        "embedded.parallel" | "HEARTH_PARALLEL" => "parallel".into(),
+        "api.enabled" | "HEARTH_API_SERVER" => "apiEnabled".into(),
+        "api.port" | "HEARTH_API_PORT" => "apiPort".into(),
+        "api.token" | "HEARTH_API_TOKEN" => "apiToken".into(),
         other => other.into(),
     }
 }
@@ -156,12 +183,14 @@ pub async fn get_settings(state: State<'_, AppState>) -> AppResult<SettingsView>
 }
 
 /// Validates, saves and applies `settings`; a changed backend is switched to at once,
-/// keeping the conversation.
+/// keeping the conversation. The local API is started (or moved) first: a port that
+/// cannot be used fails the save, and nothing is written.
 #[tauri::command]
 #[specta::specta]
 pub async fn save_settings(state: State<'_, AppState>, settings: SettingsView) -> AppResult<AppStatus> {
     let current = state.manager.settings();
     let (new, ui) = settings.to_parts(&current)?;
+    state.local_api.apply(&new.api).await?;
     new.save(&state.paths.settings_file).map_err(|e| {
         AppError::new(
             "settings_not_saved",

@@ -130,6 +130,7 @@ async fn measure(model_a: &Path, model_b: &Path, threads: u32, reps: usize) -> R
             ctx: 2048,
             gpu_layers: "auto".into(),
             threads: Some(threads),
+            ..EmbeddedSettings::default()
         },
         vllm: Some(VllmSettings {
             url: format!("{}/v1", proxy.url()),

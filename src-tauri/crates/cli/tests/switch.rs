@@ -31,6 +31,7 @@ async fn a_conversation_moves_to_another_backend_with_every_turn() {
             ctx: 2048,
             gpu_layers: "0".into(),
             threads: Some(1),
+            ..EmbeddedSettings::default()
         },
         vllm: Some(VllmSettings {
             url: format!("{}/v1", recorder.url()),

@@ -14,3 +14,6 @@ pub use backend::{Backend, BackendError, EventStream, GenerateRequest, Health, M
 pub use generation::{FinishReason, GenerationEvent, GenerationMetrics};
 pub use message::{ChatMessage, Role};
 pub use sampling::{SamplingParams, SamplingParamsError};
+
+/// The most sequences one engine serves at once (`--parallel`, the app's setting).
+pub const MAX_PARALLEL: u32 = 64;

@@ -35,8 +35,7 @@ pub struct EngineConfig {
     pub n_parallel: u32,
 }
 
-/// The most sequences one engine serves at once.
-pub const MAX_PARALLEL: u32 = 64;
+pub use hearth_core::MAX_PARALLEL;
 
 /// Where load progress goes: llama.cpp's progress callback, passed on.
 #[derive(Clone)]

@@ -9,6 +9,7 @@ mod models;
 pub mod registry;
 mod reply_clock;
 pub mod retry;
+mod served;
 pub mod settings;
 pub mod transcript;
 mod types;
@@ -18,7 +19,8 @@ pub use manager::BackendManager;
 pub use models::resolve_model_file;
 pub use registry::{BackendSpec, REGISTRY};
 pub use retry::RetryPolicy;
-pub use settings::{BackendKind, DownloadSettings, Settings, SettingsError};
+pub use served::ServedBackend;
+pub use settings::{ApiSettings, BackendKind, DownloadSettings, Settings, SettingsError};
 pub use types::{
     BackendStatus, Counters, CountersSnapshot, InitReport, ManagerError, ManagerHealth, ManagerOptions, Placement,
     StopSignal, SwitchReport, TurnReport,

@@ -189,6 +189,12 @@ impl BackendManager {
         }
     }
 
+    /// The active backend and its model's name, when a model is loaded: what the app's
+    /// API serves (it never loads one itself).
+    pub async fn serving(&self) -> Option<(Arc<dyn Backend>, String)> {
+        self.slot(self.active()).await.map(|s| (s.backend, s.model))
+    }
+
     async fn slot(&self, kind: BackendKind) -> Option<Slot> {
         self.slots.lock().await.get(&kind).cloned()
     }

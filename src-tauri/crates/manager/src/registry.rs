@@ -72,9 +72,21 @@ pub(crate) fn configured(kind: BackendKind, settings: &Settings) -> bool {
 /// Whether `kind`'s section differs between `old` and `new` (its backend then reloads).
 pub(crate) fn section_changed(kind: BackendKind, old: &Settings, new: &Settings) -> bool {
     match kind {
-        BackendKind::Embedded => old.embedded != new.embedded,
+        // The API's switch decides how many sequences the worker decodes at once.
+        BackendKind::Embedded => old.embedded != new.embedded || old.api.enabled != new.api.enabled,
         BackendKind::Ollama => old.ollama != new.ollama,
         BackendKind::Vllm => old.vllm != new.vllm,
+    }
+}
+
+/// The worker's `--parallel`: the setting while the app's API is on (the chat and API
+/// clients then decode side by side); otherwise 1, since the chat sends one reply at a
+/// time and one sequence keeps drafting and a cache that grows with the conversation.
+pub(crate) fn worker_parallel(settings: &Settings) -> String {
+    if settings.api.enabled {
+        settings.embedded.parallel.trim().to_ascii_lowercase()
+    } else {
+        "1".into()
     }
 }
 
@@ -111,6 +123,9 @@ pub(crate) async fn create(
             config
                 .args
                 .extend(["--gpu-layers".into(), placement.worker_arg().into()]);
+            config
+                .args
+                .extend(["--parallel".into(), worker_parallel(settings).into()]);
             if let Some(threads) = s.threads {
                 config.args.extend(["--threads".into(), threads.to_string().into()]);
             }
@@ -171,6 +186,28 @@ mod tests {
             assert_eq!(json, kind.as_str(), "the settings file and the API spell it alike");
             assert_eq!(BackendKind::parse(kind.as_str()), Some(kind));
         }
+    }
+
+    #[test]
+    fn the_worker_decodes_several_sequences_only_while_the_api_is_on() {
+        let mut settings = Settings::default();
+        assert_eq!(worker_parallel(&settings), "1");
+        settings.api.enabled = true;
+        assert_eq!(worker_parallel(&settings), "auto");
+        settings.embedded.parallel = " 6 ".into();
+        assert_eq!(worker_parallel(&settings), "6");
+        let mut off = settings.clone();
+        off.api.enabled = false;
+        assert!(
+            section_changed(BackendKind::Embedded, &settings, &off),
+            "the worker restarts with one sequence"
+        );
+        let mut new_port = settings.clone();
+        new_port.api.port += 1;
+        assert!(
+            !section_changed(BackendKind::Embedded, &settings, &new_port),
+            "a new port does not reload the model"
+        );
     }
 
     #[test]

@@ -81,7 +81,33 @@ pub struct Settings {
     pub retry: RetrySettings,
     pub cooldown: CooldownSettings,
     pub downloads: DownloadSettings,
+    pub api: ApiSettings,
 }
+
+/// The desktop app's OpenAI-compatible API (`hearth serve` has flags of its own): off
+/// unless turned on, on 127.0.0.1 only, answered by the model the app has loaded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSettings {
+    pub enabled: bool,
+    /// 0: any free port (the app shows which).
+    pub port: u16,
+    /// Bearer token clients must send; absent: any program on this machine may call it.
+    pub token: Option<Secret>,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            port: DEFAULT_API_PORT,
+            token: None,
+        }
+    }
+}
+
+/// The app's API port unless set (`hearth serve`'s default too).
+pub const DEFAULT_API_PORT: u16 = 8080;
 
 /// Getting models from the Hub (`hearth pull`, the app's Get models page).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -108,6 +134,7 @@ impl Default for Settings {
             retry: RetrySettings::default(),
             cooldown: CooldownSettings::default(),
             downloads: DownloadSettings::default(),
+            api: ApiSettings::default(),
         }
     }
 }
@@ -122,6 +149,10 @@ pub struct EmbeddedSettings {
     pub gpu_layers: String,
     /// Decode threads; absent: one per physical core.
     pub threads: Option<u32>,
+    /// Sequences the engine decodes at once while the app's API is on: `auto` (as many
+    /// as fit, at most 4) or a number. With the API off the chat is the only client and
+    /// the engine keeps one sequence (prompt-lookup drafting, a cache that grows).
+    pub parallel: String,
 }
 
 impl Default for EmbeddedSettings {
@@ -131,6 +162,7 @@ impl Default for EmbeddedSettings {
             ctx: 4096,
             gpu_layers: "auto".into(),
             threads: None,
+            parallel: "auto".into(),
         }
     }
 }
@@ -248,6 +280,7 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("HEARTH_CTX", "embedded.ctx"),
     ("HEARTH_GPU_LAYERS", "embedded.gpu_layers"),
     ("HEARTH_THREADS", "embedded.threads"),
+    ("HEARTH_PARALLEL", "embedded.parallel"),
     ("HEARTH_OLLAMA_URL", "ollama.url"),
     ("HEARTH_OLLAMA_MODEL", "ollama.model"),
     ("HEARTH_OLLAMA_NUM_CTX", "ollama.num_ctx"),
@@ -260,6 +293,9 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("HEARTH_COOLDOWN_WINDOW_SECS", "cooldown.window_secs"),
     ("HEARTH_COOLDOWN_SECS", "cooldown.cooldown_secs"),
     ("HEARTH_DOWNLOADS", "downloads.enabled"),
+    ("HEARTH_API_SERVER", "api.enabled"),
+    ("HEARTH_API_PORT", "api.port"),
+    ("HEARTH_API_TOKEN", "api.token"),
 ];
 
 impl Settings {
@@ -387,7 +423,7 @@ fn set_key(table: &mut toml::Table, key: &str, raw: &str) -> Result<(), String> 
                 .collect(),
         ),
         "active" => toml::Value::String(raw.trim().to_ascii_lowercase()),
-        "downloads.enabled" => match raw.trim().to_ascii_lowercase().as_str() {
+        "downloads.enabled" | "api.enabled" => match raw.trim().to_ascii_lowercase().as_str() {
             "on" | "true" | "1" | "yes" => toml::Value::Boolean(true),
             "off" | "false" | "0" | "no" => toml::Value::Boolean(false),
             _ => return Err(format!("{raw:?} is neither on nor off")),
@@ -399,7 +435,8 @@ fn set_key(table: &mut toml::Table, key: &str, raw: &str) -> Result<(), String> 
         | "retry.first_delay_ms"
         | "cooldown.failures"
         | "cooldown.window_secs"
-        | "cooldown.cooldown_secs" => raw
+        | "cooldown.cooldown_secs"
+        | "api.port" => raw
             .trim()
             .parse::<i64>()
             .ok()
@@ -457,6 +494,51 @@ mod tests {
         );
         let err = load(None, &[("HEARTH_DOWNLOADS", "maybe")]).expect_err("not a switch");
         assert!(err.to_string().contains("HEARTH_DOWNLOADS"), "{err}");
+    }
+
+    #[test]
+    fn the_apps_api_is_off_until_turned_on() {
+        let defaults = load(None, &[]).expect("defaults");
+        assert_eq!(defaults.api, ApiSettings::default());
+        assert!(!defaults.api.enabled);
+        let on = load(
+            Some("[api]\nenabled = true\nport = 1234\n[embedded]\nparallel = \"3\"\n"),
+            &[("HEARTH_API_TOKEN", "s3cret")],
+        )
+        .expect("file and env");
+        assert!(on.api.enabled);
+        assert_eq!(on.api.port, 1234);
+        assert_eq!(on.embedded.parallel, "3");
+        assert_eq!(on.api.token.as_ref().map(Secret::expose), Some("s3cret"));
+        assert!(!format!("{on:?}").contains("s3cret"), "the token never reaches a log");
+        let env = load(
+            None,
+            &[
+                ("HEARTH_API_SERVER", "on"),
+                ("HEARTH_API_PORT", "0"),
+                ("HEARTH_PARALLEL", "auto"),
+            ],
+        )
+        .expect("env");
+        assert!(env.api.enabled);
+        assert_eq!(env.api.port, 0, "0: any free port");
+
+        let bad = load(
+            Some("[api]\ntoken = \"two words\"\nport = 70000\n[embedded]\nparallel = \"65\"\n"),
+            &[],
+        )
+        .expect_err("invalid");
+        assert_eq!(bad.problems[0].key, "api.port", "{bad}");
+        let bad = load(
+            Some("[api]\ntoken = \"two words\"\n[embedded]\nparallel = \"65\"\n"),
+            &[],
+        )
+        .expect_err("invalid");
+        let keys: Vec<&str> = bad.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["embedded.parallel", "api.token"], "{bad}");
+        assert!(bad.to_string().contains("from 1 to 64"), "{bad}");
+        let bad_env = load(None, &[("HEARTH_API_SERVER", "sometimes")]).expect_err("not a switch");
+        assert_eq!(bad_env.problems[0].key, "HEARTH_API_SERVER");
     }
 
     #[test]

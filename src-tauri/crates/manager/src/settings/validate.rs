@@ -52,6 +52,23 @@ impl Settings {
                 "must be at least 1 (or absent for automatic)".into(),
             );
         }
+        let parallel = self.embedded.parallel.trim();
+        let most = hearth_core::MAX_PARALLEL;
+        if !parallel.eq_ignore_ascii_case("auto") && !parallel.parse::<u32>().is_ok_and(|n| (1..=most).contains(&n)) {
+            problem(
+                "embedded.parallel",
+                format!("must be `auto` or a number of sequences from 1 to {most}, not {parallel:?}"),
+            );
+        }
+        if let Some(token) = &self.api.token {
+            let token = token.expose();
+            if token.is_empty() || token.chars().any(char::is_whitespace) {
+                problem(
+                    "api.token",
+                    "must be one word without spaces (or absent for no token)".into(),
+                );
+            }
+        }
         if let Some(ollama) = &self.ollama {
             check_url(&mut problem, "ollama.url", &ollama.url, "http://127.0.0.1:11434");
             if ollama.model.trim().is_empty() {
