@@ -43,6 +43,9 @@ function start(root: HTMLElement): void {
   }
 
   const dashboard = createDashboard(api);
+  store.subscribe((state, action) => {
+    if (action.type === "status" && state.status) dashboard.showStatus(state.status);
+  });
   const controller = createChatController({
     store,
     api,

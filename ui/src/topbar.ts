@@ -70,6 +70,12 @@ export class WaitTracker {
   }
 }
 
+/** The local API in a few words: how many requests run through it, or why it is off. */
+export function apiSummary(s: AppStatus): string {
+  if (s.api.url !== null) return `API · ${s.api.running} running`;
+  return s.api.error !== null ? "API not serving" : "";
+}
+
 export interface TopBar {
   el: HTMLElement;
   waits: WaitTracker;
@@ -100,6 +106,7 @@ export function createTopBar(
   const phase = h("span", { class: "status-phase", "data-testid": "status-phase" });
   const speed = h("span", { class: "status-tps", "data-testid": "status-tps" });
   const reason = h("span", { class: "status-reason", "data-testid": "status-reason" });
+  const apiLine = h("span", { class: "status-api", "data-testid": "status-api", hidden: true });
   const progressLabel = h("span", { class: "progress-label" });
   const progress = h(
     "div",
@@ -112,7 +119,7 @@ export function createTopBar(
     { class: "topbar" },
     h("div", { class: "brand", text: "Hearth" }),
     h("nav", { class: "tabs", role: "tablist" }, ...tabs),
-    h("div", { class: "status", "data-testid": "status" }, backend, model, phase, speed, reason),
+    h("div", { class: "status", "data-testid": "status" }, backend, model, phase, speed, apiLine, reason),
     progress,
   );
 
@@ -154,6 +161,9 @@ export function createTopBar(
       backend.value = s.activeBackend;
       model.textContent = s.model ?? "no model";
       speed.textContent = s.lastDecodeTps ? `last ${formatTps(s.lastDecodeTps)}` : "";
+      apiLine.hidden = s.api.url === null;
+      apiLine.textContent = apiSummary(s);
+      apiLine.title = s.api.url ?? "";
       reason.textContent = !s.ready && !s.loading && s.reason ? s.reason : s.historyError ? `History: ${s.historyError}` : "";
     }
     backend.disabled = state.streaming !== null || (s?.loading ?? false);

@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import type { HardwareView } from "../src/api";
 import { createDashboard, meanTps, WINDOW_MS } from "../src/dashboard/dashboard";
 import { TimeSeries } from "../src/dashboard/ringBuffer";
+import { status } from "./helpers";
 
 const MIN = 60_000;
 
@@ -73,6 +74,20 @@ describe("dashboard", () => {
     d.setVisible(false);
     await vi.advanceTimersByTimeAsync(5000);
     expect(api.hardwareSnapshot).toHaveBeenCalledTimes(4);
+  });
+
+  it("shows where the local API serves and how many requests run, or why it does not", () => {
+    const d = createDashboard({ hardwareSnapshot: vi.fn(async () => hw), recentPerformance: vi.fn(async () => []) });
+    const text = (id: string) => d.el.querySelector(`[data-testid="${id}"]`)!.textContent;
+    expect(text("dash-api")).toBe("Off (turn it on in Settings)");
+    d.showStatus(status({ api: { url: "http://127.0.0.1:8080/v1", tokenRequired: true, running: 2, error: null } }));
+    expect(text("dash-api")).toBe("2 requests running");
+    expect(text("dash-api-detail")).toBe("http://127.0.0.1:8080/v1 · token required");
+    d.showStatus(status({ api: { url: "http://127.0.0.1:8080/v1", tokenRequired: false, running: 1, error: null } }));
+    expect(text("dash-api")).toBe("1 request running");
+    d.showStatus(status({ api: { url: null, tokenRequired: false, running: 0, error: "port 8080 cannot be used" } }));
+    expect(text("dash-api")).toBe("Not serving");
+    expect(text("dash-api-detail")).toBe("port 8080 cannot be used");
   });
 
   it("averages only real speeds", () => {

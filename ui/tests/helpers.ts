@@ -37,6 +37,7 @@ export function status(overrides: Partial<AppStatus> = {}): AppStatus {
     lastDecodeTps: null,
     dbPath: "/tmp/hearth.db",
     session: null,
+    api: { url: null, tokenRequired: false, running: 0, error: null },
     ...overrides,
   };
 }

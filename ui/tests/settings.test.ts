@@ -18,6 +18,10 @@ const settings = (over: Partial<SettingsView> = {}): SettingsView => ({
   topP: 0.95,
   maxTokens: 512,
   systemPrompt: null,
+  apiEnabled: false,
+  apiPort: 8080,
+  apiToken: null,
+  parallel: "auto",
   ...over,
 });
 
@@ -96,6 +100,14 @@ describe("settings validation", () => {
     expect(Object.keys(errors).sort()).toEqual(["ctx", "gpuLayers", "maxTokens", "ollamaModel", "ollamaUrl", "temperature", "topP"]);
   });
 
+  it("checks the local API's port, token and replies at once", () => {
+    expect(validateSettings(settings({ apiEnabled: true, apiPort: 0, apiToken: "abc", parallel: "8" }))).toEqual({});
+    const errors = validateSettings(settings({ apiPort: 70000, apiToken: "two words", parallel: "65" }));
+    expect(Object.keys(errors).sort()).toEqual(["apiPort", "apiToken", "parallel"]);
+    expect(errors.parallel).toMatch(/from 1 to 64/);
+    expect(Object.keys(validateSettings(settings({ apiPort: 1.5, parallel: "many" }))).sort()).toEqual(["apiPort", "parallel"]);
+  });
+
   it("takes the field from the error's `field`, never from its words", () => {
     expect(settingName("ollamaUrl")).toBe("ollamaUrl");
     expect(settingName("topP")).toBe("topP");
@@ -122,6 +134,34 @@ describe("settings form", () => {
     expect(measured).toBe(
       "Measured: perplexity 22.12 on 7,168 tokens · vs qwen-F16.gguf: KL 0.0048, same top token 95.5% · 4.87 bits/weight · 286 MiB RAM · 95.3 tok/s",
     );
+  });
+
+  it("reads the local API's switch, port, token and replies at once back", async () => {
+    const { panel, field, api } = setup();
+    await panel.load();
+    expect(field("apiEnabled").checked).toBe(false);
+    expect(field("apiPort").value).toBe("8080");
+    expect(field("parallel").value).toBe("auto");
+    field("apiEnabled").checked = true;
+    field("apiPort").value = "1337";
+    field("apiToken").value = "  s3cret ";
+    field("parallel").value = "AUTO";
+    expect(await panel.save()).toBe(true);
+    expect(api.saveSettings).toHaveBeenCalledWith(
+      expect.objectContaining({ apiEnabled: true, apiPort: 1337, apiToken: "s3cret", parallel: "auto" }),
+    );
+  });
+
+  it("puts a taken port under the port field", async () => {
+    const message = "`apiPort`: port 8080 cannot be used for the local API (Address in use): another program may hold it; choose another port";
+    const shellError = { code: "invalid_settings", message, field: "apiPort", needed: null, limit: null, retryAfterSecs: null, backend: null };
+    const { panel, errorOf } = setup(async () => {
+      throw toApiError(shellError);
+    });
+    await panel.load();
+    expect(await panel.save()).toBe(false);
+    expect(errorOf("apiPort").hidden).toBe(false);
+    expect(errorOf("apiPort").textContent).toContain("choose another port");
   });
 
   it("shows no measurement for a model never measured", async () => {

@@ -32,6 +32,18 @@ describe("top bar", () => {
     expect(phaseOf(status(), false)).toBe("ready");
   });
 
+  it("shows the local API's running requests only while it serves", () => {
+    const store = createStore();
+    const bar = createTopBar(store, { appStatus: vi.fn(), switchBackend: vi.fn() }, vi.fn());
+    const line = bar.el.querySelector<HTMLElement>('[data-testid="status-api"]')!;
+    store.dispatch({ type: "status", status: status() });
+    expect(line.hidden).toBe(true);
+    store.dispatch({ type: "status", status: status({ api: { url: "http://127.0.0.1:8080/v1", tokenRequired: false, running: 3, error: null } }) });
+    expect(line.hidden).toBe(false);
+    expect(line.textContent).toBe("API · 3 running");
+    expect(line.title).toBe("http://127.0.0.1:8080/v1");
+  });
+
   it("polls appStatus while the model loads and shows progress after a second", async () => {
     vi.useFakeTimers();
     const store = createStore();

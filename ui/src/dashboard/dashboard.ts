@@ -1,7 +1,7 @@
 // The hardware dashboard: CPU, RAM, GPU utilisation and VRAM over the last
 // five minutes (polled every second, only while the tab is shown and the
 // window visible), the loaded model's memory, and recent replies' speed.
-import { toApiError, type Api, type HardwareView, type PerfView } from "../api";
+import { toApiError, type Api, type AppStatus, type HardwareView, type PerfView } from "../api";
 import { h } from "../dom";
 import { formatBytes, formatMs, formatPercent, formatTps } from "../format";
 import { drawLineChart, type ChartSeries } from "./lineChart";
@@ -20,6 +20,8 @@ export interface Dashboard {
   el: HTMLElement;
   setVisible(visible: boolean): void;
   refreshPerformance(): void;
+  /** Shows what the app status says of the local API (where it serves, what runs). */
+  showStatus(status: AppStatus): void;
 }
 
 interface Card {
@@ -49,6 +51,8 @@ export function createDashboard(api: DashboardApi, now: () => number = Date.now)
   const modelMemory = h("div", { class: "dash-value", "data-testid": "dash-model-memory", text: "–" });
   const tps = h("div", { class: "dash-value", "data-testid": "dash-tps", text: "–" });
   const perfList = h("ol", { class: "perf-list", "data-testid": "dash-perf" });
+  const apiValue = h("div", { class: "dash-value", "data-testid": "dash-api", text: "Off (turn it on in Settings)" });
+  const apiDetail = h("div", { class: "dash-detail", "data-testid": "dash-api-detail" });
   const error = h("div", { class: "form-error", role: "status", hidden: true });
   const el = h(
     "section",
@@ -67,8 +71,20 @@ export function createDashboard(api: DashboardApi, now: () => number = Date.now)
         tps,
         perfList,
       ),
+      h("div", { class: "dash-card" }, h("div", { class: "dash-title", text: "Local API" }), apiValue, apiDetail),
     ),
   );
+
+  function showStatus(status: AppStatus): void {
+    const api = status.api;
+    if (api.url !== null) {
+      apiValue.textContent = `${api.running} ${api.running === 1 ? "request" : "requests"} running`;
+      apiDetail.textContent = `${api.url}${api.tokenRequired ? " · token required" : ""}`;
+    } else {
+      apiValue.textContent = api.error !== null ? "Not serving" : "Off (turn it on in Settings)";
+      apiDetail.textContent = api.error ?? "";
+    }
+  }
 
   const cpuSeries = new TimeSeries(WINDOW_MS, CAPACITY);
   const ramSeries = new TimeSeries(WINDOW_MS, CAPACITY);
@@ -169,5 +185,5 @@ export function createDashboard(api: DashboardApi, now: () => number = Date.now)
     timer = window.setInterval(() => void poll(), POLL_MS);
   }
 
-  return { el, setVisible, refreshPerformance };
+  return { el, setVisible, refreshPerformance, showStatus };
 }

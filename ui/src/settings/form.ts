@@ -25,7 +25,7 @@ interface FieldSpec {
   name: SettingName;
   label: string;
   /** A backend's own fields are in the group named after its kind. */
-  group: "general" | BackendKind | "sampling";
+  group: "general" | BackendKind | "sampling" | "api";
   make: () => Control;
   help?: string;
 }
@@ -57,6 +57,28 @@ const SPECS: FieldSpec[] = [
   { name: "topP", label: "Top-p", group: "sampling", make: input("number", { min: 0, max: 1, step: 0.01 }) },
   { name: "maxTokens", label: "Max tokens", group: "sampling", make: input("number", { min: 1, step: 1 }) },
   { name: "systemPrompt", label: "System prompt", group: "sampling", make: () => h("textarea", { rows: 4 }) },
+  {
+    name: "apiEnabled",
+    label: "Serve the API",
+    group: "api",
+    make: input("checkbox"),
+    help: "OpenAI-compatible, on 127.0.0.1 only: editors and scripts use the loaded model while you chat (base URL http://127.0.0.1:PORT/v1). Turning it on or off reloads the model.",
+  },
+  { name: "apiPort", label: "Port", group: "api", make: input("number", { min: 0, max: 65535, step: 1 }), help: "0 picks any free port." },
+  {
+    name: "apiToken",
+    label: "Token",
+    group: "api",
+    make: input("password", { autocomplete: "off", placeholder: "none" }),
+    help: "If set, clients must send it as a bearer token (api_key in OpenAI's clients).",
+  },
+  {
+    name: "parallel",
+    label: "Replies at once",
+    group: "api",
+    make: input("text", { placeholder: "auto" }),
+    help: '"auto": as many as fit beside the model (at most 4); each shares the machine\'s speed.',
+  },
 ];
 
 const GROUP_TITLES: Record<FieldSpec["group"], string> = {
@@ -65,6 +87,7 @@ const GROUP_TITLES: Record<FieldSpec["group"], string> = {
   ollama: "Ollama",
   vllm: "vLLM / OpenAI-compatible server",
   sampling: "Generation",
+  api: "Local API",
 };
 
 export function modelSummary(m: ModelView): string {
@@ -174,6 +197,10 @@ export function createSettingsForm(): SettingsForm {
       controls.topP.value = String(s.topP);
       controls.maxTokens.value = String(s.maxTokens);
       controls.systemPrompt.value = s.systemPrompt ?? "";
+      (controls.apiEnabled as HTMLInputElement).checked = s.apiEnabled;
+      controls.apiPort.value = String(s.apiPort);
+      controls.apiToken.value = s.apiToken ?? "";
+      controls.parallel.value = s.parallel;
       showBackendGroups();
     },
     read() {
@@ -190,6 +217,10 @@ export function createSettingsForm(): SettingsForm {
         topP: num("topP"),
         maxTokens: num("maxTokens"),
         systemPrompt: optional("systemPrompt"),
+        apiEnabled: (controls.apiEnabled as HTMLInputElement).checked,
+        apiPort: num("apiPort"),
+        apiToken: optional("apiToken"),
+        parallel: str("parallel").trim().toLowerCase() || "auto",
       };
     },
     setModels(list, selected = controls.model.value) {

@@ -18,7 +18,14 @@ export const SETTING_NAMES: readonly SettingName[] = [
   "topP",
   "maxTokens",
   "systemPrompt",
+  "apiEnabled",
+  "apiPort",
+  "apiToken",
+  "parallel",
 ];
+
+/** The most sequences the engine decodes at once (the shell's MAX_PARALLEL). */
+export const MOST_PARALLEL = 64;
 
 function isHttpUrl(value: string): boolean {
   try {
@@ -54,6 +61,15 @@ export function validateSettings(s: SettingsView): FieldErrors {
     if (!s.vllmModel?.trim()) errors.vllmModel = "Enter the served model name.";
   } else if (s.vllmUrl && !isHttpUrl(s.vllmUrl)) {
     errors.vllmUrl = "Not an http(s) URL.";
+  }
+  if (!Number.isInteger(s.apiPort) || s.apiPort < 0 || s.apiPort > 65535) {
+    errors.apiPort = "Port must be a whole number from 0 (any free port) to 65535.";
+  }
+  if (s.apiToken !== null && /\s/.test(s.apiToken.trim())) errors.apiToken = "The token must be one word, without spaces.";
+  const parallel = s.parallel.trim();
+  const n = Number(parallel);
+  if (parallel !== "auto" && !(/^\d+$/.test(parallel) && n >= 1 && n <= MOST_PARALLEL)) {
+    errors.parallel = `Use "auto" or a whole number from 1 to ${MOST_PARALLEL}.`;
   }
   return errors;
 }
