@@ -245,6 +245,70 @@ class DesktopTest(unittest.TestCase):
         badge = app.replies()[-1].find_element(*by_testid("badge"))
         self.assertIn("gemma", badge.text.lower())
 
+    def test_the_local_api_answers_the_openai_client_while_a_chat_reply_streams(self):
+        import openai
+
+        app = self.app
+        app.ready()
+        (port,) = free_ports(1)
+        # Turned on in Settings as a person would: the switch, a port, a token, two replies at once.
+        app.click("tab-settings")
+        app.wait.until(lambda d: CHAT_MODEL in (app.find("setting-model").get_attribute("value") or ""))
+        app.click("setting-apiEnabled")
+        for testid, value in (("setting-apiPort", str(port)), ("setting-apiToken", "e2e-token"), ("setting-parallel", "2")):
+            field = app.find(testid)
+            field.clear()
+            field.send_keys(value)
+        app.screenshot("settings-api")
+        app.click("settings-save")
+        app.click("tab-chat")
+        # The worker restarts with two sequences; the top bar says the API serves.
+        app.wait.until(lambda d: app.find("status-api").text == "API · 0 running")
+        app.ready()
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="e2e-token", max_retries=0, timeout=120)
+        model = CHAT_MODEL.removesuffix(".gguf")
+        self.assertEqual([m.id for m in client.models.list().data], [model])
+        with self.assertRaises(openai.AuthenticationError):
+            openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="wrong", max_retries=0).models.list()
+
+        app.send("Write a very long story about a dragon who learns to bake bread.")
+        app.wait.until(lambda d: len(app.find("reply-streaming").text) > 10)
+        # A whole reply while the chat streams: greedy, and right.
+        answer = client.chat.completions.create(
+            model=model,
+            messages=[{"role": "user", "content": "What is the capital of France?"}],
+            max_tokens=24,
+            temperature=0,
+        )
+        self.assertIn("Paris", answer.choices[0].message.content)
+        self.assertTrue(app.all("reply-streaming"), "the chat's reply ended before the API answered: nothing overlapped")
+
+        # A streamed reply: counted in the top bar while it runs.
+        stream = client.chat.completions.create(
+            model=model,
+            messages=[{"role": "user", "content": "Write a long story about a lighthouse keeper."}],
+            max_tokens=160,
+            temperature=0,
+            stream=True,
+        )
+        pieces = []
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                if not pieces:
+                    app.wait.until(lambda d: app.find("status-api").text == "API · 1 running")
+                    app.screenshot("chat-beside-api")
+                pieces.append(chunk.choices[0].delta.content)
+        self.assertGreater(len("".join(pieces).split()), 20, pieces)
+
+        app.wait_reply_done(1)
+        reply = app.replies()[-1]
+        self.assertGreater(len(reply.text.split()), 20, reply.text)
+        self.assertIn("tok/s", reply.find_element(*by_testid("badge")).text)
+        app.wait.until(lambda d: app.find("status-api").text == "API · 0 running")
+        app.click("tab-dashboard")
+        self.assertEqual(app.find("dash-api").text, "0 requests running")
+        self.assertIn(f"http://127.0.0.1:{port}/v1", app.find("dash-api-detail").text)
+
     def test_the_dashboard_shows_live_numbers(self):
         app = self.app
         app.ready()
