@@ -46,6 +46,7 @@ pub struct Metrics {
     prompt_tokens: Counter,
     draft_tokens: Counter,
     draft_accepted: Counter,
+    decode_batch: Histogram,
     ttft: Histogram,
     decode_rate: Histogram,
     pub(crate) active: Gauge,
@@ -105,6 +106,12 @@ impl Metrics {
             "Guessed tokens the sampler agreed with (each saved a decode step)",
             draft_accepted.clone(),
         );
+        let decode_batch = Histogram::new([1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0, 48.0, 64.0]);
+        registry.register(
+            "decode_batch_sequences",
+            "For each generated token, how many sequences were decoded in its step (continuous batching)",
+            decode_batch.clone(),
+        );
         let ttft = Histogram::new([0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]);
         registry.register_with_unit(
             "time_to_first_token",
@@ -145,6 +152,7 @@ impl Metrics {
             prompt_tokens,
             draft_tokens,
             draft_accepted,
+            decode_batch,
             ttft,
             decode_rate,
             active,
@@ -169,6 +177,12 @@ impl Metrics {
         self.prompt_tokens.inc_by(u64::from(m.prompt_tokens_evaluated));
         self.draft_tokens.inc_by(u64::from(m.draft_tokens));
         self.draft_accepted.inc_by(u64::from(m.draft_accepted));
+        for (at, &tokens) in m.decode_batch_sequences.iter().enumerate() {
+            let sequences = (at + 1) as f64;
+            for _ in 0..tokens {
+                self.decode_batch.observe(sequences);
+            }
+        }
         if m.completion_tokens > 0 {
             self.ttft.observe(m.ttft_ms / 1000.0);
         }

@@ -69,6 +69,7 @@ fn metrics(completion_tokens: u32, finish_reason: FinishReason) -> GenerationMet
         // As if 3 of 4 guessed tokens held: the counters must carry them through.
         draft_tokens: 4,
         draft_accepted: 3,
+        decode_batch_sequences: vec![2, 1],
         finish_reason,
     }
 }

@@ -76,6 +76,18 @@ async fn chat_completion_whole() {
     assert!(text.contains("hearth_completion_tokens_total 5"));
     assert!(text.contains("hearth_draft_tokens_total 4"), "{text}");
     assert!(text.contains("hearth_draft_accepted_tokens_total 3"), "{text}");
+    // The scripted reply decoded 2 tokens alone and 1 beside another sequence.
+    assert!(text.contains("hearth_decode_batch_sequences_count 3"), "{text}");
+    assert!(text.contains("hearth_decode_batch_sequences_sum 4.0"), "{text}");
+    assert!(
+        text.contains("hearth_decode_batch_sequences_bucket{le=\"1.0\"} 2"),
+        "{text}"
+    );
+    // The figures reach the client too (Hearth's extension), so a proxy passes them on.
+    assert_eq!(
+        body["hearth_metrics"]["decode_batch_sequences"],
+        serde_json::json!([2, 1])
+    );
 }
 
 /// The data lines of an SSE body.

@@ -188,6 +188,7 @@ async fn stream_reply(
             total_ms,
             draft_tokens: 0,
             draft_accepted: 0,
+            decode_batch_sequences: Vec::new(),
             finish_reason: FinishReason::Cancelled,
         },
     })

@@ -48,6 +48,11 @@ pub struct GenerationMetrics {
     /// How many of those guesses the sampler agreed with (each saved one decode step).
     #[serde(default)]
     pub draft_accepted: u32,
+    /// The batches this reply's tokens were decoded in: element `n - 1` counts the tokens
+    /// decoded in a step that decoded `n` sequences at once (empty where unknown, as
+    /// for the servers Hearth calls).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub decode_batch_sequences: Vec<u32>,
 }
 
 /// What a generation stream yields, in order: any number of `Delta`s, then exactly one

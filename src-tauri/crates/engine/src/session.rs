@@ -223,6 +223,11 @@ impl<'m> Session<'m> {
         );
         metrics.draft_tokens = outcome.drafted;
         metrics.draft_accepted = outcome.draft_accepted;
+        // One sequence: every token after the first was decoded in a step of its own.
+        let decoded = outcome.completion_tokens.saturating_sub(1);
+        if decoded > 0 {
+            metrics.decode_batch_sequences = vec![decoded];
+        }
         tracing::debug!(model = %self.name, ?metrics, "generation finished");
         if let (Some(tx), Some(trace)) = (trace_tx, self.trace.take()) {
             let _ = tx.send(trace.finish());
@@ -411,6 +416,7 @@ pub(crate) fn reply_metrics(
         finish_reason,
         draft_tokens: 0,
         draft_accepted: 0,
+        decode_batch_sequences: Vec::new(),
     }
 }
 

@@ -36,6 +36,7 @@ fn reply(tokens: Vec<TokenTrace>, finish: FinishReason) -> TracedOutput {
             finish_reason: finish,
             draft_tokens: 0,
             draft_accepted: 0,
+            decode_batch_sequences: Vec::new(),
         },
         tokens,
     }

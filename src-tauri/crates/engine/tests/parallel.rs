@@ -72,6 +72,14 @@ fn identical_requests_at_once_give_identical_replies() {
         let first: Vec<f32> = replies[0].tokens.iter().map(|t| t.logit).collect();
         assert_eq!(logits, first, "reply {i}: other logits in the same batch rounds");
         assert_eq!(reply.metrics.prompt_tokens_evaluated, reply.metrics.prompt_tokens);
+        // Every step after the prompt decoded the four together. The first token comes
+        // from the prompt's step; an end-of-turn token is sampled but not counted as text.
+        let m = &reply.metrics;
+        let decoded = match m.finish_reason {
+            FinishReason::Length => m.completion_tokens - 1,
+            _ => m.completion_tokens,
+        };
+        assert_eq!(m.decode_batch_sequences, [0, 0, 0, decoded], "reply {i}");
     }
 }
 

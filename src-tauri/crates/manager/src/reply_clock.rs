@@ -58,6 +58,7 @@ impl ReplyClock {
             total_ms: ms(self.started, now),
             draft_tokens: 0,
             draft_accepted: 0,
+            decode_batch_sequences: Vec::new(),
             finish_reason,
         }
     }

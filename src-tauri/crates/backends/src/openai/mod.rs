@@ -217,6 +217,7 @@ impl Tally {
                 total_ms: ms(now.duration_since(self.started)),
                 draft_tokens: 0,
                 draft_accepted: 0,
+                decode_batch_sequences: Vec::new(),
                 finish_reason: self.finish.unwrap_or(FinishReason::Stop),
             },
         }

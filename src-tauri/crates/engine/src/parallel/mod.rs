@@ -276,8 +276,7 @@ impl<'m> Scheduler<'m> {
                 completion_tokens: 0,
                 pending: None,
                 pos: 0,
-                batch_rows: 0,
-                batches: 0,
+                decode_batch_sequences: Vec::new(),
             });
         }
     }
@@ -364,11 +363,6 @@ impl<'m> Scheduler<'m> {
         if self.batch.n_tokens() == 0 {
             return;
         }
-        let width = u64::try_from(self.batch.n_tokens()).unwrap_or(0);
-        for active in self.slots.iter_mut().filter_map(|s| s.active.as_mut()) {
-            active.batch_rows += width;
-            active.batches += 1;
-        }
         let started = Instant::now();
         if let Err(e) = self.ctx.decode(&mut self.batch) {
             return self.fail_all(&format!("decoding failed: {e}"));
@@ -376,6 +370,11 @@ impl<'m> Scheduler<'m> {
         self.pace
             .observe(decode_rows, prompt_tokens, started.elapsed().as_secs_f64() * 1000.0);
         for SampledRow { slot, row, first } in rows {
+            if !first {
+                if let Some(active) = self.slots[slot].active.as_mut() {
+                    active.decoded_beside(decode_rows);
+                }
+            }
             self.sample_row(slot, row, first);
         }
     }

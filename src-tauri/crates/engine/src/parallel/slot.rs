@@ -127,14 +127,22 @@ pub(super) struct Active {
     /// The last sampled token, evaluated by the next step at `pos`.
     pub pending: Option<LlamaToken>,
     pub pos: usize,
-    /// Rows of the batches this request ran in, summed, and how many batches.
-    pub batch_rows: u64,
-    pub batches: u32,
+    /// Element `n - 1`: tokens decoded in a step of `n` sequences.
+    pub decode_batch_sequences: Vec<u32>,
 }
 
 impl Active {
     pub(super) fn reading_prompt(&self) -> bool {
         self.next < self.prompt.len()
+    }
+
+    /// Counts a token decoded in a step with `sequences` sequences decoding.
+    pub(super) fn decoded_beside(&mut self, sequences: usize) {
+        let Some(at) = sequences.checked_sub(1) else { return };
+        if self.decode_batch_sequences.len() <= at {
+            self.decode_batch_sequences.resize(at + 1, 0);
+        }
+        self.decode_batch_sequences[at] += 1;
     }
 
     /// Records a sampled token; returns how the reply goes on. `n_ctx_seq` is the
@@ -175,7 +183,7 @@ impl Active {
             first_token_at: self.first_token_at,
             finished_at,
         };
-        let metrics = reply_metrics(
+        let mut metrics = reply_metrics(
             self.prompt.len(),
             self.prompt.len() - self.reused,
             self.completion_tokens,
@@ -183,12 +191,8 @@ impl Active {
             load_ms,
             finish,
         );
-        tracing::debug!(
-            model = %name,
-            ?metrics,
-            mean_batch_rows = self.batch_rows as f64 / f64::from(self.batches.max(1)),
-            "generation finished"
-        );
+        metrics.decode_batch_sequences = std::mem::take(&mut self.decode_batch_sequences);
+        tracing::debug!(model = %name, ?metrics, "generation finished");
         if let Some((trace, tx)) = self.trace.take() {
             let _ = tx.send(trace.finish());
         }
