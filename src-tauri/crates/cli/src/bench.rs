@@ -85,6 +85,10 @@ pub struct BenchArgs {
     /// Serve benchmark: `hearth serve --parallel` (auto, or a number).
     #[arg(long, default_value = "auto")]
     parallel: String,
+    /// Serve benchmark: plain text completions (`/v1/completions`) instead of chat, for a
+    /// base model without a chat template.
+    #[arg(long)]
+    text: bool,
 }
 
 #[derive(Serialize)]
@@ -233,12 +237,17 @@ fn run_serve(args: &BenchArgs) -> Result<()> {
                 let path = crate::models::resolve(args.model.first().map(String::as_str))?;
                 let program = std::env::current_exe()?;
                 let threads = args.threads.unwrap_or_else(hearth_engine::default_threads);
+                // One --draft value is passed on (`--draft 0`: batching measured alone).
+                let draft = match args.draft.as_slice() {
+                    [one] => one.to_string(),
+                    _ => hearth_engine::MAX_DRAFT.to_string(),
+                };
                 let server = crate::bench_switch::start_server(
                     &program,
                     &path,
                     threads,
                     token,
-                    &["--parallel", &args.parallel],
+                    &["--parallel", &args.parallel, "--draft", &draft],
                 )?;
                 crate::bench_switch::wait_ready(server.port, std::time::Duration::from_secs(300)).await?;
                 let name = path
@@ -260,6 +269,7 @@ fn run_serve(args: &BenchArgs) -> Result<()> {
             clients: &args.clients,
             requests_per_client: args.requests.max(1),
             max_tokens: args.max_tokens,
+            text: args.text,
         })
         .await
     })

@@ -20,6 +20,8 @@ pub struct ServeBench<'a> {
     /// Requests each client sends, one after another.
     pub requests_per_client: usize,
     pub max_tokens: u32,
+    /// Plain completions (`/v1/completions`, the question as the prompt) for base models.
+    pub text: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -100,16 +102,23 @@ pub async fn run(bench: &ServeBench<'_>) -> Result<()> {
                 let questions: Vec<String> = (0..bench.requests_per_client)
                     .map(|r| question(round, client, r))
                     .collect();
-                let (url, token, model, max_tokens) = (
+                let (url, token, model, max_tokens, text) = (
                     bench.url.clone(),
                     bench.token.clone(),
                     bench.model.clone(),
                     bench.max_tokens,
+                    bench.text,
                 );
                 tokio::spawn(async move {
                     let mut replies = Vec::new();
                     for q in questions {
-                        replies.push(stream_one(&http, &url, token.as_deref(), &model, &q, max_tokens).await);
+                        let asked = Asked {
+                            model: &model,
+                            question: &q,
+                            max_tokens,
+                            text,
+                        };
+                        replies.push(stream_one(&http, &url, token.as_deref(), asked).await);
                     }
                     replies
                 })
@@ -165,26 +174,45 @@ fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-/// Sends one streamed chat completion and times its content chunks. The token count is
-/// the server's own (`usage`, asked for with `stream_options`), else one per chunk.
-async fn stream_one(
-    http: &reqwest::Client,
-    url: &str,
-    token: Option<&str>,
-    model: &str,
-    question: &str,
+/// One request's content.
+struct Asked<'a> {
+    model: &'a str,
+    question: &'a str,
     max_tokens: u32,
-) -> Result<Reply> {
-    let body = serde_json::json!({
-        "model": model,
-        "messages": [{"role": "user", "content": question}],
-        "max_tokens": max_tokens,
+    /// A plain completion of the question's text (a base model) instead of a chat.
+    text: bool,
+}
+
+/// The route and body of a streamed request for `asked`.
+fn request_body(asked: &Asked<'_>) -> (&'static str, serde_json::Value) {
+    let mut body = serde_json::json!({
+        "model": asked.model,
+        "max_tokens": asked.max_tokens,
         "temperature": 0.7,
         "seed": 42,
         "stream": true,
         "stream_options": {"include_usage": true},
     });
-    let mut request = http.post(format!("{url}/v1/chat/completions")).json(&body);
+    if asked.text {
+        body["prompt"] = serde_json::json!(format!("{}\n\n", asked.question));
+        ("/v1/completions", body)
+    } else {
+        body["messages"] = serde_json::json!([{"role": "user", "content": asked.question}]);
+        ("/v1/chat/completions", body)
+    }
+}
+
+/// The text a streamed chunk carries (a chat delta's content, or a completion's text).
+fn chunk_text(event: &serde_json::Value) -> Option<&str> {
+    let choice = &event["choices"][0];
+    choice["delta"]["content"].as_str().or_else(|| choice["text"].as_str())
+}
+
+/// Sends one streamed completion and times its content chunks. The token count is
+/// the server's own (`usage`, asked for with `stream_options`), else one per chunk.
+async fn stream_one(http: &reqwest::Client, url: &str, token: Option<&str>, asked: Asked<'_>) -> Result<Reply> {
+    let (route, body) = request_body(&asked);
+    let mut request = http.post(format!("{url}{route}")).json(&body);
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
@@ -216,9 +244,7 @@ async fn stream_one(
             if let Some(tokens) = event["usage"]["completion_tokens"].as_u64() {
                 usage = Some(tokens);
             }
-            let has_text = event["choices"][0]["delta"]["content"]
-                .as_str()
-                .is_some_and(|t| !t.is_empty());
+            let has_text = chunk_text(&event).is_some_and(|t| !t.is_empty());
             if has_text {
                 let now = Instant::now();
                 first.get_or_insert(now);
@@ -244,6 +270,30 @@ async fn stream_one(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chats_and_plain_completions_are_asked_and_read_alike() {
+        let mut asked = Asked {
+            model: "m",
+            question: "Why?",
+            max_tokens: 8,
+            text: false,
+        };
+        let (route, body) = request_body(&asked);
+        assert_eq!(route, "/v1/chat/completions");
+        assert_eq!(body["messages"][0]["content"], "Why?");
+        asked.text = true;
+        let (route, body) = request_body(&asked);
+        assert_eq!(route, "/v1/completions");
+        assert_eq!(body["prompt"], "Why?\n\n");
+        assert_eq!(body["stream_options"]["include_usage"], true);
+        let chat = serde_json::json!({"choices": [{"delta": {"content": "Hi"}}]});
+        let text = serde_json::json!({"choices": [{"text": "Hi"}]});
+        let usage = serde_json::json!({"choices": [], "usage": {"completion_tokens": 3}});
+        assert_eq!(chunk_text(&chat), Some("Hi"));
+        assert_eq!(chunk_text(&text), Some("Hi"));
+        assert_eq!(chunk_text(&usage), None);
+    }
 
     #[test]
     fn every_question_of_a_run_is_different() {

@@ -10,7 +10,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use common::{chat_model, hearth};
+use common::{base_model, chat_model, hearth};
 
 fn run(data: &Path, args: &[&str]) -> Output {
     Command::new(hearth())
@@ -305,6 +305,36 @@ fn bench_serve_prints_a_line_per_number_of_clients() {
         }
         assert!(line["ttft_ms_p50"].as_f64() <= line["ttft_ms_p99"].as_f64());
     }
+    // A base model (no chat template) through plain completions, drafting off.
+    let base = json_lines(&run_ok(
+        data.path(),
+        &[
+            "bench",
+            "serve",
+            "--model",
+            base_model().to_str().expect("UTF-8 path"),
+            "--text",
+            "--draft",
+            "0",
+            "--clients",
+            "2",
+            "--requests",
+            "1",
+            "-n",
+            "8",
+            "-t",
+            "2",
+            "--parallel",
+            "2",
+        ],
+    ));
+    assert_eq!(base.len(), 1, "{base:?}");
+    assert_eq!(base[0]["errors"], 0, "{}", base[0]);
+    assert!(
+        base[0]["completion_tokens"].as_u64().is_some_and(|t| t > 0 && t <= 16),
+        "{}",
+        base[0]
+    );
     // A server that is not there: every request is an error, named.
     let output = run(
         data.path(),
