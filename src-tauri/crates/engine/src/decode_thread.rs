@@ -92,6 +92,12 @@ pub(crate) fn engine_thread(
         bos_token,
         load_ms: 0.0,
     };
+    // Drafting rolls the cache back to the accepted tokens; a recurrent state cannot be cut.
+    let max_draft = if model.is_recurrent() || model.is_hybrid() {
+        0
+    } else {
+        config.max_draft as usize
+    };
     if info.n_parallel > 1 {
         // Several sequences: each gets the whole configured context, allocated at load
         // (the fit planner sized it; growing would copy every sequence's state).
@@ -112,7 +118,7 @@ pub(crate) fn engine_thread(
             }
         };
         allocated.store(ctx.n_ctx(), Ordering::Release);
-        let mut scheduler = crate::parallel::Scheduler::new(&model, ctx, name, n, n_swa);
+        let mut scheduler = crate::parallel::Scheduler::new(&model, ctx, name, n, n_swa, max_draft);
         if config.warmup {
             if let Err(e) = scheduler.warm_up() {
                 let _ = ready.send(Err(e));
@@ -147,12 +153,6 @@ pub(crate) fn engine_thread(
         ceiling: ceiling.max(n_ctx_initial),
         path: path.clone(),
         allocated,
-    };
-    // Drafting rolls the cache back to the accepted tokens; a recurrent state cannot be cut.
-    let max_draft = if model.is_recurrent() || model.is_hybrid() {
-        0
-    } else {
-        config.max_draft as usize
     };
     let mut session = Session::new(&model, ctx, growth, name.clone(), n_swa, max_draft);
     if config.warmup {

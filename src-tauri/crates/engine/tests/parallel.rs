@@ -357,3 +357,48 @@ fn bad_requests_are_refused_without_touching_the_streams() {
         ));
     }
 }
+
+/// Prose that repeats: continued by copying, so guesses from the conversation hold.
+const PASSAGE: &str = "The lighthouse keeper climbed the spiral stairs every evening just before sunset. \
+From the lantern room he could see the fishing boats returning across the grey water. \
+Each boat carried a lamp at its bow, and he counted them one by one as they rounded the point.";
+
+#[test]
+fn a_sequence_replying_alone_drafts_and_one_beside_another_does_not() {
+    let _g = serial();
+    let copy = request(Prompt::Text(format!("{PASSAGE} {PASSAGE} {PASSAGE}")), 96);
+    let reference = alone(smollm(), 1024, std::slice::from_ref(&copy)).remove(0);
+    let engine = parallel(smollm(), 1024);
+    let out = engine.generate_traced(copy.clone(), TRACE_TOP).unwrap();
+    // The drafted reply is the undrafted one up to a near-tie (the rule of issue 8).
+    assert_same_or_near_tie("a lone copy on 4 sequences", true, &reference, &out);
+    let m = &out.metrics;
+    assert_eq!(m.decode_batch_sequences.len(), 1, "alone throughout: {m:?}");
+    assert!(
+        m.draft_accepted >= 24 && m.draft_accepted <= m.draft_tokens,
+        "{} of {} guessed tokens held",
+        m.draft_accepted,
+        m.draft_tokens
+    );
+
+    // Two identical copies from empty caches: side by side in every step, so no guess
+    // takes rows from the other; the same batches round them alike.
+    engine.reset_cache().unwrap();
+    let pair = engine.generate_traced_many(vec![copy.clone(); 2], TRACE_TOP).unwrap();
+    for reply in &pair {
+        let m = &reply.metrics;
+        assert_eq!((m.draft_tokens, m.draft_accepted), (0, 0), "{m:?}");
+        assert_eq!(m.decode_batch_sequences.first(), Some(&0), "never alone: {m:?}");
+        assert_eq!(reply.text, pair[0].text);
+    }
+
+    // Drafting off (`--draft 0`): a lone reply guesses nothing.
+    let undrafted = Engine::load(EngineConfig {
+        max_draft: 0,
+        ..EngineConfig::new(smollm()).with_n_ctx(1024).with_parallel(SEQUENCES)
+    })
+    .expect("model loads");
+    let plain = undrafted.generate_traced(copy, TRACE_TOP).unwrap();
+    assert_eq!(plain.metrics.draft_tokens, 0);
+    assert_same_or_near_tie("a lone copy on 4 sequences, undrafted", true, &reference, &plain);
+}

@@ -14,9 +14,10 @@
 //! prompt (least recently used first on a tie), so each conversation keeps its prefix
 //! reuse under load; a slot holding another conversation is cleared only when no slot
 //! would lose less. With one slot the engine uses [`crate::session`] instead (with
-//! prompt-lookup drafting and a KV cache that grows): a single sequence is served
-//! exactly as before.
+//! a KV cache that grows): a single sequence is served exactly as before. A sequence
+//! replying alone drafts as that engine does ([`draft`]).
 
+mod draft;
 mod slot;
 
 use std::collections::VecDeque;
@@ -27,7 +28,9 @@ use hearth_core::FinishReason;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::token::LlamaToken;
 
+use crate::draft::{Drafter, StepCosts};
 use crate::engine::{Command, Job};
 use crate::sampler::build_sampler;
 use crate::session::{keep_prefix, tokenize_prompt};
@@ -105,10 +108,21 @@ pub(crate) struct Scheduler<'m> {
     load_ms: f64,
     pace: Pace,
     batch: LlamaBatch<'static>,
+    /// Guesses verified per step by a lone replying sequence (0: no drafting).
+    max_draft: usize,
+    /// What a lone sequence's step costs by draft length (the drafter's cost model).
+    step_costs: StepCosts,
 }
 
 impl<'m> Scheduler<'m> {
-    pub(crate) fn new(model: &'m LlamaModel, ctx: LlamaContext<'m>, name: String, n_parallel: u32, n_swa: u32) -> Self {
+    pub(crate) fn new(
+        model: &'m LlamaModel,
+        ctx: LlamaContext<'m>,
+        name: String,
+        n_parallel: u32,
+        n_swa: u32,
+        max_draft: usize,
+    ) -> Self {
         let n_batch = ctx.n_batch() as usize;
         let n = n_parallel.max(1);
         let n_ctx_seq = (ctx.n_ctx() / n) as usize;
@@ -124,6 +138,8 @@ impl<'m> Scheduler<'m> {
             load_ms: 0.0,
             pace: Pace::default(),
             batch: LlamaBatch::new(n_batch, i32::try_from(n).unwrap_or(1)),
+            max_draft,
+            step_costs: StepCosts::default(),
         }
     }
 
@@ -277,6 +293,7 @@ impl<'m> Scheduler<'m> {
                 pending: None,
                 pos: 0,
                 decode_batch_sequences: Vec::new(),
+                drafter: Drafter::new(self.max_draft),
             });
         }
     }
@@ -292,6 +309,10 @@ impl<'m> Scheduler<'m> {
     /// sample where a sequence needs its next token.
     fn step(&mut self) {
         self.end_cancelled();
+        let reading = self
+            .slots
+            .iter()
+            .any(|s| s.active.as_ref().is_some_and(Active::reading_prompt));
         self.batch.clear();
         let mut rows: Vec<SampledRow> = Vec::with_capacity(self.slots.len());
         let mut decode_rows = 0;
@@ -315,7 +336,16 @@ impl<'m> Scheduler<'m> {
         if let Some(message) = failed {
             return self.fail_all(&message);
         }
-        let room = self.n_batch.saturating_sub(decode_rows);
+        // One sequence replying and no prompt to read: it may verify guesses.
+        let lone = match rows.as_slice() {
+            [only] if !reading && self.max_draft > 0 => Some(only.slot),
+            _ => None,
+        };
+        let draft = match lone.map(|index| self.add_draft(index)).transpose() {
+            Ok(draft) => draft.unwrap_or_default(),
+            Err(message) => return self.fail_all(&message),
+        };
+        let room = self.n_batch.saturating_sub(self.batch.n_tokens() as usize);
         let mut budget = if decode_rows > 0 {
             self.pace.chunk_beside_decoding(room).min(room)
         } else {
@@ -367,22 +397,32 @@ impl<'m> Scheduler<'m> {
         if let Err(e) = self.ctx.decode(&mut self.batch) {
             return self.fail_all(&format!("decoding failed: {e}"));
         }
-        self.pace
-            .observe(decode_rows, prompt_tokens, started.elapsed().as_secs_f64() * 1000.0);
-        for SampledRow { slot, row, first } in rows {
-            if !first {
-                if let Some(active) = self.slots[slot].active.as_mut() {
-                    active.decoded_beside(decode_rows);
-                }
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        if let (Some(index), [only]) = (lone, rows.as_slice()) {
+            self.step_costs.observe(draft.len(), ms);
+            if draft.is_empty() {
+                self.pace.observe(decode_rows, prompt_tokens, ms);
             }
-            self.sample_row(slot, row, first);
+            return self.verify_draft(index, only.row, &draft);
+        }
+        self.pace.observe(decode_rows, prompt_tokens, ms);
+        for SampledRow { slot, row, first } in rows {
+            if let Some((_, Some(finish))) = self.sample_token(slot, row, first, decode_rows) {
+                self.end(slot, finish, None);
+            }
         }
     }
 
-    fn sample_row(&mut self, index: usize, row: i32, first: bool) {
-        let Some(active) = self.slots[index].active.as_mut() else {
-            return;
-        };
+    /// Samples batch row `row` for slot `index` and passes the token on; returns it, and
+    /// how the reply ended if it did. `decoding`: sequences decoded in this step.
+    fn sample_token(
+        &mut self,
+        index: usize,
+        row: i32,
+        first: bool,
+        decoding: usize,
+    ) -> Option<(LlamaToken, Option<FinishReason>)> {
+        let active = self.slots[index].active.as_mut()?;
         let token = active.sampler.sample(&self.ctx, row);
         if let Some((trace, _)) = active.trace.as_mut() {
             let bytes = self.model.vocab().token_to_piece(token, true, None);
@@ -396,10 +436,9 @@ impl<'m> Scheduler<'m> {
             active.pos = active.prompt.len();
         } else {
             active.pos += 1;
+            active.decoded_beside(decoding);
         }
-        if let Some(finish) = active.accept(self.model, token, self.n_ctx_seq) {
-            self.end(index, finish, None);
-        }
+        Some((token, active.accept(self.model, token, self.n_ctx_seq)))
     }
 
     /// Requests whose caller cancelled (or hung up) leave before the step.

@@ -10,6 +10,7 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 
+use crate::draft::Drafter;
 use crate::engine::CancelToken;
 use crate::session::{reply_metrics, ReplyTimes};
 use crate::stop::{StopMatcher, StopScan};
@@ -129,6 +130,8 @@ pub(super) struct Active {
     pub pos: usize,
     /// Element `n - 1`: tokens decoded in a step of `n` sequences.
     pub decode_batch_sequences: Vec<u32>,
+    /// Guesses from the conversation, verified while this sequence replies alone.
+    pub drafter: Drafter<LlamaToken>,
 }
 
 impl Active {
@@ -192,6 +195,8 @@ impl Active {
             finish,
         );
         metrics.decode_batch_sequences = std::mem::take(&mut self.decode_batch_sequences);
+        metrics.draft_tokens = self.drafter.drafted;
+        metrics.draft_accepted = self.drafter.accepted;
         tracing::debug!(model = %name, ?metrics, "generation finished");
         if let Some((trace, tx)) = self.trace.take() {
             let _ = tx.send(trace.finish());
