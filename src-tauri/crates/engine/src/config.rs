@@ -30,8 +30,8 @@ pub struct EngineConfig {
     /// Told how much of the model is loaded (0 to 1) while llama.cpp reads it.
     pub load_progress: Option<LoadProgress>,
     /// Sequences served at once, in one batch (continuous batching), each with
-    /// `n_ctx` positions of its own; 1 serves one at a time, with drafting and a
-    /// growing cache. At most [`MAX_PARALLEL`].
+    /// `n_ctx` positions of its own; 1 serves one at a time, with a growing cache.
+    /// Either way a sequence replying alone drafts. At most [`MAX_PARALLEL`].
     pub n_parallel: u32,
 }
 
