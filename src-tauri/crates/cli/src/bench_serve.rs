@@ -87,7 +87,10 @@ fn question(round: usize, client: usize, request: usize) -> String {
 }
 
 pub async fn run(bench: &ServeBench<'_>) -> Result<()> {
+    // A new connection for every request: a server that closes a connection after its
+    // stream (llama-server does) would otherwise fail the next request sent on it.
     let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
         .timeout(Duration::from_secs(600))
         .build()
         .context("an HTTP client")?;
