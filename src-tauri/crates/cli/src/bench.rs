@@ -89,6 +89,10 @@ pub struct BenchArgs {
     /// base model without a chat template.
     #[arg(long)]
     text: bool,
+    /// Serve benchmark: also time a short question sent while a document of about 1,500
+    /// tokens is being read (one more JSON line).
+    #[arg(long)]
+    long_prompt: bool,
 }
 
 #[derive(Serialize)]
@@ -270,6 +274,7 @@ fn run_serve(args: &BenchArgs) -> Result<()> {
             requests_per_client: args.requests.max(1),
             max_tokens: args.max_tokens,
             text: args.text,
+            long_prompt: args.long_prompt,
         })
         .await
     })

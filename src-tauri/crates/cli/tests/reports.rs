@@ -290,9 +290,17 @@ fn bench_serve_prints_a_line_per_number_of_clients() {
             "2",
             "--parallel",
             "2",
+            "--long-prompt",
         ],
     ));
-    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    // After the rounds, the question sent while a document is read.
+    let long = &lines[2];
+    assert_eq!(long["bench"], "serve_long_prompt");
+    assert_eq!(long["errors"], 0, "{long}");
+    for key in ["question_ttft_ms_p50", "question_ttft_ms_max", "document_ttft_ms_p50"] {
+        assert!(long[key].as_f64().is_some_and(|v| v > 0.0), "{key}: {long}");
+    }
     for (line, clients) in lines.iter().zip([1, 2]) {
         assert_eq!(line["bench"], "serve");
         assert_eq!(line["clients"], clients);

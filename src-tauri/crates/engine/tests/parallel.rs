@@ -208,6 +208,49 @@ fn a_cancelled_stream_stops_at_the_next_step_and_frees_its_slot() {
     }
 }
 
+/// About 1,500 tokens: a document to summarise.
+fn document_to_summarise(max_tokens: u32) -> GenerationRequest {
+    let document: String = (0..80)
+        .map(|i| format!("Paragraph {i}: the lighthouse keeper wrote down the weather, the ships and the birds. "))
+        .collect();
+    request(
+        chat(&format!("{document}\nSummarise this in one sentence.")),
+        max_tokens,
+    )
+}
+
+#[test]
+fn a_short_question_is_answered_while_a_long_prompt_is_read() {
+    let _g = serial();
+    let engine = parallel(smollm(), 2048);
+    let long = document_to_summarise(8);
+    let short = request(chat(QUESTIONS[3]), 8);
+    let long_tokens = engine.count_tokens(long.prompt.clone()).unwrap();
+    let short_tokens = engine.count_tokens(short.prompt.clone()).unwrap();
+    // The document comes first; the question joins in the same step.
+    let replies = engine
+        .generate_traced_many(vec![long.clone(), short.clone()], TRACE_TOP)
+        .unwrap();
+    let (long_out, short_out) = (&replies[0], &replies[1]);
+    // The question is read first and answered while the document is still being read
+    // (in steps of about a quarter of a second here, not all 1,500 tokens at once): its
+    // first token comes before the document is half read.
+    assert!(
+        short_out.metrics.ttft_ms * 2.0 < long_out.metrics.ttft_ms,
+        "question ({short_tokens} tokens) first token after {:.0} ms, document ({long_tokens} tokens) after {:.0} ms",
+        short_out.metrics.ttft_ms,
+        long_out.metrics.ttft_ms
+    );
+    // Both are right: each equals its lone run up to a near-tie.
+    let references = alone(smollm(), 2048, &[long, short]);
+    for (what, reference, out) in [
+        ("document", &references[0], long_out),
+        ("question", &references[1], short_out),
+    ] {
+        assert_same_or_near_tie(what, true, reference, out);
+    }
+}
+
 #[test]
 fn a_long_prompt_is_read_without_freezing_the_streams() {
     let _g = serial();
@@ -217,11 +260,7 @@ fn a_long_prompt_is_read_without_freezing_the_streams() {
         readers.push(read_timed(engine.generate(request(chat(q), 400)).unwrap().events));
     }
     std::thread::sleep(Duration::from_millis(700));
-    // About 1,500 tokens: a document to summarise.
-    let document: String = (0..80)
-        .map(|i| format!("Paragraph {i}: the lighthouse keeper wrote down the weather, the ships and the birds. "))
-        .collect();
-    let long = request(chat(&format!("{document}\nSummarise this in one sentence.")), 16);
+    let long = document_to_summarise(16);
     let long_tokens = engine.count_tokens(long.prompt.clone()).unwrap();
     assert!((1400..2000).contains(&long_tokens), "{long_tokens} tokens");
     let submitted = Instant::now();
@@ -381,16 +420,31 @@ fn a_sequence_replying_alone_drafts_and_one_beside_another_does_not() {
         m.draft_tokens
     );
 
-    // Two identical copies from empty caches: side by side in every step, so no guess
-    // takes rows from the other; the same batches round them alike.
-    engine.reset_cache().unwrap();
-    let pair = engine.generate_traced_many(vec![copy.clone(); 2], TRACE_TOP).unwrap();
-    for reply in &pair {
-        let m = &reply.metrics;
-        assert_eq!((m.draft_tokens, m.draft_accepted), (0, 0), "{m:?}");
-        assert_eq!(m.decode_batch_sequences.first(), Some(&0), "never alone: {m:?}");
-        assert_eq!(reply.text, pair[0].text);
-    }
+    // Beside another replying sequence no guess is verified (its rows would take the
+    // other's compute); the other, alone once the copy is done, guesses again.
+    let companion = engine
+        .generate(request(Prompt::Text(format!("{PASSAGE} {PASSAGE}")), 320))
+        .unwrap();
+    let mut events = companion.events.iter();
+    assert!(
+        matches!(events.next(), Some(GenerationEvent::Delta { .. })),
+        "the companion is replying"
+    );
+    let beside = engine.generate_traced(copy.clone(), TRACE_TOP).unwrap();
+    let companion_end = events.find(|e| !matches!(e, GenerationEvent::Delta { .. }));
+    let companion = metrics_of(companion_end);
+    let m = &beside.metrics;
+    assert_eq!(
+        m.decode_batch_sequences.first(),
+        Some(&0),
+        "the copy always replied beside the companion: {m:?} (companion {companion:?})"
+    );
+    assert_eq!((m.draft_tokens, m.draft_accepted), (0, 0), "{m:?}");
+    assert!(
+        companion.draft_accepted > 0,
+        "alone at the end, it guessed: {companion:?}"
+    );
+    assert_same_or_near_tie("a copy beside another sequence", true, &reference, &beside);
 
     // Drafting off (`--draft 0`): a lone reply guesses nothing.
     let undrafted = Engine::load(EngineConfig {

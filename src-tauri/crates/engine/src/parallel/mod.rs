@@ -54,6 +54,8 @@ impl Pace {
     /// Before anything is measured: a chunk small enough for any model.
     const FIRST_CHUNK: usize = 32;
     const MIN_CHUNK: usize = 4;
+    /// The length of a prompt-only step a newcomer may have to wait for.
+    const STEP_ALONE_MS: f64 = 250.0;
 
     fn observe(&mut self, decode_rows: usize, prompt_tokens: usize, ms: f64) {
         let blend = |old: Option<f64>, new: f64| Some(old.map_or(new, |o| o + Self::WEIGHT * (new - o)));
@@ -81,6 +83,22 @@ impl Pace {
         let chunk = match (self.decode_ms, self.prompt_ms_per_token) {
             (Some(decode), Some(per_token)) if per_token > 0.0 => (0.75 * decode / per_token) as usize,
             _ => Self::FIRST_CHUNK,
+        };
+        chunk.clamp(Self::MIN_CHUNK, limit.max(Self::MIN_CHUNK))
+    }
+
+    /// Prompt tokens for a step while nothing is decoding: a step of about
+    /// [`Self::STEP_ALONE_MS`] (or four decode steps, where one is slower), so a request
+    /// arriving meanwhile waits a fraction of a second, not a whole batch of prompt; on a
+    /// fast device that is the whole batch. A step also pays about one decode step of
+    /// fixed cost (reading the weights), a quarter of it at most.
+    fn chunk_alone(&self, limit: usize) -> usize {
+        let chunk = match (self.decode_ms, self.prompt_ms_per_token) {
+            (Some(decode), Some(per_token)) if per_token > 0.0 => {
+                let step = Self::STEP_ALONE_MS.max(4.0 * decode);
+                ((step - decode) / per_token) as usize
+            }
+            _ => limit,
         };
         chunk.clamp(Self::MIN_CHUNK, limit.max(Self::MIN_CHUNK))
     }
@@ -347,16 +365,24 @@ impl<'m> Scheduler<'m> {
         };
         let room = self.n_batch.saturating_sub(self.batch.n_tokens() as usize);
         let mut budget = if decode_rows > 0 {
-            self.pace.chunk_beside_decoding(room).min(room)
+            self.pace.chunk_beside_decoding(room)
         } else {
-            room
-        };
+            self.pace.chunk_alone(room)
+        }
+        .min(room);
         let mut prompt_tokens = 0;
-        // Oldest request first, so prompts are read in the order they came.
+        // The prompt with the least left to read first (then the oldest): a short question
+        // arriving while a long document is read is answered at once, and the document
+        // still gets what the step has left.
         let mut readers: Vec<usize> = (0..self.slots.len())
             .filter(|&i| self.slots[i].active.as_ref().is_some_and(Active::reading_prompt))
             .collect();
-        readers.sort_by_key(|&i| self.slots[i].active.as_ref().map(|a| a.requested_at));
+        readers.sort_by_key(|&i| {
+            self.slots[i]
+                .active
+                .as_ref()
+                .map(|a| (a.prompt.len() - a.next, a.requested_at))
+        });
         for index in readers {
             if budget == 0 {
                 break;
@@ -499,5 +525,28 @@ mod tests {
             pace.observe(3, 0, 0.01);
         }
         assert_eq!(pace.chunk_beside_decoding(512), Pace::MIN_CHUNK);
+    }
+
+    #[test]
+    fn a_prompt_read_alone_takes_steps_a_newcomer_can_wait_for() {
+        let mut pace = Pace::default();
+        // Nothing measured yet: the whole batch.
+        assert_eq!(pace.chunk_alone(512), 512);
+        // A small model on a CPU: 10 ms a decode step, 3.7 ms a prompt token: about a
+        // quarter of a second of prompt per step.
+        pace.observe(1, 0, 10.0);
+        pace.observe(0, 100, 370.0);
+        assert_eq!(pace.chunk_alone(512), 64);
+        // A big model on a CPU: 200 ms a decode step (the weights read once), 30 ms a
+        // token: four decode steps, so the fixed cost stays a quarter of the step.
+        let mut big = Pace::default();
+        big.observe(1, 0, 200.0);
+        big.observe(0, 10, 300.0);
+        assert_eq!(big.chunk_alone(512), 20);
+        // A GPU: tokens cost next to nothing, the batch is the limit.
+        let mut gpu = Pace::default();
+        gpu.observe(1, 0, 5.0);
+        gpu.observe(0, 512, 40.0);
+        assert_eq!(gpu.chunk_alone(512), 512);
     }
 }
