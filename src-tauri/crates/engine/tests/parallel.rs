@@ -233,7 +233,7 @@ fn a_short_question_is_answered_while_a_long_prompt_is_read() {
         .unwrap();
     let (long_out, short_out) = (&replies[0], &replies[1]);
     // The question is read first and answered while the document is still being read
-    // (in steps of about a quarter of a second here, not all 1,500 tokens at once): its
+    // (in steps of about half a second here, not all 1,500 tokens at once): its
     // first token comes before the document is half read.
     assert!(
         short_out.metrics.ttft_ms * 2.0 < long_out.metrics.ttft_ms,

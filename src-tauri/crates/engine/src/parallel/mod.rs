@@ -54,8 +54,11 @@ impl Pace {
     /// Before anything is measured: a chunk small enough for any model.
     const FIRST_CHUNK: usize = 32;
     const MIN_CHUNK: usize = 4;
-    /// The length of a prompt-only step a newcomer may have to wait for.
-    const STEP_ALONE_MS: f64 = 250.0;
+    /// Prompt beside decoding, in decode steps' worth of time.
+    const BESIDE_DECODING: f64 = 0.75;
+    /// The length of a prompt-only step a newcomer may have to wait for (shorter steps
+    /// read a long prompt alone more slowly on a CPU: at 250 ms, a quarter slower here).
+    const STEP_ALONE_MS: f64 = 500.0;
 
     fn observe(&mut self, decode_rows: usize, prompt_tokens: usize, ms: f64) {
         let blend = |old: Option<f64>, new: f64| Some(old.map_or(new, |o| o + Self::WEIGHT * (new - o)));
@@ -75,13 +78,15 @@ impl Pace {
     }
 
     /// Prompt tokens to add to a step while others reply: as many as three quarters of a
-    /// decode step's time allows, so their next token waits under two decode steps
-    /// (noise on a busy machine then stays well inside four) (the prompt is read in more steps: the newcomer's first token comes later,
-    /// nobody else's stalls). The decode cost is the one measured before the prompt
-    /// came; contexts grow meanwhile, so the real wait is a little longer.
+    /// decode step's time allows, so their next token waits under two decode steps, and
+    /// inside the four they may wait as contexts grow, the estimate lags and a busy
+    /// machine adds noise (at one and a half steps' worth, waits of five steps were seen
+    /// here). The price: beside a stream a long prompt is read slowly on a CPU (1,500
+    /// tokens in about 15 s beside one stream on 2 cores). The decode cost is the one
+    /// measured before the prompt came.
     fn chunk_beside_decoding(&self, limit: usize) -> usize {
         let chunk = match (self.decode_ms, self.prompt_ms_per_token) {
-            (Some(decode), Some(per_token)) if per_token > 0.0 => (0.75 * decode / per_token) as usize,
+            (Some(decode), Some(per_token)) if per_token > 0.0 => (Self::BESIDE_DECODING * decode / per_token) as usize,
             _ => Self::FIRST_CHUNK,
         };
         chunk.clamp(Self::MIN_CHUNK, limit.max(Self::MIN_CHUNK))
@@ -371,9 +376,10 @@ impl<'m> Scheduler<'m> {
         }
         .min(room);
         let mut prompt_tokens = 0;
-        // The prompt with the least left to read first (then the oldest): a short question
-        // arriving while a long document is read is answered at once, and the document
-        // still gets what the step has left.
+        // The prompt with the least left to read first (then the oldest), and a step that
+        // ends a prompt reads only prompts it ends: a short question arriving while a long
+        // document is read gets a short step of its own and its first token at once; the
+        // document goes on in the next step.
         let mut readers: Vec<usize> = (0..self.slots.len())
             .filter(|&i| self.slots[i].active.as_ref().is_some_and(Active::reading_prompt))
             .collect();
@@ -383,12 +389,18 @@ impl<'m> Scheduler<'m> {
                 .as_ref()
                 .map(|a| (a.prompt.len() - a.next, a.requested_at))
         });
+        let mut ending_only = false;
         for index in readers {
             if budget == 0 {
                 break;
             }
             let slot = &mut self.slots[index];
             let Some(active) = slot.active.as_mut() else { continue };
+            let ends = active.prompt.len() - active.next <= budget;
+            if ending_only && !ends {
+                continue;
+            }
+            ending_only |= ends;
             let end = (active.next + budget).min(active.prompt.len());
             for pos in active.next..end {
                 let last = pos + 1 == active.prompt.len();
@@ -512,7 +524,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn prompt_chunks_keep_a_step_near_two_decode_steps() {
+    fn prompt_chunks_keep_a_step_under_two_decode_steps() {
         let mut pace = Pace::default();
         assert_eq!(pace.chunk_beside_decoding(512), Pace::FIRST_CHUNK);
         pace.observe(3, 0, 10.0);
@@ -532,11 +544,11 @@ mod tests {
         let mut pace = Pace::default();
         // Nothing measured yet: the whole batch.
         assert_eq!(pace.chunk_alone(512), 512);
-        // A small model on a CPU: 10 ms a decode step, 3.7 ms a prompt token: about a
-        // quarter of a second of prompt per step.
+        // A small model on a CPU: 10 ms a decode step, 3.7 ms a prompt token: about half
+        // a second of prompt per step.
         pace.observe(1, 0, 10.0);
         pace.observe(0, 100, 370.0);
-        assert_eq!(pace.chunk_alone(512), 64);
+        assert_eq!(pace.chunk_alone(512), 132);
         // A big model on a CPU: 200 ms a decode step (the weights read once), 30 ms a
         // token: four decode steps, so the fixed cost stays a quarter of the step.
         let mut big = Pace::default();
