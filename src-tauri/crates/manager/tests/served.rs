@@ -29,6 +29,17 @@ async fn empty_manager(dir: &tempfile::TempDir) -> Arc<BackendManager> {
     ))
 }
 
+/// A manager whose embedded backend (the scripted one) has its model loaded.
+async fn loaded_manager(dir: &tempfile::TempDir) -> (Arc<BackendManager>, Arc<ScriptedBackend>) {
+    let manager = empty_manager(dir).await;
+    let engine = Arc::new(ScriptedBackend::new());
+    manager
+        .install(BackendKind::Embedded, Arc::clone(&engine) as _, SCRIPTED_MODEL)
+        .await
+        .expect("install");
+    (manager, engine)
+}
+
 async fn text_of(stream: hearth_core::EventStream) -> String {
     let events: Vec<_> = stream.collect().await;
     events
@@ -71,12 +82,7 @@ async fn nothing_is_served_before_the_app_has_loaded_a_model() {
 #[tokio::test]
 async fn the_loaded_model_is_served_under_its_name_and_counted_while_it_runs() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let manager = empty_manager(&dir).await;
-    let engine = Arc::new(ScriptedBackend::new());
-    manager
-        .install(BackendKind::Embedded, Arc::clone(&engine) as _, SCRIPTED_MODEL)
-        .await
-        .expect("install");
+    let (manager, engine) = loaded_manager(&dir).await;
     let served = ServedBackend::new(Arc::clone(&manager));
     let mut changes = served.watch_running();
 
@@ -128,12 +134,7 @@ async fn the_loaded_model_is_served_under_its_name_and_counted_while_it_runs() {
 #[tokio::test]
 async fn an_api_generation_runs_beside_a_chat_reply() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let manager = empty_manager(&dir).await;
-    let engine = Arc::new(ScriptedBackend::new());
-    manager
-        .install(BackendKind::Embedded, Arc::clone(&engine) as _, SCRIPTED_MODEL)
-        .await
-        .expect("install");
+    let (manager, _engine) = loaded_manager(&dir).await;
     let served = ServedBackend::new(Arc::clone(&manager));
     let api = served
         .generate(request("sing forever", None))
