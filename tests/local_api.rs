@@ -72,32 +72,27 @@ fn the_api_serves_the_loaded_model_beside_the_chat() {
     // Without the token: refused. With it: the app's model, under its name.
     let refused = block_on(client.get(format!("{url}/models")).send()).unwrap();
     assert_eq!(refused.status(), 401);
-    let models: Value = block_on(async {
-        client
-            .get(format!("{url}/models"))
-            .bearer_auth("let-me-in")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    });
+    let json_of = |request: reqwest::RequestBuilder| -> Value {
+        block_on(async {
+            request
+                .bearer_auth("let-me-in")
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap()
+        })
+    };
+    let models = json_of(client.get(format!("{url}/models")));
     assert_eq!(models["data"][0]["id"], SCRIPTED_MODEL, "{models}");
 
     // A whole reply.
-    let reply: Value = block_on(async {
+    let reply = json_of(
         client
             .post(format!("{url}/chat/completions"))
-            .bearer_auth("let-me-in")
-            .json(&json!({"model": SCRIPTED_MODEL, "messages": [{"role": "user", "content": "hi"}]}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    });
+            .json(&json!({"model": SCRIPTED_MODEL, "messages": [{"role": "user", "content": "hi"}]})),
+    );
     assert_eq!(reply["choices"][0]["message"]["content"], SCRIPTED_REPLY, "{reply}");
 
     // A stream that runs until dropped: counted while it runs, and the chat still answers.
