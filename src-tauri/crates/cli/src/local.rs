@@ -189,6 +189,7 @@ async fn stream_reply(
             draft_tokens: 0,
             draft_accepted: 0,
             decode_batch_sequences: Vec::new(),
+            prompt_steps: 0,
             finish_reason: FinishReason::Cancelled,
         },
     })

@@ -53,6 +53,10 @@ pub struct GenerationMetrics {
     /// for the servers Hearth calls).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub decode_batch_sequences: Vec<u32>,
+    /// The steps the prompt was read in: more than one where it was read in chunks
+    /// (beside other replies, or longer than a batch). 0 where unknown.
+    #[serde(default)]
+    pub prompt_steps: u32,
 }
 
 /// What a generation stream yields, in order: any number of `Delta`s, then exactly one

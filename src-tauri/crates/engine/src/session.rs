@@ -228,6 +228,8 @@ impl<'m> Session<'m> {
         if decoded > 0 {
             metrics.decode_batch_sequences = vec![decoded];
         }
+        let n_batch = (self.ctx.n_batch() as usize).max(1);
+        metrics.prompt_steps = u32::try_from((tokens.len() - reused).div_ceil(n_batch)).unwrap_or(u32::MAX);
         tracing::debug!(model = %self.name, ?metrics, "generation finished");
         if let (Some(tx), Some(trace)) = (trace_tx, self.trace.take()) {
             let _ = tx.send(trace.finish());
@@ -417,6 +419,7 @@ pub(crate) fn reply_metrics(
         draft_tokens: 0,
         draft_accepted: 0,
         decode_batch_sequences: Vec::new(),
+        prompt_steps: 0,
     }
 }
 

@@ -37,6 +37,7 @@ fn reply(tokens: Vec<TokenTrace>, finish: FinishReason) -> TracedOutput {
             draft_tokens: 0,
             draft_accepted: 0,
             decode_batch_sequences: Vec::new(),
+            prompt_steps: 0,
         },
         tokens,
     }

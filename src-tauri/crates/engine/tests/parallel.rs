@@ -241,6 +241,8 @@ fn a_short_question_is_answered_while_a_long_prompt_is_read() {
         short_out.metrics.ttft_ms,
         long_out.metrics.ttft_ms
     );
+    assert_eq!(short_out.metrics.prompt_steps, 1, "{:?}", short_out.metrics);
+    assert!(long_out.metrics.prompt_steps > 2, "{:?}", long_out.metrics);
     // Both are right: each equals its lone run up to a near-tie.
     let references = alone(smollm(), 2048, &[long, short]);
     for (what, reference, out) in [
@@ -273,6 +275,11 @@ fn a_long_prompt_is_read_without_freezing_the_streams() {
         })
     };
     let answered = submitted + Duration::from_secs_f64(newcomer.metrics.ttft_ms / 1000.0);
+    assert!(
+        newcomer.metrics.prompt_steps >= 20,
+        "a document beside replies is read in small chunks: {:?}",
+        newcomer.metrics
+    );
     let mut worst = (0.0f64, 0.0f64);
     for reader in readers {
         let (times, _, end) = reader.join().unwrap();
@@ -326,6 +333,33 @@ fn a_long_prompt_is_read_without_freezing_the_streams() {
         newcomer.metrics.prompt_tps, reference.metrics.prompt_tps
     );
     assert_same_or_near_tie("the long prompt beside 3 streams", true, &reference, &newcomer);
+}
+
+#[test]
+fn questions_arriving_beside_a_reply_are_each_read_in_one_step() {
+    let _g = serial();
+    let requests: Vec<_> = QUESTIONS[1..].iter().map(|q| request(chat(q), 24)).collect();
+    let references = alone(smollm(), 1024, &requests);
+    let engine = parallel(smollm(), 1024);
+    let companion = engine.generate(request(chat(QUESTIONS[0]), 200)).unwrap();
+    let mut events = companion.events.iter();
+    assert!(
+        matches!(events.next(), Some(GenerationEvent::Delta { .. })),
+        "the companion is replying"
+    );
+    // Three questions join while it replies: each is read whole in a step beside it
+    // (its asker waits for one step, not for chunks of three quarters of a decode step).
+    let replies = engine.generate_traced_many(requests, TRACE_TOP).unwrap();
+    let companion = metrics_of(events.find(|e| !matches!(e, GenerationEvent::Delta { .. })));
+    assert!(
+        companion.decode_batch_sequences.len() > 1,
+        "the questions were answered while the companion replied: {companion:?}"
+    );
+    for (i, (reference, reply)) in references.iter().zip(&replies).enumerate() {
+        let m = &reply.metrics;
+        assert_eq!(m.prompt_steps, 1, "question {i}: {m:?}");
+        assert_same_or_near_tie(&format!("question {i} beside a reply"), true, reference, reply);
+    }
 }
 
 #[test]

@@ -59,6 +59,7 @@ impl ReplyClock {
             draft_tokens: 0,
             draft_accepted: 0,
             decode_batch_sequences: Vec::new(),
+            prompt_steps: 0,
             finish_reason,
         }
     }

@@ -218,6 +218,7 @@ impl Tally {
                 draft_tokens: 0,
                 draft_accepted: 0,
                 decode_batch_sequences: Vec::new(),
+                prompt_steps: 0,
                 finish_reason: self.finish.unwrap_or(FinishReason::Stop),
             },
         }

@@ -6,9 +6,9 @@
 //! (`kv_unified` off: a sequence has exactly the configured context, and one long
 //! conversation cannot crowd out the others). Each step builds one batch: the next
 //! token of every sequence that is replying, then prompt tokens of sequences still
-//! reading theirs. While others reply, a prompt is read in chunks sized from measured
-//! step costs, so a long prompt delays their next token by a few decode steps at most.
-//! Requests join between steps and leave as soon as they end.
+//! reading theirs ([`pace`]: a question is read whole, beside the replies; a long
+//! prompt in chunks sized from measured step costs, so it delays their next token by a
+//! few decode steps at most). Requests join between steps and leave as soon as they end.
 //!
 //! A request goes to the idle slot whose cache shares the longest prefix with its
 //! prompt (least recently used first on a tie), so each conversation keeps its prefix
@@ -18,6 +18,7 @@
 //! replying alone drafts as that engine does ([`draft`]).
 
 mod draft;
+mod pace;
 mod slot;
 
 use std::collections::VecDeque;
@@ -36,78 +37,8 @@ use crate::sampler::build_sampler;
 use crate::session::{keep_prefix, tokenize_prompt};
 use crate::trace::TraceRecorder;
 use crate::EngineError;
+use pace::{plan_reads, Pace, Unread};
 use slot::{Active, Output, Slot};
-
-/// What a step costs on this machine, learned as the engine runs (moving averages).
-#[derive(Debug, Default, Clone, Copy)]
-struct Pace {
-    /// A step of decode rows only, in ms.
-    decode_ms: Option<f64>,
-    /// Each prompt token added to a step, in ms.
-    prompt_ms_per_token: Option<f64>,
-}
-
-impl Pace {
-    /// Quick to follow: a prompt token costs more the further into the prompt it is
-    /// (attention reads every earlier one).
-    const WEIGHT: f64 = 0.5;
-    /// Before anything is measured: a chunk small enough for any model.
-    const FIRST_CHUNK: usize = 32;
-    const MIN_CHUNK: usize = 4;
-    /// Prompt beside decoding, in decode steps' worth of time.
-    const BESIDE_DECODING: f64 = 0.75;
-    /// The length of a prompt-only step a newcomer may have to wait for (shorter steps
-    /// read a long prompt alone more slowly on a CPU: at 250 ms, a quarter slower here).
-    const STEP_ALONE_MS: f64 = 500.0;
-
-    fn observe(&mut self, decode_rows: usize, prompt_tokens: usize, ms: f64) {
-        let blend = |old: Option<f64>, new: f64| Some(old.map_or(new, |o| o + Self::WEIGHT * (new - o)));
-        if prompt_tokens == 0 {
-            if decode_rows > 0 {
-                self.decode_ms = blend(self.decode_ms, ms);
-            }
-        } else {
-            let decode = if decode_rows > 0 {
-                self.decode_ms.unwrap_or(0.0)
-            } else {
-                0.0
-            };
-            let per_token = ((ms - decode) / prompt_tokens as f64).max(0.0);
-            self.prompt_ms_per_token = blend(self.prompt_ms_per_token, per_token);
-        }
-    }
-
-    /// Prompt tokens to add to a step while others reply: as many as three quarters of a
-    /// decode step's time allows, so their next token waits under two decode steps, and
-    /// inside the four they may wait as contexts grow, the estimate lags and a busy
-    /// machine adds noise (at one and a half steps' worth, waits of five steps were seen
-    /// here). The price: beside a stream a long prompt is read slowly on a CPU (1,500
-    /// tokens in about 15 s beside one stream on 2 cores). The decode cost is the one
-    /// measured before the prompt came.
-    fn chunk_beside_decoding(&self, limit: usize) -> usize {
-        let chunk = match (self.decode_ms, self.prompt_ms_per_token) {
-            (Some(decode), Some(per_token)) if per_token > 0.0 => (Self::BESIDE_DECODING * decode / per_token) as usize,
-            _ => Self::FIRST_CHUNK,
-        };
-        chunk.clamp(Self::MIN_CHUNK, limit.max(Self::MIN_CHUNK))
-    }
-
-    /// Prompt tokens for a step while nothing is decoding: a step of about
-    /// [`Self::STEP_ALONE_MS`] (or four decode steps, where one is slower), so a request
-    /// arriving meanwhile waits a fraction of a second, not a whole batch of prompt; on a
-    /// fast device that is the whole batch. A step also pays about one decode step of
-    /// fixed cost (reading the weights), a quarter of it at most.
-    fn chunk_alone(&self, limit: usize) -> usize {
-        let chunk = match (self.decode_ms, self.prompt_ms_per_token) {
-            (Some(decode), Some(per_token)) if per_token > 0.0 => {
-                let step = Self::STEP_ALONE_MS.max(4.0 * decode);
-                ((step - decode) / per_token) as usize
-            }
-            _ => limit,
-        };
-        chunk.clamp(Self::MIN_CHUNK, limit.max(Self::MIN_CHUNK))
-    }
-}
 
 /// A row of the batch whose logits are sampled after the step.
 struct SampledRow {
@@ -316,6 +247,7 @@ impl<'m> Scheduler<'m> {
                 pending: None,
                 pos: 0,
                 decode_batch_sequences: Vec::new(),
+                prompt_steps: 0,
                 drafter: Drafter::new(self.max_draft),
             });
         }
@@ -369,17 +301,13 @@ impl<'m> Scheduler<'m> {
             Err(message) => return self.fail_all(&message),
         };
         let room = self.n_batch.saturating_sub(self.batch.n_tokens() as usize);
-        let mut budget = if decode_rows > 0 {
-            self.pace.chunk_beside_decoding(room)
+        let step_tokens = self.pace.step_tokens(decode_rows, room).min(room);
+        let beside = if decode_rows > 0 {
+            self.pace.beside_decoding(decode_rows, room).min(room)
         } else {
-            self.pace.chunk_alone(room)
-        }
-        .min(room);
-        let mut prompt_tokens = 0;
-        // The prompt with the least left to read first (then the oldest), and a step that
-        // ends a prompt reads only prompts it ends: a short question arriving while a long
-        // document is read gets a short step of its own and its first token at once; the
-        // document goes on in the next step.
+            step_tokens
+        };
+        // The prompt with the least left to read first (then the oldest).
         let mut readers: Vec<usize> = (0..self.slots.len())
             .filter(|&i| self.slots[i].active.as_ref().is_some_and(Active::reading_prompt))
             .collect();
@@ -389,19 +317,22 @@ impl<'m> Scheduler<'m> {
                 .as_ref()
                 .map(|a| (a.prompt.len() - a.next, a.requested_at))
         });
-        let mut ending_only = false;
-        for index in readers {
-            if budget == 0 {
-                break;
+        let unread: Vec<Unread> = readers
+            .iter()
+            .filter_map(|&i| self.slots[i].active.as_ref())
+            .map(|a| Unread {
+                left: a.prompt.len() - a.next,
+                new: a.prompt.len() - a.reused,
+            })
+            .collect();
+        let mut prompt_tokens = 0;
+        for (index, take) in readers.into_iter().zip(plan_reads(&unread, step_tokens, beside)) {
+            if take == 0 {
+                continue;
             }
             let slot = &mut self.slots[index];
             let Some(active) = slot.active.as_mut() else { continue };
-            let ends = active.prompt.len() - active.next <= budget;
-            if ending_only && !ends {
-                continue;
-            }
-            ending_only |= ends;
-            let end = (active.next + budget).min(active.prompt.len());
+            let end = active.next + take;
             for pos in active.next..end {
                 let last = pos + 1 == active.prompt.len();
                 let row = self.batch.n_tokens();
@@ -421,9 +352,9 @@ impl<'m> Scheduler<'m> {
                 break;
             }
             slot.cached.extend_from_slice(&active.prompt[active.next..end]);
-            prompt_tokens += end - active.next;
-            budget -= end - active.next;
+            prompt_tokens += take;
             active.next = end;
+            active.prompt_steps += 1;
         }
         if let Some(message) = failed {
             return self.fail_all(&message);
@@ -517,48 +448,4 @@ fn seq_u32(seq: i32) -> u32 {
 
 fn to_i32(n: usize) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prompt_chunks_keep_a_step_under_two_decode_steps() {
-        let mut pace = Pace::default();
-        assert_eq!(pace.chunk_beside_decoding(512), Pace::FIRST_CHUNK);
-        pace.observe(3, 0, 10.0);
-        pace.observe(3, 100, 60.0); // 0.5 ms a prompt token beside a 10 ms decode step
-        assert_eq!(pace.chunk_beside_decoding(512), 15);
-        // Never more than the batch has room for, never less than the minimum.
-        assert_eq!(pace.chunk_beside_decoding(10), 10);
-        // Decode steps that become very short (the average follows within a few steps).
-        for _ in 0..20 {
-            pace.observe(3, 0, 0.01);
-        }
-        assert_eq!(pace.chunk_beside_decoding(512), Pace::MIN_CHUNK);
-    }
-
-    #[test]
-    fn a_prompt_read_alone_takes_steps_a_newcomer_can_wait_for() {
-        let mut pace = Pace::default();
-        // Nothing measured yet: the whole batch.
-        assert_eq!(pace.chunk_alone(512), 512);
-        // A small model on a CPU: 10 ms a decode step, 3.7 ms a prompt token: about half
-        // a second of prompt per step.
-        pace.observe(1, 0, 10.0);
-        pace.observe(0, 100, 370.0);
-        assert_eq!(pace.chunk_alone(512), 132);
-        // A big model on a CPU: 200 ms a decode step (the weights read once), 30 ms a
-        // token: four decode steps, so the fixed cost stays a quarter of the step.
-        let mut big = Pace::default();
-        big.observe(1, 0, 200.0);
-        big.observe(0, 10, 300.0);
-        assert_eq!(big.chunk_alone(512), 20);
-        // A GPU: tokens cost next to nothing, the batch is the limit.
-        let mut gpu = Pace::default();
-        gpu.observe(1, 0, 5.0);
-        gpu.observe(0, 512, 40.0);
-        assert_eq!(gpu.chunk_alone(512), 512);
-    }
 }

@@ -130,6 +130,8 @@ pub(super) struct Active {
     pub pos: usize,
     /// Element `n - 1`: tokens decoded in a step of `n` sequences.
     pub decode_batch_sequences: Vec<u32>,
+    /// Steps that read part of the prompt.
+    pub prompt_steps: u32,
     /// Guesses from the conversation, verified while this sequence replies alone.
     pub drafter: Drafter<LlamaToken>,
 }
@@ -195,6 +197,7 @@ impl Active {
             finish,
         );
         metrics.decode_batch_sequences = std::mem::take(&mut self.decode_batch_sequences);
+        metrics.prompt_steps = self.prompt_steps;
         metrics.draft_tokens = self.drafter.drafted;
         metrics.draft_accepted = self.drafter.accepted;
         tracing::debug!(model = %name, ?metrics, "generation finished");
