@@ -24,8 +24,7 @@ pub struct HwArgs {
 
 pub fn run(args: &HwArgs) -> Result<()> {
     if !args.watch {
-        print(&Snapshot::capture(), args.json, true)?;
-        return Ok(());
+        return print_with_devices(&Snapshot::capture(), args.json);
     }
     if args.interval_ms < 10 {
         bail!("--interval-ms {} is too short: use 10 ms or more", args.interval_ms);
@@ -50,6 +49,37 @@ pub fn run(args: &HwArgs) -> Result<()> {
 }
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+
+/// One reading, and the devices llama.cpp can run a model on (GGML's view, beside the
+/// NVML one in the reading), with what became of each GPU module.
+fn print_with_devices(s: &Snapshot, json: bool) -> Result<()> {
+    let devices = hearth_engine::devices()?;
+    let modules = hearth_engine::gpu_modules();
+    if json {
+        let mut value = serde_json::to_value(s)?;
+        if let Some(object) = value.as_object_mut() {
+            object.insert("llama_devices".into(), serde_json::to_value(&devices)?);
+            object.insert("gpu_modules".into(), serde_json::to_value(modules)?);
+        }
+        println!("{value}");
+        return Ok(());
+    }
+    print(s, false, true)?;
+    for d in &devices {
+        println!(
+            "Device  {:<8} {} ({}, {:.1}/{:.1} GiB free)",
+            d.name,
+            d.description,
+            d.backend,
+            d.memory_free_bytes as f64 / GIB,
+            d.memory_total_bytes as f64 / GIB
+        );
+    }
+    for m in modules.iter().filter_map(|m| m.problem.as_ref().map(|p| (m, p))) {
+        println!("        ({} not in use: {})", m.0.backend, m.1);
+    }
+    Ok(())
+}
 
 fn print(s: &Snapshot, json: bool, full: bool) -> Result<()> {
     if json {

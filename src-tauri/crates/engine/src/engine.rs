@@ -174,6 +174,7 @@ pub(crate) fn backend() -> Result<&'static LlamaBackend, EngineError> {
             // llama.cpp logs through tracing (target llama_cpp_2), filtered like our own logs.
             llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
             load_cpu_variants();
+            crate::modules::gpu_modules();
             LlamaBackend::init().map_err(|e| e.to_string())
         })
         .as_ref()

@@ -15,6 +15,7 @@ mod draft;
 mod engine;
 mod error;
 mod eval;
+mod modules;
 mod parallel;
 mod quantize;
 mod sampler;
@@ -35,6 +36,7 @@ pub use eval::{
     evaluate, log_sum_exp, score_against_spooled, score_position, spool_position, summarize, windows, EvalReport,
     PositionScore, Reference, ReferenceSpool, SpooledPosition, TAIL_CUT,
 };
+pub use modules::{devices, gpu_modules, module_dirs, Device, GpuModule, GPU_MODULES};
 pub use quantize::{
     is_unquantized, quantize_file, QuantType, QuantizeError, QuantizeOptions, QuantizeProgress, QuantizeReport,
 };

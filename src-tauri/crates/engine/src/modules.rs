@@ -1,0 +1,240 @@
+//! GPU backends as modules loaded at start: one executable, and beside it GGML's
+//! Vulkan and CUDA backends built as loadable libraries (`GGML_BACKEND_DL`). A module
+//! that is missing, or whose driver is missing or finds no device, is not an error: the
+//! engine runs on what is left, and [`gpu_modules`] says what happened to each.
+//!
+//! The executable never links a GPU library itself (the module does), so it starts on
+//! a machine without Vulkan or CUDA.
+//!
+//! llama-cpp-2 wraps module loading only in builds with every CPU variant as a module
+//! (`cpu-variants`); this module calls GGML's registry directly, each call with its
+//! safety argument beside it.
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use serde::Serialize;
+
+/// The GPU modules Hearth looks for, in the order `auto` prefers their devices.
+pub const GPU_MODULES: [(&str, &str); 2] = [("CUDA", "libggml-cuda.so"), ("Vulkan", "libggml-vulkan.so")];
+
+/// What became of one GPU module at start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GpuModule {
+    /// "CUDA" or "Vulkan".
+    pub backend: String,
+    /// Where it was found; `None` when no folder searched holds it.
+    pub path: Option<PathBuf>,
+    /// Registered with llama.cpp (its library and driver loaded).
+    pub loaded: bool,
+    /// Devices it offers (0 when not loaded, or when the driver found none).
+    pub devices: usize,
+    /// Why it is not in use, in words.
+    pub problem: Option<String>,
+}
+
+/// The folders searched for modules: `HEARTH_BACKENDS_DIR` alone when set; else the
+/// executable's folder (an installed app, a `make` build), its parent (test programs
+/// run from `deps/`), and the .deb's library folder.
+pub fn module_dirs() -> Vec<PathBuf> {
+    if let Some(dir) = std::env::var_os("HEARTH_BACKENDS_DIR") {
+        return vec![PathBuf::from(dir)];
+    }
+    let mut dirs = Vec::new();
+    if let Some(exe_dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
+        if let Some(parent) = exe_dir.parent() {
+            let parent = parent.to_path_buf();
+            dirs.push(exe_dir);
+            dirs.push(parent);
+        } else {
+            dirs.push(exe_dir);
+        }
+    }
+    dirs.push(PathBuf::from("/usr/lib/hearth"));
+    dirs
+}
+
+/// The GPU modules, loaded on first call (once per process; before llama.cpp lists
+/// its devices).
+pub fn gpu_modules() -> &'static [GpuModule] {
+    static MODULES: OnceLock<Vec<GpuModule>> = OnceLock::new();
+    MODULES.get_or_init(|| {
+        let dirs = module_dirs();
+        GPU_MODULES
+            .iter()
+            .map(|(backend, file)| {
+                if let Some(module) = registered(backend) {
+                    return module;
+                }
+                let found = dirs.iter().map(|d| d.join(file)).find(|p| p.is_file());
+                let module = match found {
+                    Some(path) => load(backend, path),
+                    None => GpuModule {
+                        backend: (*backend).to_owned(),
+                        path: None,
+                        loaded: false,
+                        devices: 0,
+                        problem: Some(format!(
+                            "{file} is not installed (searched {})",
+                            dirs.iter()
+                                .map(|d| d.display().to_string())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )),
+                    },
+                };
+                match &module.problem {
+                    Some(problem) => tracing::info!(backend, %problem, "GPU module not in use"),
+                    None => tracing::info!(backend, devices = module.devices, "GPU module loaded"),
+                }
+                module
+            })
+            .collect()
+    })
+}
+
+/// A backend already registered (a build with `cpu-variants` loads every module GGML
+/// finds beside the executable): not loaded twice.
+fn registered(backend: &str) -> Option<GpuModule> {
+    let name = CString::new(backend).ok()?;
+    // SAFETY: `name` is NUL-terminated and outlives the call; GGML only reads it.
+    let reg = unsafe { llama_cpp_sys_2::ggml_backend_reg_by_name(name.as_ptr()) };
+    if reg.is_null() {
+        return None;
+    }
+    // SAFETY: a registration GGML returned stays valid for the life of the process.
+    let devices = unsafe { llama_cpp_sys_2::ggml_backend_reg_dev_count(reg) };
+    Some(GpuModule {
+        backend: backend.to_owned(),
+        path: None,
+        loaded: true,
+        devices,
+        problem: (devices == 0).then(|| format!("the {backend} driver found no device ({})", hint_no_device(backend))),
+    })
+}
+
+fn load(backend: &str, path: PathBuf) -> GpuModule {
+    let mut module = GpuModule {
+        backend: backend.to_owned(),
+        path: Some(path.clone()),
+        loaded: false,
+        devices: 0,
+        problem: None,
+    };
+    let Ok(c_path) = CString::new(path.as_os_str().as_encoded_bytes()) else {
+        module.problem = Some(format!("{} is not a usable path", path.display()));
+        return module;
+    };
+    // SAFETY: `c_path` is a NUL-terminated string that outlives the call. GGML opens
+    // the library, checks its API version and registers it; it returns null (and logs
+    // why) when the library, or the driver it needs, cannot be loaded.
+    let reg = unsafe { llama_cpp_sys_2::ggml_backend_load(c_path.as_ptr()) };
+    if reg.is_null() {
+        module.problem = Some(format!(
+            "{} did not load: its driver ({}) is missing or does not work (llama.cpp's log at debug level says why)",
+            path.display(),
+            driver_of(backend)
+        ));
+        return module;
+    }
+    module.loaded = true;
+    // SAFETY: `reg` is the live registration GGML just returned; it stays registered
+    // for the life of the process.
+    module.devices = unsafe { llama_cpp_sys_2::ggml_backend_reg_dev_count(reg) };
+    if module.devices == 0 {
+        module.problem = Some(format!(
+            "the {backend} driver found no device ({})",
+            hint_no_device(backend)
+        ));
+    }
+    module
+}
+
+/// A device llama.cpp can run a model on, as it reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Device {
+    /// llama.cpp's name: "CPU", "Vulkan0", "CUDA0" (what `device = …` names).
+    pub name: String,
+    /// What it is: the GPU's or CPU's model.
+    pub description: String,
+    /// The backend that drives it: "CPU", "Vulkan", "CUDA".
+    pub backend: String,
+    /// "cpu", "gpu", "igpu" (integrated), "accel" or "unknown".
+    pub kind: &'static str,
+    pub memory_total_bytes: u64,
+    pub memory_free_bytes: u64,
+}
+
+/// The devices llama.cpp sees, with the GPU modules loaded first.
+pub fn devices() -> Result<Vec<Device>, crate::EngineError> {
+    crate::engine::backend()?;
+    Ok(llama_cpp_2::list_llama_ggml_backend_devices()
+        .into_iter()
+        .map(|d| Device {
+            name: d.name,
+            description: d.description,
+            backend: d.backend,
+            kind: match d.device_type {
+                llama_cpp_2::LlamaBackendDeviceType::Cpu => "cpu",
+                llama_cpp_2::LlamaBackendDeviceType::Gpu => "gpu",
+                llama_cpp_2::LlamaBackendDeviceType::IntegratedGpu => "igpu",
+                llama_cpp_2::LlamaBackendDeviceType::Accelerator => "accel",
+                _ => "unknown",
+            },
+            memory_total_bytes: d.memory_total as u64,
+            memory_free_bytes: d.memory_free as u64,
+        })
+        .collect())
+}
+
+fn driver_of(backend: &str) -> &'static str {
+    match backend {
+        "CUDA" => "the NVIDIA driver's libcuda.so.1",
+        _ => "libvulkan.so.1 and a Vulkan driver for the GPU",
+    }
+}
+
+fn hint_no_device(backend: &str) -> &'static str {
+    match backend {
+        "CUDA" => "no NVIDIA GPU, or the driver is not loaded: nvidia-smi shows what it sees",
+        // llama.cpp skips Vulkan devices of CPU type (Mesa's lavapipe) unless named.
+        _ => "no GPU with a Vulkan driver; CPU-type Vulkan devices count only when GGML_VK_VISIBLE_DEVICES names them",
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cpu_is_always_a_device() {
+        let devices = devices().unwrap();
+        let cpu = devices.iter().find(|d| d.backend == "CPU").expect("the CPU backend");
+        assert_eq!(cpu.kind, "cpu");
+        assert!(cpu.memory_total_bytes > 0, "{cpu:?}");
+        // Every GPU module was looked for, and says why it is not in use if it is not.
+        let modules = gpu_modules();
+        assert_eq!(modules.len(), GPU_MODULES.len());
+        for m in modules {
+            assert!(m.problem.is_some() || m.devices > 0, "{m:?}");
+        }
+    }
+
+    #[test]
+    fn modules_are_searched_beside_the_executable_and_in_the_packaged_folder() {
+        let dirs = module_dirs();
+        if let Some(dir) = std::env::var_os("HEARTH_BACKENDS_DIR") {
+            assert_eq!(dirs, [PathBuf::from(dir)], "the folder asked for, alone");
+            return;
+        }
+        let exe = std::env::current_exe().unwrap();
+        assert_eq!(dirs.first().map(PathBuf::as_path), exe.parent());
+        assert_eq!(dirs.last().unwrap(), Path::new("/usr/lib/hearth"));
+    }
+}
