@@ -16,10 +16,12 @@ OPENAI_CLIENT := openai==3.57.0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Debian/Ubuntu packages the build needs (llama-cpp-sys-2 runs CMake and bindgen; the
-# desktop app links WebKitGTK, AppIndicator for the tray, librsvg and libxdo).
-APT_PACKAGES := build-essential cmake clang libclang-dev pkg-config python3 python3-pip python3-venv git \
+# desktop app links WebKitGTK, AppIndicator for the tray, librsvg and libxdo; the Vulkan
+# module needs the Vulkan loader, glslc and SPIR-V headers, and its tests Mesa's CPU
+# Vulkan driver, lavapipe).
+APT_PACKAGES := build-essential cmake clang libclang-dev pkg-config python3 python3-pip python3-venv git curl \
 	libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev libssl-dev \
-	webkit2gtk-driver xvfb xauth
+	webkit2gtk-driver xvfb xauth libvulkan-dev glslc spirv-headers mesa-vulkan-drivers
 NPM ?= npm
 # Node.js for the UI build: the machine's own when it is 20.19 or newer, else one
 # installed from PyPI into NODE_HOME (first on PATH, so it wins once installed).
@@ -27,7 +29,7 @@ NODE_HOME := $(HOME)/.cache/hearth/node
 export PATH := $(NODE_HOME)/bin:$(HOME)/.cargo/bin:$(PATH)
 APP := $(CARGO_TARGET_DIR)/release/hearth-app
 
-.PHONY: run test test-counts-reset deps rust models test-venv build lint fmt unit script-tests bench bench-desktop coverage node ui-deps ui ui-test e2e e2e-tools deb chat test-engine-avx2
+.PHONY: run test test-counts-reset deps rust models test-venv build lint fmt unit script-tests bench bench-desktop coverage node ui-deps ui ui-test e2e e2e-tools deb chat test-engine-avx2 vulkan test-vulkan
 
 # The desktop app. Without a display (a server, CI) it runs under Xvfb and says so.
 run: deps models build
@@ -43,7 +45,7 @@ run: deps models build
 chat: deps models build
 	$(HEARTH) chat
 
-test: test-counts-reset deps models test-venv ui-test lint unit test-engine-avx2 script-tests e2e
+test: test-counts-reset deps models test-venv ui-test lint unit test-vulkan test-engine-avx2 script-tests e2e
 	@echo "Tests run by make test (artifacts/test-counts.txt; logs in artifacts/logs):"
 	@cat artifacts/test-counts.txt
 
@@ -74,9 +76,17 @@ rust:
 models:
 	python3 scripts/fetch_models.py
 
-# The UI is built first: the desktop binary embeds ui/dist when it compiles.
-build: ui
+# The UI is built first: the desktop binary embeds ui/dist when it compiles. The Vulkan
+# module goes beside the executables, where the engine looks for it at start.
+build: ui vulkan
 	$(CARGO) build --release --workspace --locked
+
+# GGML's Vulkan backend as a loadable module, from the llama.cpp that llama-cpp-sys-2
+# builds (about 3 minutes cold on 2 cores, most of it generating and compiling shaders).
+VULKAN_MODULE := $(CARGO_TARGET_DIR)/release/libggml-vulkan.so
+vulkan: $(VULKAN_MODULE)
+$(VULKAN_MODULE): Cargo.lock scripts/build_vulkan_module.sh | deps
+	bash scripts/build_vulkan_module.sh $(CARGO_TARGET_DIR)/release
 
 lint: fmt ui
 	$(CARGO) clippy --release --workspace --all-targets --locked -- -D warnings
@@ -88,10 +98,22 @@ test-venv:
 	@[ -x $(VENV)/bin/python ] || python3 -m venv $(VENV)
 	@$(VENV)/bin/python -c "import openai" 2>/dev/null || $(VENV)/bin/pip install -q --disable-pip-version-check $(OPENAI_CLIENT)
 
-unit: ui
+unit: ui vulkan
 	@mkdir -p $(LOGS)
 	set -o pipefail; HEARTH_TEST_PYTHON=$(VENV)/bin/python $(CARGO) test --release --workspace --locked 2>&1 | tee $(LOGS)/unit.log
 	@$(COUNT) "Rust (cargo test --workspace)" $(LOGS)/unit.log
+
+# The GPU code path on any machine: llama.cpp's Vulkan backend (the module) on Mesa's
+# CPU Vulkan driver, lavapipe, which llama.cpp uses only when GGML_VK_VISIBLE_DEVICES
+# names it. The tests ignored in a plain `cargo test` for want of it run here.
+LAVAPIPE := VK_ICD_FILENAMES=/usr/share/vulkan/icd.d/lvp_icd.x86_64.json GGML_VK_VISIBLE_DEVICES=0
+test-vulkan: models vulkan
+	@mkdir -p $(LOGS)
+	set -o pipefail; $(LAVAPIPE) $(CARGO) test --release --locked -p hearth-engine --test vulkan \
+		-- --include-ignored --nocapture 2>&1 | tee $(LOGS)/vulkan.log
+	set -o pipefail; $(LAVAPIPE) $(CARGO) test --release --locked -p hearth-cli --test devices \
+		-- --include-ignored 2>&1 | tee -a $(LOGS)/vulkan.log
+	@$(COUNT) "Vulkan on lavapipe (engine and hearth hw)" $(LOGS)/vulkan.log
 
 # The engine's real-model tests once more with GGML built for AVX2 only (x86-64-v3, no
 # AVX-512), in a target dir of its own. GGML picks other kernels, with other rounding,

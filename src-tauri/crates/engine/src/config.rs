@@ -21,6 +21,8 @@ pub struct EngineConfig {
     pub n_batch: u32,
     /// Layers offloaded to the GPU (0 on a CPU-only build).
     pub n_gpu_layers: u32,
+    /// The device the model runs on (`auto`: a CUDA GPU, else Vulkan, else the CPU).
+    pub device: crate::DeviceChoice,
     /// Run one tiny decode at load so the first real request is not slow
     /// (page-faulting the mmapped weights and repacking them happen here).
     pub warmup: bool,
@@ -73,6 +75,7 @@ impl EngineConfig {
             n_threads_batch: None,
             n_batch: 512,
             n_gpu_layers: 0,
+            device: crate::DeviceChoice::Auto,
             warmup: true,
             max_draft: crate::MAX_DRAFT as u32,
             load_progress: None,

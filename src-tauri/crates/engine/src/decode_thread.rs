@@ -32,9 +32,29 @@ pub(crate) fn engine_thread(
 ) {
     let started = Instant::now();
     let path = config.model_path.clone();
-    let mut model_params = LlamaModelParams::default()
-        .with_n_gpu_layers(config.n_gpu_layers)
-        .with_use_mmap(true);
+    let chosen = match crate::devices::devices().and_then(|all| crate::devices::choose(&config.device, &all)) {
+        Ok(chosen) => chosen,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    // The CPU: no device at all, so no layer, cache or large operation goes to a GPU.
+    let n_gpu_layers = if chosen.index.is_some() { config.n_gpu_layers } else { 0 };
+    let model_params = LlamaModelParams::default()
+        .with_n_gpu_layers(n_gpu_layers)
+        .with_use_mmap(true)
+        .with_devices(chosen.index.as_slice());
+    let mut model_params = match model_params {
+        Ok(params) => params,
+        Err(e) => {
+            let _ = ready.send(Err(EngineError::InvalidSettings(format!(
+                "device {}: {e}",
+                chosen.name
+            ))));
+            return;
+        }
+    };
     if let Some(progress) = config.load_progress.clone() {
         model_params = model_params.with_progress_callback(move |fraction| {
             (progress.0)(fraction);
@@ -60,7 +80,7 @@ pub(crate) fn engine_thread(
     };
     // llama.cpp pads every context to a multiple of 256: the ceiling is what it would hold.
     let ceiling = padded(requested);
-    let initial = initial_size(config.initial_ctx, ceiling, config.n_gpu_layers);
+    let initial = initial_size(config.initial_ctx, ceiling, n_gpu_layers);
     let shape = ContextShape {
         n_batch: config.n_batch.min(ceiling),
         threads: config.threads(),
@@ -86,7 +106,9 @@ pub(crate) fn engine_thread(
         n_batch: shape.n_batch,
         threads: shape.threads,
         threads_batch: shape.threads_batch,
-        n_gpu_layers: config.n_gpu_layers,
+        // llama.cpp offloads at most every layer and the output layer.
+        n_gpu_layers: n_gpu_layers.min(model.n_layer().saturating_add(1)),
+        device: chosen.name.clone(),
         n_parallel: config.n_parallel.max(1),
         has_chat_template,
         bos_token,

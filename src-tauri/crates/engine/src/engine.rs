@@ -54,7 +54,10 @@ pub struct ModelInfo {
     pub n_batch: u32,
     pub threads: u32,
     pub threads_batch: u32,
+    /// Layers on the device (0 on the CPU; at most every layer and the output).
     pub n_gpu_layers: u32,
+    /// Where the model runs: "CPU", or llama.cpp's device name ("Vulkan0", "CUDA0").
+    pub device: String,
     /// Sequences served at once (each with `n_ctx` positions of its own).
     pub n_parallel: u32,
     pub has_chat_template: bool,

@@ -11,6 +11,7 @@
 mod config;
 mod context;
 mod decode_thread;
+mod devices;
 mod draft;
 mod engine;
 mod error;
@@ -26,6 +27,7 @@ mod utf8;
 
 pub use config::{default_threads, EngineConfig, LoadProgress, MAX_CONTEXT, MAX_PARALLEL};
 pub use context::INITIAL_CONTEXT;
+pub use devices::{devices, Device, DeviceChoice};
 pub use draft::MAX_DRAFT;
 pub use engine::{
     gpu_offload_supported, CancelToken, Engine, Generation, GenerationOutput, GenerationRequest, ModelInfo, Prompt,
@@ -36,7 +38,7 @@ pub use eval::{
     evaluate, log_sum_exp, score_against_spooled, score_position, spool_position, summarize, windows, EvalReport,
     PositionScore, Reference, ReferenceSpool, SpooledPosition, TAIL_CUT,
 };
-pub use modules::{devices, gpu_modules, module_dirs, Device, GpuModule, GPU_MODULES};
+pub use modules::{gpu_modules, module_dirs, GpuModule, GPU_MODULES};
 pub use quantize::{
     is_unquantized, quantize_file, QuantType, QuantizeError, QuantizeOptions, QuantizeProgress, QuantizeReport,
 };

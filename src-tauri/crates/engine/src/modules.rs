@@ -155,43 +155,6 @@ fn load(backend: &str, path: PathBuf) -> GpuModule {
     module
 }
 
-/// A device llama.cpp can run a model on, as it reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Device {
-    /// llama.cpp's name: "CPU", "Vulkan0", "CUDA0" (what `device = …` names).
-    pub name: String,
-    /// What it is: the GPU's or CPU's model.
-    pub description: String,
-    /// The backend that drives it: "CPU", "Vulkan", "CUDA".
-    pub backend: String,
-    /// "cpu", "gpu", "igpu" (integrated), "accel" or "unknown".
-    pub kind: &'static str,
-    pub memory_total_bytes: u64,
-    pub memory_free_bytes: u64,
-}
-
-/// The devices llama.cpp sees, with the GPU modules loaded first.
-pub fn devices() -> Result<Vec<Device>, crate::EngineError> {
-    crate::engine::backend()?;
-    Ok(llama_cpp_2::list_llama_ggml_backend_devices()
-        .into_iter()
-        .map(|d| Device {
-            name: d.name,
-            description: d.description,
-            backend: d.backend,
-            kind: match d.device_type {
-                llama_cpp_2::LlamaBackendDeviceType::Cpu => "cpu",
-                llama_cpp_2::LlamaBackendDeviceType::Gpu => "gpu",
-                llama_cpp_2::LlamaBackendDeviceType::IntegratedGpu => "igpu",
-                llama_cpp_2::LlamaBackendDeviceType::Accelerator => "accel",
-                _ => "unknown",
-            },
-            memory_total_bytes: d.memory_total as u64,
-            memory_free_bytes: d.memory_free as u64,
-        })
-        .collect())
-}
-
 fn driver_of(backend: &str) -> &'static str {
     match backend {
         "CUDA" => "the NVIDIA driver's libcuda.so.1",
@@ -211,20 +174,6 @@ fn hint_no_device(backend: &str) -> &'static str {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_cpu_is_always_a_device() {
-        let devices = devices().unwrap();
-        let cpu = devices.iter().find(|d| d.backend == "CPU").expect("the CPU backend");
-        assert_eq!(cpu.kind, "cpu");
-        assert!(cpu.memory_total_bytes > 0, "{cpu:?}");
-        // Every GPU module was looked for, and says why it is not in use if it is not.
-        let modules = gpu_modules();
-        assert_eq!(modules.len(), GPU_MODULES.len());
-        for m in modules {
-            assert!(m.problem.is_some() || m.devices > 0, "{m:?}");
-        }
-    }
 
     #[test]
     fn modules_are_searched_beside_the_executable_and_in_the_packaged_folder() {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use hearth_engine::{Engine, EngineConfig};
+use hearth_engine::{DeviceChoice, Engine, EngineConfig};
 use hearth_hw::{FitPlan, PlanRequest, Verdict};
 use hearth_store::{PerfMetrics, PerfRecord, Store};
 
@@ -36,6 +36,10 @@ pub struct ModelOptions {
     /// Layers to offload to the GPU: `auto` (the fit planner's answer for this machine) or a number.
     #[arg(long, default_value = "auto", value_parser = parse_gpu_layers)]
     pub gpu_layers: GpuLayers,
+    /// The device to run on: `auto` (a CUDA GPU, else a Vulkan GPU, else the CPU), `cpu`,
+    /// or a device `hearth hw` lists (e.g. `vulkan0`).
+    #[arg(long, default_value = "auto", env = "HEARTH_DEVICE", value_parser = parse_device)]
+    pub device: DeviceChoice,
     /// Most tokens guessed from the conversation and checked in one step (0 = off).
     /// Replies that repeat the context come faster; the text is the same either way.
     #[arg(long, default_value_t = hearth_engine::MAX_DRAFT as u32)]
@@ -96,6 +100,10 @@ impl std::fmt::Display for GpuLayers {
     }
 }
 
+fn parse_device(s: &str) -> std::result::Result<DeviceChoice, String> {
+    s.parse().map_err(|e: hearth_engine::EngineError| e.to_string())
+}
+
 fn parse_gpu_layers(s: &str) -> std::result::Result<GpuLayers, String> {
     if s.eq_ignore_ascii_case("auto") {
         return Ok(GpuLayers::Auto);
@@ -123,6 +131,7 @@ impl ModelOptions {
         config.n_threads = self.threads;
         config.n_batch = self.batch;
         config.max_draft = self.draft;
+        config.device = self.device.clone();
         // A file the planner cannot read is reported by Engine::load with the same checks.
         let plan = hearth_gguf::read(&path).ok().map(|header| {
             let request = PlanRequest {
@@ -161,6 +170,8 @@ impl ModelOptions {
             self.gpu_layers.to_string(),
             "--draft".into(),
             self.draft.to_string(),
+            "--device".into(),
+            self.device.to_string(),
         ];
         if let Some(threads) = self.threads {
             args.extend(["--threads".into(), threads.to_string()]);
