@@ -100,14 +100,20 @@ async fn run(
 }
 
 fn model_object(m: &ModelDescriptor) -> serde_json::Value {
-    serde_json::json!({
+    let mut object = serde_json::json!({
         "id": m.id,
         "object": "model",
         "created": 0,
         "owned_by": m.owned_by,
         "context_length": m.context_length,
         "has_chat_template": m.has_chat_template,
-    })
+    });
+    // Where the model runs, when the backend says (Hearth's engine does).
+    if let (Some(device), Some(map)) = (&m.device, object.as_object_mut()) {
+        map.insert("device".into(), device.clone().into());
+        map.insert("gpu_layers".into(), m.gpu_layers.into());
+    }
+    object
 }
 
 pub(crate) async fn models(State(app): State<Arc<AppState>>) -> Result<Response, ApiError> {

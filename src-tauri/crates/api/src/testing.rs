@@ -101,6 +101,8 @@ impl Backend for ScriptedBackend {
                 owned_by: "hearth".into(),
                 context_length: Some(4096),
                 has_chat_template: Some(true),
+                device: None,
+                gpu_layers: None,
             }])
         })
     }

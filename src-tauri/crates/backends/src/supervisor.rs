@@ -470,6 +470,8 @@ impl Backend for Supervisor {
                             owned_by: "hearth".into(),
                             context_length: None,
                             has_chat_template: None,
+                            device: None,
+                            gpu_layers: None,
                         })
                         .into_iter()
                         .collect());

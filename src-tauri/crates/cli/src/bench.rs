@@ -66,6 +66,13 @@ pub struct BenchArgs {
     /// Draft lengths to measure each model with (0 = one token per step); one line each.
     #[arg(long, value_delimiter = ',', default_values_t = [0, hearth_engine::MAX_DRAFT as u32])]
     draft: Vec<u32>,
+    /// Generate benchmark: the device (`auto`, `cpu`, or a name `hearth hw` lists, e.g.
+    /// `vulkan0`); every layer goes on it unless --gpu-layers says fewer.
+    #[arg(long, default_value = "auto", value_parser = parse_device)]
+    device: hearth_engine::DeviceChoice,
+    /// Generate benchmark: layers on the device (default: all).
+    #[arg(long, default_value_t = 999)]
+    gpu_layers: u32,
     /// Skip the memory-bandwidth measurement.
     #[arg(long)]
     no_bandwidth: bool,
@@ -109,6 +116,15 @@ struct BenchLine {
     prompt_tokens: u32,
     completion_tokens: u32,
     load_ms: f64,
+    /// Where the model ran ("CPU", "Vulkan0") and the layers on it.
+    device: String,
+    n_gpu_layers: u32,
+    /// The device memory the load took, from GGML's free-memory query before and after
+    /// (`None` on the CPU).
+    vram_mb: Option<f64>,
+    /// What the fit planner predicts for the layers on a GPU it knows (NVML or sysfs);
+    /// `None` when it plans no GPU.
+    plan_vram_mb: Option<f64>,
     first_ttft_ms: f64,
     ttft_ms: f64,
     prompt_tps: f64,
@@ -318,8 +334,28 @@ fn bench_model(
     let mut config = EngineConfig::new(path).with_n_ctx(args.ctx);
     config.n_threads = args.threads;
     config.max_draft = max_draft;
+    config.device = args.device.clone();
+    config.n_gpu_layers = args.gpu_layers;
+    let free_before = device_free_bytes();
     let engine = Engine::load(config)?;
     let info = engine.info().clone();
+    let vram_mb = (info.device != "CPU")
+        .then(|| {
+            let before = free_before.iter().find(|(n, _)| *n == info.device)?.1;
+            let after = device_free_bytes().into_iter().find(|(n, _)| *n == info.device)?.1;
+            Some(round(before.saturating_sub(after) as f64 / MIB))
+        })
+        .flatten();
+    let plan_vram_mb = hearth_gguf::read(path).ok().and_then(|header| {
+        let request = hearth_hw::PlanRequest {
+            n_ctx: info.n_ctx,
+            n_gpu_layers: Some(info.n_gpu_layers),
+            ..hearth_hw::PlanRequest::default()
+        };
+        let plan = hearth_hw::plan_now(&header, &request);
+        let bytes: u64 = plan.gpus.iter().map(|g| g.resident_bytes()).sum();
+        (bytes > 0).then(|| round(bytes as f64 / MIB))
+    });
     let prompt = match &args.chat {
         Some(message) => Prompt::Chat(vec![hearth_core::ChatMessage::user(message.clone())]),
         None => Prompt::Text(build_prompt(&engine, args.prompt_tokens)?),
@@ -355,6 +391,10 @@ fn bench_model(
         prompt_tokens: runs[0].prompt_tokens,
         completion_tokens: runs[0].completion_tokens,
         load_ms: round(info.load_ms),
+        device: info.device.clone(),
+        n_gpu_layers: info.n_gpu_layers,
+        vram_mb,
+        plan_vram_mb,
         first_ttft_ms: round(first.metrics.ttft_ms),
         ttft_ms: round(median(&mut ttft)),
         prompt_tps: round(median(&mut prompt_tps)),
@@ -370,6 +410,19 @@ fn bench_model(
         same_as_no_draft: None,
     };
     Ok((line, first.text))
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// Free memory of each device llama.cpp sees, by name.
+fn device_free_bytes() -> Vec<(String, u64)> {
+    hearth_engine::devices()
+        .map(|all| all.into_iter().map(|d| (d.name, d.memory_free_bytes)).collect())
+        .unwrap_or_default()
+}
+
+fn parse_device(s: &str) -> std::result::Result<hearth_engine::DeviceChoice, String> {
+    s.parse().map_err(|e: hearth_engine::EngineError| e.to_string())
 }
 
 fn round(x: f64) -> f64 {

@@ -77,6 +77,8 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         let json = serde_json::json!({
             "model": info.name,
             "engine": info.mode,
+            "device": info.device,
+            "gpu_layers": info.gpu_layers,
             "text": reply.text,
             "metrics": reply.metrics,
         });

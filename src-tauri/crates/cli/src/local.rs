@@ -25,6 +25,9 @@ pub struct LoadedModel {
     pub has_chat_template: bool,
     /// "worker" or "in-process".
     pub mode: &'static str,
+    /// Where it runs ("CPU", "Vulkan0") and the layers on that device.
+    pub device: Option<String>,
+    pub gpu_layers: Option<u32>,
 }
 
 /// A generation's result as the caller saw it.
@@ -96,6 +99,8 @@ impl LocalModel {
             name: model.id,
             has_chat_template: model.has_chat_template.unwrap_or(true),
             mode,
+            device: model.device,
+            gpu_layers: model.gpu_layers,
         };
         Ok(Self { backend, info, runtime })
     }

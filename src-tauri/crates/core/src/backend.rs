@@ -48,6 +48,13 @@ pub struct ModelDescriptor {
     pub context_length: Option<u32>,
     /// Whether the model formats chats itself; `None` when unknown.
     pub has_chat_template: Option<bool>,
+    /// Where it runs: "CPU" or llama.cpp's device name ("Vulkan0"); `None` when the
+    /// backend does not say (Ollama, vLLM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// Layers on that device (0 on the CPU), when the backend says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_layers: Option<u32>,
 }
 
 /// Whether a backend can take a generation right now, and why not.

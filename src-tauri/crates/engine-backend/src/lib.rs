@@ -219,6 +219,8 @@ impl Backend for EngineBackend {
                         owned_by: "hearth".into(),
                         context_length: Some(info.n_ctx),
                         has_chat_template: Some(info.has_chat_template),
+                        device: Some(info.device.clone()),
+                        gpu_layers: Some(info.n_gpu_layers),
                     }
                 })
                 .into_iter()

@@ -97,6 +97,8 @@ impl Backend for ServedBackend {
                 owned_by: NAME.into(),
                 context_length: None,
                 has_chat_template: None,
+                device: None,
+                gpu_layers: None,
             })])
         })
     }

@@ -431,6 +431,8 @@ impl Backend for OllamaBackend {
                     context_length: trained.map(|t| t.min(self.options.num_ctx)),
                     // Ollama applies the model's template to every chat.
                     has_chat_template: Some(true),
+                    device: None,
+                    gpu_layers: None,
                 })
                 .collect())
         })

@@ -297,6 +297,9 @@ impl Backend for OpenAiBackend {
                         owned_by: m["owned_by"].as_str().unwrap_or("unknown").to_owned(),
                         context_length: length.and_then(|l| u32::try_from(l).ok()),
                         has_chat_template: m["has_chat_template"].as_bool(),
+                        // Hearth's own server (its worker) says where the model runs.
+                        device: m["device"].as_str().map(str::to_owned),
+                        gpu_layers: m["gpu_layers"].as_u64().and_then(|l| u32::try_from(l).ok()),
                     })
                 })
                 .collect())
