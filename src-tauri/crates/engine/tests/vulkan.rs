@@ -36,7 +36,7 @@ fn load_on(path: PathBuf, device: DeviceChoice) -> Engine {
         n_gpu_layers: 99,
         device,
         max_draft: 0,
-        ..EngineConfig::new(path).with_n_ctx(512)
+        ..EngineConfig::new(path).with_n_ctx(4096)
     })
     .expect("model loads")
 }
@@ -71,8 +71,12 @@ fn vulkan_matches_the_cpu(path: PathBuf, prompts: Vec<Prompt>) {
         info.n_layer + 1,
         "every layer and the output on the device: {info:?}"
     );
+    // With layers on a device the planner reserved the whole context: allocated at
+    // load. On the CPU the cache starts small and grows.
+    assert_eq!(info.n_ctx_initial, info.n_ctx, "{info:?}");
     let cpu = load_on(path, DeviceChoice::Cpu);
     assert_eq!((cpu.info().device.as_str(), cpu.info().n_gpu_layers), ("CPU", 0));
+    assert!(cpu.info().n_ctx_initial < cpu.info().n_ctx, "{:?}", cpu.info());
     let mut parted = 0;
     for (i, prompt) in prompts.into_iter().enumerate() {
         let request = GenerationRequest {
