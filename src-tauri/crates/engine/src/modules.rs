@@ -71,6 +71,15 @@ pub fn gpu_modules() -> &'static [GpuModule] {
                 if let Some(module) = registered(backend) {
                     return module;
                 }
+                if let Some(problem) = no_gpu_to_drive(backend) {
+                    return GpuModule {
+                        backend: (*backend).to_owned(),
+                        path: None,
+                        loaded: false,
+                        devices: 0,
+                        problem: Some(problem),
+                    };
+                }
                 let found = dirs.iter().map(|d| d.join(file)).find(|p| p.is_file());
                 let module = match found {
                     Some(path) => load(backend, path),
@@ -96,6 +105,38 @@ pub fn gpu_modules() -> &'static [GpuModule] {
             })
             .collect()
     })
+}
+
+/// Why a module is not worth loading here: no device node a GPU driver would use. A
+/// driver's libraries cost memory even when they find nothing (the Vulkan loader and
+/// Mesa's drivers add about 60 MB to the process), so a machine without a GPU does not
+/// pay for them. `GGML_VK_VISIBLE_DEVICES` asks for Vulkan devices by name (Mesa's
+/// lavapipe, which needs no device node), so it loads the module anyway.
+fn no_gpu_to_drive(backend: &str) -> Option<String> {
+    let has_node = |dir: &str, prefix: &str| {
+        std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .any(|e| e.file_name().to_string_lossy().starts_with(prefix))
+            })
+            .unwrap_or(false)
+    };
+    match backend {
+        "CUDA" if !has_node("/dev", "nvidia") => Some("no NVIDIA GPU device (/dev/nvidia*) on this machine".into()),
+        "Vulkan"
+            if std::env::var_os("GGML_VK_VISIBLE_DEVICES").is_none()
+                && !has_node("/dev/dri", "renderD")
+                && !has_node("/dev", "nvidia") =>
+        {
+            Some(
+                "no GPU device (/dev/dri/renderD*, /dev/nvidia*) on this machine; GGML_VK_VISIBLE_DEVICES \
+                 loads the module anyway (for a software driver such as lavapipe)"
+                    .into(),
+            )
+        }
+        _ => None,
+    }
 }
 
 /// A backend already registered (a build with `cpu-variants` loads every module GGML

@@ -291,6 +291,9 @@ fn child(spec: &str) {
         .with_env_filter("info")
         .init();
 
+    // llama.cpp and the GPU runtimes it loads start once per process, not per model:
+    // started before the measurement, as a model loaded in a running app finds them.
+    hearth_engine::devices().expect("llama.cpp starts");
     let before = resident();
     // The plan is for the whole context, the most the engine's KV cache grows to: load
     // it all up front (the engine would otherwise start smaller and grow on demand).

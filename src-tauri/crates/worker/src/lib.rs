@@ -117,6 +117,8 @@ async fn serve(args: &WorkerArgs, token: String) -> Result<()> {
     let path = config.model_path.clone();
     config.load_progress = Some(loading_lines());
     let backend = Arc::new(EngineBackend::new(config));
+    // llama.cpp and its GPU modules start once per process, not per model.
+    let _ = hearth_engine::devices();
     let before = crate::options::resident_bytes();
     if let Err(e) = backend.load_path(path.clone()).await {
         handshake(&Handshake::failed(e.code(), e.to_string()))?;

@@ -191,6 +191,9 @@ impl ModelOptions {
                 eprintln!("  try: {suggestion}");
             }
         }
+        // llama.cpp and its GPU modules start once per process, not per model: started
+        // before the measurement that is logged beside the plan.
+        hearth_engine::devices()?;
         let before = resident_bytes();
         let engine = Engine::load(config)?;
         record_load(engine.info(), plan.as_ref(), before, &hearth_store::default_db_path());

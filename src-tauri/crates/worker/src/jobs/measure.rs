@@ -204,7 +204,9 @@ pub fn measure(
         }
         _ => None,
     };
-    // The model alone first, so that the memory it adds is its own.
+    // The model alone first, so that the memory it adds is its own (llama.cpp and its
+    // GPU modules, started once per process, before the measurement).
+    hearth_engine::devices()?;
     let rss_before = resident_bytes();
     let model = load(&request.model)?;
     let ram_after_load_bytes = resident_bytes().saturating_sub(rss_before);
