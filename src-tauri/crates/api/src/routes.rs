@@ -112,6 +112,10 @@ fn model_object(m: &ModelDescriptor) -> serde_json::Value {
     if let (Some(device), Some(map)) = (&m.device, object.as_object_mut()) {
         map.insert("device".into(), device.clone().into());
         map.insert("gpu_layers".into(), m.gpu_layers.into());
+        map.insert("layers_total".into(), m.layers_total.into());
+        if let Some(note) = &m.placement_note {
+            map.insert("placement_note".into(), note.clone().into());
+        }
     }
     object
 }

@@ -103,6 +103,8 @@ impl Backend for ScriptedBackend {
                 has_chat_template: Some(true),
                 device: None,
                 gpu_layers: None,
+                layers_total: None,
+                placement_note: None,
             }])
         })
     }

@@ -472,6 +472,8 @@ impl Backend for Supervisor {
                             has_chat_template: None,
                             device: None,
                             gpu_layers: None,
+                            layers_total: None,
+                            placement_note: None,
                         })
                         .into_iter()
                         .collect());

@@ -55,6 +55,13 @@ pub struct ModelDescriptor {
     /// Layers on that device (0 on the CPU), when the backend says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu_layers: Option<u32>,
+    /// Layers the model has, counting its output layer: what `gpu_layers` is out of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layers_total: Option<u32>,
+    /// Why the model runs elsewhere than asked (the GPU had no room for the layers
+    /// asked for), in words, to tell the user once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement_note: Option<String>,
 }
 
 /// Whether a backend can take a generation right now, and why not.

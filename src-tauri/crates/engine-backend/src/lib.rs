@@ -221,6 +221,8 @@ impl Backend for EngineBackend {
                         has_chat_template: Some(info.has_chat_template),
                         device: Some(info.device.clone()),
                         gpu_layers: Some(info.n_gpu_layers),
+                        layers_total: Some(info.n_layer + 1),
+                        placement_note: info.placement_note.clone(),
                     }
                 })
                 .into_iter()

@@ -35,9 +35,43 @@ pub struct EngineConfig {
     /// `n_ctx` positions of its own; 1 serves one at a time, with a growing cache.
     /// Either way a sequence replying alone drafts. At most [`MAX_PARALLEL`].
     pub n_parallel: u32,
+    /// After a load with layers on a GPU failed (out of device memory, as a rule): how
+    /// many layers to try next, given how many failed. Without it, half as many. The
+    /// engine always tries fewer than failed, and the CPU last.
+    pub layer_fallback: Option<LayerFallback>,
 }
 
 pub use hearth_core::MAX_PARALLEL;
+
+/// Re-plans a load that failed on a GPU: the layers to try next for those that failed
+/// (the worker asks the fit planner, against the device's free memory then).
+#[derive(Clone)]
+pub struct LayerFallback(pub std::sync::Arc<dyn Fn(u32) -> u32 + Send + Sync>);
+
+impl LayerFallback {
+    pub fn new(next: impl Fn(u32) -> u32 + Send + Sync + 'static) -> Self {
+        Self(std::sync::Arc::new(next))
+    }
+
+    /// Fewer than `failed`: the planner's answer when smaller, else half as many.
+    pub(crate) fn next(fallback: Option<&Self>, failed: u32) -> u32 {
+        let half = failed / 2;
+        fallback.map_or(half, |f| (f.0)(failed).min(half))
+    }
+}
+
+impl std::fmt::Debug for LayerFallback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LayerFallback")
+    }
+}
+
+/// The same planner, not an equal one: configurations compare by what they load.
+impl PartialEq for LayerFallback {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
 
 /// Where load progress goes: llama.cpp's progress callback, passed on.
 #[derive(Clone)]
@@ -78,6 +112,7 @@ impl EngineConfig {
             device: crate::DeviceChoice::Auto,
             warmup: true,
             max_draft: crate::MAX_DRAFT as u32,
+            layer_fallback: None,
             load_progress: None,
             n_parallel: 1,
         }

@@ -109,6 +109,7 @@ pub(crate) fn engine_thread(
         // llama.cpp offloads at most every layer and the output layer.
         n_gpu_layers: n_gpu_layers.min(model.n_layer().saturating_add(1)),
         device: chosen.name.clone(),
+        placement_note: None,
         n_parallel: config.n_parallel.max(1),
         has_chat_template,
         bos_token,

@@ -148,6 +148,15 @@ pub(crate) fn choose(choice: &DeviceChoice, devices: &[Device]) -> Result<Chosen
     }
 }
 
+/// The device `choice` loads on now: `None` for the CPU backend (no GPU at all).
+/// What the engine does at load, for planning before it: the fit planner sizes a load
+/// against this device's free memory.
+pub fn resolve_device(choice: &DeviceChoice) -> Result<Option<Device>, EngineError> {
+    let all = devices()?;
+    let chosen = choose(choice, &all)?;
+    Ok(chosen.index.and_then(|i| all.into_iter().find(|d| d.index == i)))
+}
+
 /// Why a named device is not there, in words: what llama.cpp found, and what became
 /// of the module that would drive it.
 fn missing_device(name: &str, devices: &[Device]) -> String {

@@ -17,7 +17,7 @@ use llama_cpp_2::llama_backend::LlamaBackend;
 use serde::Serialize;
 
 use crate::trace::TokenTrace;
-use crate::{EngineConfig, EngineError};
+use crate::{EngineConfig, EngineError, LayerFallback};
 
 /// Events buffered between the decode thread and a slow reader before decoding pauses.
 const EVENT_BUFFER: usize = 256;
@@ -58,6 +58,9 @@ pub struct ModelInfo {
     pub n_gpu_layers: u32,
     /// Where the model runs: "CPU", or llama.cpp's device name ("Vulkan0", "CUDA0").
     pub device: String,
+    /// Why the model runs elsewhere than asked, in words (a GPU without room for the
+    /// layers asked for); `None` when it runs where asked.
+    pub placement_note: Option<String>,
     /// Sequences served at once (each with `n_ctx` positions of its own).
     pub n_parallel: u32,
     pub has_chat_template: bool,
@@ -211,8 +214,55 @@ pub fn gpu_offload_supported() -> bool {
 impl Engine {
     /// Checks the file, loads it with llama.cpp on a new thread and warms it up.
     /// Returns once the model is ready for its first request.
+    ///
+    /// A load with layers on a GPU that fails there (llama.cpp could not allocate the
+    /// weights, the cache or the compute buffers: the device is out of memory, as a
+    /// rule) is tried again with fewer layers (`config.layer_fallback`), and finally on
+    /// the CPU; `ModelInfo::placement_note` then says so, in words. An error the CPU
+    /// load also meets is returned as it is.
     pub fn load(config: EngineConfig) -> Result<Self, EngineError> {
         config.validate()?;
+        let asked = config.n_gpu_layers;
+        let mut attempt = config;
+        let mut failures: Vec<String> = Vec::new();
+        loop {
+            let layers = attempt.n_gpu_layers;
+            let on_cpu = attempt.device == crate::DeviceChoice::Cpu;
+            match Self::load_once(attempt.clone()) {
+                Ok(mut engine) => {
+                    if let Some(first) = failures.first() {
+                        let place = if engine.info.device == "CPU" {
+                            "the model runs on the CPU instead".to_owned()
+                        } else {
+                            format!("{} of {asked} layers run on {}", engine.info.n_gpu_layers, engine.info.device)
+                        };
+                        let note = format!("{first}: {place}");
+                        tracing::warn!(tries = failures.len() + 1, "{note}");
+                        engine.info.placement_note = Some(note);
+                    }
+                    return Ok(engine);
+                }
+                Err(e @ (EngineError::LoadFailed { .. } | EngineError::ContextFailed { .. } | EngineError::DecodeFailed(_)))
+                    if layers > 0 && !on_cpu =>
+                {
+                    let next = LayerFallback::next(attempt.layer_fallback.as_ref(), layers);
+                    tracing::warn!(error = %e, layers, next, "the load failed with layers on the GPU: trying fewer");
+                    let gpu = match &attempt.device {
+                        crate::DeviceChoice::Named(name) => name.clone(),
+                        _ => "the GPU".to_owned(),
+                    };
+                    failures.push(format!("{layers} layers did not fit on {gpu} ({e})"));
+                    attempt.n_gpu_layers = next;
+                    if next == 0 {
+                        attempt.device = crate::DeviceChoice::Cpu;
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn load_once(config: EngineConfig) -> Result<Self, EngineError> {
         // llama.cpp trusts GGUF headers (a bad one can abort the process), so the
         // file is checked by our bounds-checked reader first.
         let header = hearth_gguf::read(&config.model_path)?;

@@ -25,9 +25,9 @@ mod stop;
 mod trace;
 mod utf8;
 
-pub use config::{default_threads, EngineConfig, LoadProgress, MAX_CONTEXT, MAX_PARALLEL};
+pub use config::{default_threads, EngineConfig, LayerFallback, LoadProgress, MAX_CONTEXT, MAX_PARALLEL};
 pub use context::INITIAL_CONTEXT;
-pub use devices::{devices, Device, DeviceChoice};
+pub use devices::{devices, resolve_device, Device, DeviceChoice};
 pub use draft::MAX_DRAFT;
 pub use engine::{
     gpu_offload_supported, CancelToken, Engine, Generation, GenerationOutput, GenerationRequest, ModelInfo, Prompt,

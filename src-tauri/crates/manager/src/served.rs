@@ -99,6 +99,8 @@ impl Backend for ServedBackend {
                 has_chat_template: None,
                 device: None,
                 gpu_layers: None,
+                layers_total: None,
+                placement_note: None,
             })])
         })
     }

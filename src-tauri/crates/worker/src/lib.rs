@@ -19,6 +19,7 @@ use hearth_engine_backend::{model_id, EngineBackend};
 pub mod jobs;
 pub mod models;
 pub mod options;
+pub mod placement;
 
 use crate::options::ModelOptions;
 
@@ -107,7 +108,7 @@ fn handshake(line: &Handshake) -> Result<()> {
 }
 
 async fn serve(args: &WorkerArgs, token: String) -> Result<()> {
-    let (mut config, plan) = match args.model.planned_config() {
+    let (mut config, _plan) = match args.model.planned_config() {
         Ok(planned) => planned,
         Err(e) => {
             handshake(&Handshake::failed("model_not_found", format!("{e:#}")))?;
@@ -116,17 +117,15 @@ async fn serve(args: &WorkerArgs, token: String) -> Result<()> {
     };
     let path = config.model_path.clone();
     config.load_progress = Some(loading_lines());
+    let baseline = crate::options::LoadBaseline::now(&config);
     let backend = Arc::new(EngineBackend::new(config));
-    // llama.cpp and its GPU modules start once per process, not per model.
-    let _ = hearth_engine::devices();
-    let before = crate::options::resident_bytes();
     if let Err(e) = backend.load_path(path.clone()).await {
         handshake(&Handshake::failed(e.code(), e.to_string()))?;
         bail!("{e}");
     }
     if let Some(info) = backend.info() {
         let db = args.db.clone().unwrap_or_else(hearth_store::default_db_path);
-        crate::options::record_load(&info, plan.as_ref(), before, &db);
+        crate::options::record_load(&info, &baseline, &db);
     }
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
         .await

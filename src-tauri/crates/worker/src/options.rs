@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use hearth_engine::{DeviceChoice, Engine, EngineConfig};
+use hearth_engine::{DeviceChoice, Engine, EngineConfig, LayerFallback};
+
+use crate::placement::{self, VramCheck};
 use hearth_hw::{FitPlan, PlanRequest, Verdict};
 use hearth_store::{PerfMetrics, PerfRecord, Store};
 
@@ -124,27 +126,35 @@ impl ModelOptions {
         Ok(self.planned_config()?.0)
     }
 
-    /// [`Self::config`] plus the plan it came from (absent when the file is unreadable).
+    /// [`Self::config`] plus the plan it came from (absent when the file is unreadable):
+    /// made against the free memory of the device the load will use (`--device`), which
+    /// the config then names, so the plan and the load agree on it.
     pub fn planned_config(&self) -> Result<(EngineConfig, Option<FitPlan>)> {
         let path = self.resolve_path()?;
         let mut config = EngineConfig::new(&path).with_n_ctx(self.ctx);
         config.n_threads = self.threads;
         config.n_batch = self.batch;
         config.max_draft = self.draft;
-        config.device = self.device.clone();
+        let device = hearth_engine::resolve_device(&self.device)?;
+        config.device = match &device {
+            Some(d) => DeviceChoice::Named(d.name.clone()),
+            None => DeviceChoice::Cpu,
+        };
+        let request = PlanRequest {
+            n_ctx: self.ctx,
+            n_batch: self.batch,
+            n_gpu_layers: match self.gpu_layers {
+                GpuLayers::Auto => None,
+                GpuLayers::Exactly(n) => Some(n),
+            },
+            ..PlanRequest::default()
+        };
         // A file the planner cannot read is reported by Engine::load with the same checks.
-        let plan = hearth_gguf::read(&path).ok().map(|header| {
-            let request = PlanRequest {
-                n_ctx: self.ctx,
-                n_batch: self.batch,
-                n_gpu_layers: match self.gpu_layers {
-                    GpuLayers::Auto => None,
-                    GpuLayers::Exactly(n) => Some(n),
-                },
-                ..PlanRequest::default()
-            };
-            hearth_hw::plan_now(&header, &request)
-        });
+        let header = hearth_gguf::read(&path).ok();
+        let plan = match &header {
+            Some(header) => Some(placement::plan_on(header, &request, device.as_ref())?),
+            None => None,
+        };
         config.n_parallel = match (self.parallel, &plan) {
             (None, _) => 1,
             (Some(Parallel::Exactly(n)), _) => n,
@@ -152,10 +162,14 @@ impl ModelOptions {
             (Some(Parallel::Auto), None) => 1,
         };
         config.n_gpu_layers = match (self.gpu_layers, &plan) {
+            (_, _) if device.is_none() => 0,
             (GpuLayers::Exactly(n), _) => n,
-            (GpuLayers::Auto, Some(plan)) if hearth_engine::gpu_offload_supported() => plan.n_gpu_layers,
-            (GpuLayers::Auto, _) => 0,
+            (GpuLayers::Auto, Some(plan)) => plan.n_gpu_layers,
+            (GpuLayers::Auto, None) => 0,
         };
+        if let (Some(header), Some(device)) = (header, device) {
+            config.layer_fallback = Some(replan_after_failure(header, request, device.name));
+        }
         Ok((config, plan))
     }
 
@@ -191,60 +205,135 @@ impl ModelOptions {
                 eprintln!("  try: {suggestion}");
             }
         }
-        // llama.cpp and its GPU modules start once per process, not per model: started
-        // before the measurement that is logged beside the plan.
-        hearth_engine::devices()?;
-        let before = resident_bytes();
+        let baseline = LoadBaseline::now(&config);
         let engine = Engine::load(config)?;
-        record_load(engine.info(), plan.as_ref(), before, &hearth_store::default_db_path());
+        if let Some(note) = &engine.info().placement_note {
+            eprintln!("warning: {note}");
+        }
+        record_load(engine.info(), &baseline, &hearth_store::default_db_path());
         Ok(engine)
     }
 }
 
-/// The memory use measured after a load, beside the plan's prediction: in the log and
-/// as a `load_model` performance record in the database at `db`. `before` is
-/// [`resident_bytes`] before the load.
-pub fn record_load(info: &hearth_engine::ModelInfo, plan: Option<&FitPlan>, before: Option<u64>, db: &std::path::Path) {
-    let (Some(plan), Some(before), Some(after)) = (plan, before, resident_bytes()) else {
-        return;
+/// After a load failed with `failed` layers on the GPU: the layers the fit planner
+/// gives the device's free memory now (the failed load's allocations are gone).
+fn replan_after_failure(header: hearth_gguf::GgufInfo, request: PlanRequest, device: String) -> LayerFallback {
+    LayerFallback::new(move |failed| {
+        let live = hearth_engine::devices()
+            .ok()
+            .and_then(|all| all.into_iter().find(|d| d.name == device));
+        let request = PlanRequest {
+            n_gpu_layers: None,
+            ..request.clone()
+        };
+        let layers = match placement::plan_on(&header, &request, live.as_ref()) {
+            Ok(plan) => plan.n_gpu_layers,
+            Err(_) => failed / 2,
+        };
+        tracing::info!(failed, layers, device = %device, "re-planned the layers after a failed load");
+        layers
+    })
+}
+
+/// What memory looked like just before a load: the process's resident memory and the
+/// free memory of the device the load is for. llama.cpp and its GPU modules start
+/// first (once per process, not per model), so they are not counted as the model's.
+#[derive(Debug, Clone)]
+pub struct LoadBaseline {
+    rss: Option<u64>,
+    device_free: Option<(String, u64)>,
+}
+
+impl LoadBaseline {
+    pub fn now(config: &EngineConfig) -> Self {
+        let _ = hearth_engine::devices();
+        let device_free = match &config.device {
+            DeviceChoice::Named(name) if config.n_gpu_layers > 0 => {
+                placement::device_free_bytes(name).map(|free| (name.clone(), free))
+            }
+            _ => None,
+        };
+        Self {
+            rss: resident_bytes(),
+            device_free,
+        }
+    }
+}
+
+/// The memory a load took, measured, beside the fit planner's figures for what was
+/// loaded (the layers and device it ended on, the cache allocated at load): RAM always,
+/// device memory when layers went to a GPU (free memory before minus after, from the
+/// device's own backend). In the log, as a warning when the device memory is over 10%
+/// off the plan, and as a `load_model` performance record in the database at `db`.
+pub fn record_load(info: &hearth_engine::ModelInfo, baseline: &LoadBaseline, db: &std::path::Path) -> Option<VramCheck> {
+    let plan = plan_loaded(info)?;
+    let vram = match &baseline.device_free {
+        Some((name, before)) if *name == info.device && info.n_gpu_layers > 0 => {
+            placement::device_free_bytes(name).map(|after| VramCheck {
+                measured_bytes: before.saturating_sub(after),
+                planned_bytes: placement::planned_gpu_bytes(&plan),
+            })
+        }
+        _ => None,
     };
-    // The plan's promise, checked on every load (the engine warms up, so weights are
-    // resident), for the KV cache the engine allocated at load.
-    let at_load = plan_at_load(info, plan);
-    let predicted = at_load.as_ref().unwrap_or(plan).cpu.resident_bytes() as f64 / MIB;
+    if let Some(check) = vram.filter(VramCheck::off_plan) {
+        tracing::warn!(
+            model = %info.name,
+            device = %info.device,
+            n_gpu_layers = info.n_gpu_layers,
+            "device memory after load is {:.0} MiB, the plan said {:.0} MiB ({:+.0}%)",
+            check.measured_mib(),
+            check.planned_mib(),
+            check.error() * 100.0
+        );
+    }
+    let (Some(before), Some(after)) = (baseline.rss, resident_bytes()) else {
+        return vram;
+    };
+    let predicted = plan.cpu.resident_bytes() as f64 / MIB;
     let measured = after.saturating_sub(before) as f64 / MIB;
     tracing::info!(
         model = %info.name,
         n_ctx = info.n_ctx,
         n_ctx_allocated = info.n_ctx_initial,
-        n_gpu_layers = plan.n_gpu_layers,
+        device = %info.device,
+        n_gpu_layers = info.n_gpu_layers,
         predicted_ram_mib = format!("{predicted:.1}"),
         measured_ram_mib = format!("{measured:.1}"),
         error_pct = format!("{:+.1}", (predicted - measured) / measured.max(1.0) * 100.0),
+        predicted_vram_mib = vram.map(|v| format!("{:.1}", v.planned_mib())),
+        measured_vram_mib = vram.map(|v| format!("{:.1}", v.measured_mib())),
         "memory after load vs plan"
     );
-    log_load(info, predicted, measured, db);
+    log_load(info, predicted, measured, vram, db);
+    vram
 }
 
-/// The plan for what a load allocates: the engine's KV cache starts at `n_ctx_initial`
-/// and grows toward the planned context later. `None` when that is the planned context.
-fn plan_at_load(info: &hearth_engine::ModelInfo, plan: &FitPlan) -> Option<FitPlan> {
-    if info.n_ctx_initial >= plan.n_ctx {
-        return None;
-    }
+/// The fit plan for what a load allocated: the layers and device it ended on, and the
+/// KV cache at load (it grows toward `n_ctx` later). `None` when the file is unreadable.
+pub fn plan_loaded(info: &hearth_engine::ModelInfo) -> Option<FitPlan> {
     let header = hearth_gguf::read(&info.path).ok()?;
+    let device = (info.device != "CPU")
+        .then(|| hearth_engine::devices().ok()?.into_iter().find(|d| d.name == info.device))
+        .flatten();
     let request = PlanRequest {
         n_ctx: info.n_ctx_initial,
-        n_batch: plan.n_batch,
-        n_gpu_layers: Some(plan.n_gpu_layers),
+        n_batch: info.n_batch,
+        n_gpu_layers: Some(info.n_gpu_layers),
         ..PlanRequest::default()
     };
-    Some(hearth_hw::plan_now(&header, &request))
+    placement::plan_on(&header, &request, device.as_ref()).ok()
 }
 
 /// Keeps each load's measured memory beside the planner's prediction, so the planner's
 /// accuracy on real machines can be checked over time. A failure is logged, never fatal.
-fn log_load(info: &hearth_engine::ModelInfo, predicted_ram_mib: f64, measured_ram_mib: f64, db: &std::path::Path) {
+fn log_load(
+    info: &hearth_engine::ModelInfo,
+    predicted_ram_mib: f64,
+    measured_ram_mib: f64,
+    vram: Option<VramCheck>,
+    db: &std::path::Path,
+) {
     let mut metrics = PerfMetrics::default();
     for (key, value) in [
         ("n_ctx", serde_json::json!(info.n_ctx)),
@@ -253,6 +342,9 @@ fn log_load(info: &hearth_engine::ModelInfo, predicted_ram_mib: f64, measured_ra
         ("threads", serde_json::json!(info.threads)),
         ("predicted_ram_mib", serde_json::json!(predicted_ram_mib)),
         ("measured_ram_mib", serde_json::json!(measured_ram_mib)),
+        ("device", serde_json::json!(info.device)),
+        ("predicted_vram_mib", serde_json::json!(vram.map(|v| v.planned_mib()))),
+        ("measured_vram_mib", serde_json::json!(vram.map(|v| v.measured_mib()))),
     ] {
         metrics.extra.insert(key.into(), value);
     }

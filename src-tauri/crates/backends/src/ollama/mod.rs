@@ -433,6 +433,8 @@ impl Backend for OllamaBackend {
                     has_chat_template: Some(true),
                     device: None,
                     gpu_layers: None,
+                    layers_total: None,
+                    placement_note: None,
                 })
                 .collect())
         })

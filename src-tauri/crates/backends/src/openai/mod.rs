@@ -300,6 +300,8 @@ impl Backend for OpenAiBackend {
                         // Hearth's own server (its worker) says where the model runs.
                         device: m["device"].as_str().map(str::to_owned),
                         gpu_layers: m["gpu_layers"].as_u64().and_then(|l| u32::try_from(l).ok()),
+                        layers_total: m["layers_total"].as_u64().and_then(|l| u32::try_from(l).ok()),
+                        placement_note: m["placement_note"].as_str().map(str::to_owned),
                     })
                 })
                 .collect())
