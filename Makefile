@@ -29,7 +29,7 @@ NODE_HOME := $(HOME)/.cache/hearth/node
 export PATH := $(NODE_HOME)/bin:$(HOME)/.cargo/bin:$(PATH)
 APP := $(CARGO_TARGET_DIR)/release/hearth-app
 
-.PHONY: run test test-counts-reset deps rust models test-venv build lint fmt unit script-tests bench bench-desktop coverage node ui-deps ui ui-test e2e e2e-tools deb chat test-engine-avx2 vulkan test-vulkan
+.PHONY: run test test-counts-reset deps rust models test-venv build lint fmt unit script-tests bench bench-desktop coverage node ui-deps ui ui-test e2e e2e-tools deb chat test-engine-avx2 vulkan test-vulkan cuda
 
 # The desktop app. Without a display (a server, CI) it runs under Xvfb and says so.
 run: deps models build
@@ -87,6 +87,15 @@ VULKAN_MODULE := $(CARGO_TARGET_DIR)/release/libggml-vulkan.so
 vulkan: $(VULKAN_MODULE)
 $(VULKAN_MODULE): Cargo.lock scripts/build_vulkan_module.sh | deps
 	bash scripts/build_vulkan_module.sh $(CARGO_TARGET_DIR)/release
+
+# GGML's CUDA backend as a loadable module (NVIDIA GPUs, driver 580 or newer), with the
+# CUDA runtime and cuBLAS beside it. Not part of `make`/`make test`: it fetches CUDA
+# 13.0 from NVIDIA's PyPI wheels (about 530 MB) and compiles for several GPU
+# architectures (CUDA_ARCHS; the README gives the build times). No GPU is needed.
+CUDA_MODULE := $(CARGO_TARGET_DIR)/release/libggml-cuda.so
+cuda: $(CUDA_MODULE)
+$(CUDA_MODULE): Cargo.lock scripts/build_cuda_module.sh | deps
+	bash scripts/build_cuda_module.sh $(CARGO_TARGET_DIR)/release
 
 lint: fmt ui
 	$(CARGO) clippy --release --workspace --all-targets --locked -- -D warnings

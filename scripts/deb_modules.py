@@ -16,4 +16,9 @@ for module in ("libggml-vulkan.so", "libggml-cuda.so"):
 if files:
     # The modules link GGML's base library by its soname, found beside them ($ORIGIN).
     files["/usr/lib/hearth/libggml-base.so.0"] = str((target / "libggml-base.so.0").resolve())
+if "/usr/lib/hearth/libggml-cuda.so" in files:
+    # The CUDA runtime and cuBLAS the module links (make cuda copies them beside it):
+    # only the driver (libcuda) is the machine's own.
+    for lib in ("libcudart.so.13", "libcublas.so.13", "libcublasLt.so.13"):
+        files[f"/usr/lib/hearth/{lib}"] = str(target / lib)
 print(json.dumps({"bundle": {"linux": {"deb": {"files": files}}}}))

@@ -10,6 +10,8 @@ use anyhow::Result;
 use clap::Args;
 use hearth_core::{paths, SamplingParams};
 use hearth_engine::{Engine, EngineConfig, GenerationOutput, GenerationRequest, Prompt};
+use hearth_worker::options::{plan_loaded, LoadBaseline};
+use hearth_worker::placement;
 use serde::Serialize;
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -334,28 +336,22 @@ fn bench_model(
     let mut config = EngineConfig::new(path).with_n_ctx(args.ctx);
     config.n_threads = args.threads;
     config.max_draft = max_draft;
-    config.device = args.device.clone();
+    config.device = match hearth_engine::resolve_device(&args.device)? {
+        Some(device) => hearth_engine::DeviceChoice::Named(device.name),
+        None => hearth_engine::DeviceChoice::Cpu,
+    };
     config.n_gpu_layers = args.gpu_layers;
-    let free_before = device_free_bytes();
+    let baseline = LoadBaseline::now(&config);
     let engine = Engine::load(config)?;
     let info = engine.info().clone();
-    let vram_mb = (info.device != "CPU")
-        .then(|| {
-            let before = free_before.iter().find(|(n, _)| *n == info.device)?.1;
-            let after = device_free_bytes().into_iter().find(|(n, _)| *n == info.device)?.1;
-            Some(round(before.saturating_sub(after) as f64 / MIB))
-        })
-        .flatten();
-    let plan_vram_mb = hearth_gguf::read(path).ok().and_then(|header| {
-        let request = hearth_hw::PlanRequest {
-            n_ctx: info.n_ctx,
-            n_gpu_layers: Some(info.n_gpu_layers),
-            ..hearth_hw::PlanRequest::default()
-        };
-        let plan = hearth_hw::plan_now(&header, &request);
-        let bytes: u64 = plan.gpus.iter().map(|g| g.resident_bytes()).sum();
-        (bytes > 0).then(|| round(bytes as f64 / MIB))
-    });
+    // Measured (free device memory before the load minus after) beside the fit plan
+    // for what was loaded: the same check every load logs.
+    let vram = baseline.vram_check(&info);
+    let vram_mb = vram.map(|v| round(v.measured_mib()));
+    let plan_vram_mb = plan_loaded(&info)
+        .map(|plan| placement::planned_gpu_bytes(&plan))
+        .filter(|&bytes| bytes > 0)
+        .map(|bytes| round(bytes as f64 / MIB));
     let prompt = match &args.chat {
         Some(message) => Prompt::Chat(vec![hearth_core::ChatMessage::user(message.clone())]),
         None => Prompt::Text(build_prompt(&engine, args.prompt_tokens)?),
@@ -415,12 +411,6 @@ fn bench_model(
 const MIB: f64 = 1024.0 * 1024.0;
 
 /// Free memory of each device llama.cpp sees, by name.
-fn device_free_bytes() -> Vec<(String, u64)> {
-    hearth_engine::devices()
-        .map(|all| all.into_iter().map(|d| (d.name, d.memory_free_bytes)).collect())
-        .unwrap_or_default()
-}
-
 fn parse_device(s: &str) -> std::result::Result<hearth_engine::DeviceChoice, String> {
     s.parse().map_err(|e: hearth_engine::EngineError| e.to_string())
 }

@@ -79,6 +79,8 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
             "engine": info.mode,
             "device": info.device,
             "gpu_layers": info.gpu_layers,
+            "layers_total": info.layers_total,
+            "placement_note": info.placement_note,
             "text": reply.text,
             "metrics": reply.metrics,
         });

@@ -28,6 +28,10 @@ pub struct LoadedModel {
     /// Where it runs ("CPU", "Vulkan0") and the layers on that device.
     pub device: Option<String>,
     pub gpu_layers: Option<u32>,
+    /// What `gpu_layers` is out of: the model's layers and its output layer.
+    pub layers_total: Option<u32>,
+    /// Why it runs elsewhere than asked (the GPU had no room), in words.
+    pub placement_note: Option<String>,
 }
 
 /// A generation's result as the caller saw it.
@@ -101,7 +105,13 @@ impl LocalModel {
             mode,
             device: model.device,
             gpu_layers: model.gpu_layers,
+            layers_total: model.layers_total,
+            placement_note: model.placement_note,
         };
+        // An in-process load said it already (ModelOptions::load).
+        if let (Some(note), "worker") = (&info.placement_note, mode) {
+            eprintln!("warning: {note}");
+        }
         Ok(Self { backend, info, runtime })
     }
 

@@ -100,3 +100,103 @@ fn hw_lists_lavapipe_with_its_memory() {
         (Some(true), Some(1))
     );
 }
+
+/// `hearth generate --json` on lavapipe with the SmolLM2 chat model and `envs`.
+fn generate_on_vulkan(envs: &[(&str, &str)], extra: &[&str]) -> serde_json::Value {
+    let data = tempfile::tempdir().unwrap();
+    let out = Command::new(hearth())
+        .args([
+            "generate",
+            "--json",
+            "--temperature",
+            "0",
+            "-n",
+            "4",
+            "-t",
+            "2",
+            "--device",
+            "vulkan0",
+        ])
+        .arg("--model")
+        .arg(common::chat_model())
+        .args(extra)
+        .arg("Name a color.")
+        .env("HEARTH_DATA_DIR", data.path())
+        .envs(envs.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "hearth generate failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// What `hearth plan --json` says of SmolLM2 on Vulkan0 with `envs`.
+fn plan_on_vulkan(envs: &[(&str, &str)]) -> serde_json::Value {
+    let out = Command::new(hearth())
+        .args(["plan", "--json", "--device", "vulkan0"])
+        .arg(common::chat_model())
+        .envs(envs.iter().copied())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+#[ignore = "needs the Vulkan module and lavapipe: run by `make test` (test-vulkan)"]
+fn a_small_gpu_gets_the_layers_the_plan_gives_it() {
+    // lavapipe reports 2 GiB; capped at 1100 MiB (512 of them kept free, 384 for the
+    // device's runtime), the planner has room for some of SmolLM2's 31 layers only.
+    let small = [("HEARTH_GPU_MEMORY_MB", "1100")];
+    let plan = plan_on_vulkan(&small);
+    assert_eq!(plan["device"], "Vulkan0", "{plan}");
+    assert_eq!(plan["verdict"], "partial_offload", "{}", plan["reason"]);
+    let layers = plan["n_gpu_layers"].as_u64().unwrap();
+    assert!(layers > 0 && layers < 31, "{layers}");
+    let vulkan = plan["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "Vulkan0")
+        .unwrap()
+        .clone();
+    assert_eq!(vulkan["memory_free_bytes"], 1100u64 << 20, "{vulkan}");
+    assert_eq!(vulkan["n_gpu_layers"], layers, "{vulkan}");
+    // Without the cap the whole model fits there.
+    assert_eq!(plan_on_vulkan(&[])["verdict"], "fits_on_gpu");
+
+    // `--gpu-layers auto` loads what the plan says, on that device.
+    let reply = generate_on_vulkan(&small, &[]);
+    assert_eq!(reply["device"], "Vulkan0", "{reply}");
+    assert_eq!(reply["gpu_layers"], layers, "{reply}");
+    assert_eq!(reply["layers_total"], 31, "{reply}");
+    assert!(reply["placement_note"].is_null(), "{reply}");
+    assert!(!reply["text"].as_str().unwrap().is_empty(), "{reply}");
+}
+
+#[test]
+#[ignore = "needs the Vulkan module and lavapipe: run by `make test` (test-vulkan)"]
+fn a_load_the_device_cannot_hold_ends_on_fewer_layers_and_says_so() {
+    // GGML's Vulkan backend refuses any buffer over 64 KiB: every allocation of the
+    // weights, the cache and the compute buffers fails as out of device memory would.
+    let refusing = [("GGML_VK_FORCE_MAX_BUFFER_SIZE", "65536")];
+    let reply = generate_on_vulkan(&refusing, &["--gpu-layers", "31"]);
+    let layers = reply["gpu_layers"].as_u64().unwrap();
+    assert!(layers < 31, "still every layer on the device: {reply}");
+    if reply["device"] == "CPU" {
+        assert_eq!(layers, 0, "{reply}");
+    }
+    let note = reply["placement_note"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no note: {reply}"));
+    assert!(note.contains("31 layers did not fit on Vulkan0"), "{note}");
+    assert!(
+        note.contains("layers run on Vulkan0") || note.contains("runs on the CPU"),
+        "{note}"
+    );
+    assert!(!reply["text"].as_str().unwrap().is_empty(), "{reply}");
+}

@@ -218,6 +218,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_failed_load_is_tried_with_fewer_layers_each_time() {
+        // Without a planner: half as many, down to none.
+        let mut tried = vec![31];
+        while let Some(&last) = tried.last().filter(|&&n| n > 0) {
+            tried.push(LayerFallback::next(None, last));
+        }
+        assert_eq!(tried, [31, 15, 7, 3, 1, 0]);
+        // The planner's answer when it is fewer; never as many as failed.
+        let planner = LayerFallback::new(|failed| if failed > 20 { 12 } else { failed });
+        assert_eq!(LayerFallback::next(Some(&planner), 31), 12);
+        assert_eq!(LayerFallback::next(Some(&planner), 12), 6);
+        assert_eq!(LayerFallback::next(Some(&planner), 1), 0);
+        assert_eq!(format!("{planner:?}"), "LayerFallback");
+        assert_eq!(planner, planner.clone());
+    }
+
+    #[test]
     fn bad_settings_name_the_key() {
         let base = EngineConfig::new("m.gguf");
         assert!(base.validate().is_ok());

@@ -234,7 +234,10 @@ impl Engine {
                         let place = if engine.info.device == "CPU" {
                             "the model runs on the CPU instead".to_owned()
                         } else {
-                            format!("{} of {asked} layers run on {}", engine.info.n_gpu_layers, engine.info.device)
+                            format!(
+                                "{} of {asked} layers run on {}",
+                                engine.info.n_gpu_layers, engine.info.device
+                            )
                         };
                         let note = format!("{first}: {place}");
                         tracing::warn!(tries = failures.len() + 1, "{note}");
@@ -242,16 +245,26 @@ impl Engine {
                     }
                     return Ok(engine);
                 }
-                Err(e @ (EngineError::LoadFailed { .. } | EngineError::ContextFailed { .. } | EngineError::DecodeFailed(_)))
-                    if layers > 0 && !on_cpu =>
-                {
+                Err(
+                    e @ (EngineError::LoadFailed { .. }
+                    | EngineError::ContextFailed { .. }
+                    | EngineError::DecodeFailed(_)),
+                ) if layers > 0 && !on_cpu => {
                     let next = LayerFallback::next(attempt.layer_fallback.as_ref(), layers);
                     tracing::warn!(error = %e, layers, next, "the load failed with layers on the GPU: trying fewer");
                     let gpu = match &attempt.device {
                         crate::DeviceChoice::Named(name) => name.clone(),
                         _ => "the GPU".to_owned(),
                     };
-                    failures.push(format!("{layers} layers did not fit on {gpu} ({e})"));
+                    // llama.cpp says only that it failed; which step failed says what did not fit.
+                    let what = match &e {
+                        EngineError::LoadFailed { .. } => "the weights could not be allocated there".to_owned(),
+                        EngineError::ContextFailed { n_ctx, .. } => {
+                            format!("the cache and buffers for {n_ctx} tokens could not be allocated there")
+                        }
+                        _ => format!("the first step failed there: {e}"),
+                    };
+                    failures.push(format!("{layers} layers did not fit on {gpu} ({what})"));
                     attempt.n_gpu_layers = next;
                     if next == 0 {
                         attempt.device = crate::DeviceChoice::Cpu;

@@ -258,6 +258,30 @@ impl LoadBaseline {
             device_free,
         }
     }
+
+    /// The device memory the load of `info` took, beside the plan for what was loaded
+    /// (`None` on the CPU, or when either figure is unknown).
+    pub fn vram_check(&self, info: &hearth_engine::ModelInfo) -> Option<VramCheck> {
+        self.vram_against(info, &plan_loaded(info)?)
+    }
+
+    fn vram_against(&self, info: &hearth_engine::ModelInfo, plan: &FitPlan) -> Option<VramCheck> {
+        let (name, before) = self.device_free.as_ref()?;
+        if *name != info.device || info.n_gpu_layers == 0 {
+            return None;
+        }
+        let after = placement::device_free_bytes(name)?;
+        // A driver that reports the same free memory whatever is allocated (Mesa's
+        // lavapipe does) gives no measurement, not a measurement of zero.
+        if after >= *before {
+            tracing::debug!(device = %name, "the device's free memory did not change with the load: not measured");
+            return None;
+        }
+        Some(VramCheck {
+            measured_bytes: before - after,
+            planned_bytes: placement::planned_gpu_bytes(plan),
+        })
+    }
 }
 
 /// The memory a load took, measured, beside the fit planner's figures for what was
@@ -265,17 +289,13 @@ impl LoadBaseline {
 /// device memory when layers went to a GPU (free memory before minus after, from the
 /// device's own backend). In the log, as a warning when the device memory is over 10%
 /// off the plan, and as a `load_model` performance record in the database at `db`.
-pub fn record_load(info: &hearth_engine::ModelInfo, baseline: &LoadBaseline, db: &std::path::Path) -> Option<VramCheck> {
+pub fn record_load(
+    info: &hearth_engine::ModelInfo,
+    baseline: &LoadBaseline,
+    db: &std::path::Path,
+) -> Option<VramCheck> {
     let plan = plan_loaded(info)?;
-    let vram = match &baseline.device_free {
-        Some((name, before)) if *name == info.device && info.n_gpu_layers > 0 => {
-            placement::device_free_bytes(name).map(|after| VramCheck {
-                measured_bytes: before.saturating_sub(after),
-                planned_bytes: placement::planned_gpu_bytes(&plan),
-            })
-        }
-        _ => None,
-    };
+    let vram = baseline.vram_against(info, &plan);
     if let Some(check) = vram.filter(VramCheck::off_plan) {
         tracing::warn!(
             model = %info.name,
@@ -314,7 +334,12 @@ pub fn record_load(info: &hearth_engine::ModelInfo, baseline: &LoadBaseline, db:
 pub fn plan_loaded(info: &hearth_engine::ModelInfo) -> Option<FitPlan> {
     let header = hearth_gguf::read(&info.path).ok()?;
     let device = (info.device != "CPU")
-        .then(|| hearth_engine::devices().ok()?.into_iter().find(|d| d.name == info.device))
+        .then(|| {
+            hearth_engine::devices()
+                .ok()?
+                .into_iter()
+                .find(|d| d.name == info.device)
+        })
         .flatten();
     let request = PlanRequest {
         n_ctx: info.n_ctx_initial,

@@ -142,7 +142,11 @@ pub fn device_options(model: Option<&GgufInfo>, request: &PlanRequest) -> anyhow
         options.push(DeviceOption {
             value: if on_cpu { "cpu".into() } else { d.name.clone() },
             auto: auto.as_ref().map_or(on_cpu, |a| a.name == d.name),
-            memory_free_bytes: if on_cpu { d.memory_free_bytes } else { capped_free(&d, cap) },
+            memory_free_bytes: if on_cpu {
+                d.memory_free_bytes
+            } else {
+                capped_free(&d, cap)
+            },
             name: d.name,
             description: d.description,
             backend: d.backend,
@@ -211,9 +215,15 @@ mod tests {
         assert_eq!(gpu.vram_used_bytes, 4 << 30);
         assert_eq!(gpu.name, "Vulkan0: NVIDIA GeForce RTX 4090");
         assert_eq!(as_gpu(&d, Some(100 * MIB)).vram_free_bytes, 100 * MIB);
-        assert_eq!(as_gpu(&device("Vulkan1", "Vulkan", "AMD Radeon RX 7900"), None).vendor, GpuVendor::Amd);
+        assert_eq!(
+            as_gpu(&device("Vulkan1", "Vulkan", "AMD Radeon RX 7900"), None).vendor,
+            GpuVendor::Amd
+        );
         assert_eq!(as_gpu(&device("CUDA0", "CUDA", "H200"), None).vendor, GpuVendor::Nvidia);
-        assert_eq!(as_gpu(&device("Vulkan0", "Vulkan", "llvmpipe"), None).vendor, GpuVendor::Other);
+        assert_eq!(
+            as_gpu(&device("Vulkan0", "Vulkan", "llvmpipe"), None).vendor,
+            GpuVendor::Other
+        );
     }
 
     #[test]
