@@ -122,7 +122,9 @@ test-vulkan: models vulkan
 		-- --include-ignored --nocapture 2>&1 | tee $(LOGS)/vulkan.log
 	set -o pipefail; $(LAVAPIPE) $(CARGO) test --release --locked -p hearth-cli --test devices \
 		-- --include-ignored 2>&1 | tee -a $(LOGS)/vulkan.log
-	@$(COUNT) "Vulkan on lavapipe (engine and hearth hw)" $(LOGS)/vulkan.log
+	set -o pipefail; $(LAVAPIPE) $(CARGO) test --release --locked -p hearth-cli --test worker \
+		-- --include-ignored gpu_ran_out_of_memory 2>&1 | tee -a $(LOGS)/vulkan.log
+	@$(COUNT) "Vulkan on lavapipe (engine, hearth hw/plan/generate, worker restart)" $(LOGS)/vulkan.log
 
 # The engine's real-model tests once more with GGML built for AVX2 only (x86-64-v3, no
 # AVX-512), in a target dir of its own. GGML picks other kernels, with other rounding,

@@ -3,6 +3,7 @@
 //! which the [`Supervisor`] starts, watches, restarts and stops.
 
 pub use hearth_core::handshake;
+mod gpu_oom;
 mod http;
 pub mod measure;
 pub mod ollama;

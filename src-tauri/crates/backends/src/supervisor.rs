@@ -18,6 +18,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::{oneshot, watch};
 
+use crate::gpu_oom::{restart_note, with_gpu_layers, StderrTail};
 use crate::handshake::{Handshake, PARENT_ENV, TOKEN_ENV};
 use crate::openai::{FailureClassifier, OpenAiBackend};
 
@@ -98,6 +99,9 @@ pub struct Supervisor {
     /// Dropping (or sending on) it tells the current monitor task to kill its worker.
     stop: Mutex<Option<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>>,
     last_model: Mutex<Option<String>>,
+    /// Why the model runs with fewer GPU layers than it was loaded with (a restart after
+    /// the GPU ran out of memory), for the user; cleared by a new load.
+    placement_note: Arc<Mutex<Option<String>>>,
 }
 
 impl Supervisor {
@@ -107,6 +111,7 @@ impl Supervisor {
             state: Arc::new(watch::Sender::new(WorkerState::Stopped)),
             stop: Mutex::new(None),
             last_model: Mutex::new(None),
+            placement_note: Arc::default(),
         }
     }
 
@@ -139,10 +144,16 @@ impl Supervisor {
         let (ready_tx, ready_rx) = oneshot::channel();
         let (stop_tx, stop_rx) = oneshot::channel();
         self.state.send_replace(WorkerState::Starting { loaded: None });
+        if let Ok(mut note) = self.placement_note.lock() {
+            *note = None;
+        }
         let task = tokio::spawn(monitor(
             self.config.clone(),
             model,
-            Arc::clone(&self.state),
+            Worker {
+                state: Arc::clone(&self.state),
+                placement_note: Arc::clone(&self.placement_note),
+            },
             ready_tx,
             stop_rx,
         ));
@@ -235,7 +246,7 @@ async fn launch(
     config: &WorkerConfig,
     model: &std::path::Path,
     state: &Arc<watch::Sender<WorkerState>>,
-) -> Result<(Child, Running), BackendError> {
+) -> Result<(Child, Running, StderrTail), BackendError> {
     let token = random_token()?;
     let mut command = Command::new(&config.program);
     command
@@ -247,13 +258,14 @@ async fn launch(
         .env(PARENT_ENV, std::process::id().to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .kill_on_drop(true);
     // Spawned from a runtime thread, never a blocking-pool one: the worker's death signal
     // fires when the *thread* that spawned it exits, and pool threads exit when idle.
     let mut child = command
         .spawn()
         .map_err(|e| unavailable(format!("could not start {}: {e}", config.program.display())))?;
+    let tail = child.stderr.take().map(StderrTail::follow).unwrap_or_default();
     let stdout = child.stdout.take().ok_or_else(|| unavailable("no stdout pipe"))?;
     let mut lines = BufReader::new(stdout).lines();
     let handshake = tokio::time::timeout(config.ready_timeout, async {
@@ -317,17 +329,32 @@ async fn launch(
             model,
             client: Arc::new(client),
         },
+        tail,
     ))
 }
 
-/// One model's worker for its whole life: start, watch, restart, stop.
-async fn monitor(
-    config: WorkerConfig,
-    model: PathBuf,
+/// What the monitor reports to the supervisor.
+struct Worker {
     state: Arc<watch::Sender<WorkerState>>,
+    placement_note: Arc<Mutex<Option<String>>>,
+}
+
+/// Where a ready worker's model runs: its device and the layers on it.
+async fn placement(running: &Running) -> Option<(String, u32)> {
+    let model = running.client.models().await.ok()?.into_iter().next()?;
+    Some((model.device?, model.gpu_layers?))
+}
+
+/// One model's worker for its whole life: start, watch, restart (with fewer GPU
+/// layers after the GPU ran out of memory), stop.
+async fn monitor(
+    mut config: WorkerConfig,
+    model: PathBuf,
+    worker: Worker,
     ready: oneshot::Sender<Result<Running, BackendError>>,
     mut stop: oneshot::Receiver<()>,
 ) {
+    let state = worker.state;
     let mut ready = Some(ready);
     let mut crashes: u32 = 0;
     loop {
@@ -340,11 +367,12 @@ async fn monitor(
             }
         };
         let cause = match launched {
-            Ok((mut child, running)) => {
+            Ok((mut child, running, tail)) => {
                 // tokio's `wait` closes the child's stdin first, which tells the worker to
                 // exit: keep the pipe here, open for as long as the worker should live.
                 let _stdin = child.stdin.take();
                 let started = Instant::now();
+                let placed = placement(&running).await;
                 state.send_replace(WorkerState::Ready(running.clone()));
                 if let Some(ready) = ready.take() {
                     let _ = ready.send(Ok(running));
@@ -354,7 +382,22 @@ async fn monitor(
                         if started.elapsed() >= config.stable_after {
                             crashes = 0;
                         }
-                        describe(status)
+                        let died = describe(status);
+                        tail.drained(Duration::from_secs(1)).await;
+                        match placed {
+                            Some((device, layers)) if layers > 0 && device != "CPU" && tail.ran_out_of_gpu_memory() => {
+                                // The same layers would run out again: fewer, down to none.
+                                let next = layers / 2;
+                                config.args = with_gpu_layers(&config.args, next);
+                                let note = restart_note(&device, layers, next);
+                                tracing::warn!(status = %died, "{note}");
+                                if let Ok(mut shown) = worker.placement_note.lock() {
+                                    *shown = Some(note.clone());
+                                }
+                                note
+                            }
+                            _ => died,
+                        }
                     }
                     _ = &mut stop => {
                         let _ = child.kill().await;
@@ -479,7 +522,12 @@ impl Backend for Supervisor {
                         .collect());
                 }
             };
-            running.client.models().await
+            let mut models = running.client.models().await?;
+            let note = self.placement_note.lock().ok().and_then(|n| n.clone());
+            for model in &mut models {
+                model.placement_note = model.placement_note.take().or_else(|| note.clone());
+            }
+            Ok(models)
         })
     }
 

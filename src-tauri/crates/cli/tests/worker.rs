@@ -216,3 +216,86 @@ fn the_worker_reports_load_progress_before_its_handshake() {
     );
     assert_eq!(loaded.last().copied(), Some(1.0), "{loaded:?}");
 }
+
+/// The real worker behind a shell script that, on the worker's first start, ends it the
+/// way a GPU running out of memory mid-reply does once `trigger` exists: GGML's own
+/// words on stderr, then an abort. The one part here that is not the real thing: a
+/// GPU's memory cannot be exhausted on demand on a machine without one.
+fn dies_of_gpu_oom_once(dir: &std::path::Path) -> std::path::PathBuf {
+    let script = dir.join("worker.sh");
+    let body = format!(
+        r#"#!/bin/sh
+if [ -e "{dir}/started" ]; then exec "{hearth}" "$@"; fi
+touch "{dir}/started"
+# The worker's stdin is the supervisor's pipe (a background job's would be /dev/null),
+# and its parent is this script.
+exec 3<&0
+export HEARTH_WORKER_PARENT=$$
+"{hearth}" "$@" 0<&3 &
+pid=$!
+while [ ! -e "{dir}/trigger" ]; do
+    kill -0 $pid 2>/dev/null || exit 1
+    sleep 0.05
+done
+echo "ggml_vulkan: Device memory allocation of size 268435456 failed." >&2
+echo "ggml_vulkan: vk::Device::allocateMemory: ErrorOutOfDeviceMemory" >&2
+kill -9 $pid
+exit 134
+"#,
+        dir = dir.display(),
+        hearth = hearth()
+    );
+    std::fs::write(&script, body).unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    script
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the Vulkan module and lavapipe: run by `make test` (test-vulkan)"]
+async fn a_worker_whose_gpu_ran_out_of_memory_restarts_with_fewer_layers_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = WorkerConfig::new(dies_of_gpu_oom_once(dir.path()));
+    config.args = [
+        "--threads",
+        "2",
+        "--ctx",
+        "512",
+        "--device",
+        "vulkan0",
+        "--gpu-layers",
+        "31",
+    ]
+    .map(Into::into)
+    .to_vec();
+    config.ready_timeout = Duration::from_secs(120);
+    let supervisor = Supervisor::spawn(config, chat_model()).await.expect("spawn");
+    let model = supervisor.models().await.unwrap().remove(0);
+    assert_eq!((model.device.as_deref(), model.gpu_layers), (Some("Vulkan0"), Some(31)));
+    assert_eq!(model.placement_note, None);
+
+    let mut events = supervisor.generate(endless()).await.expect("generate");
+    assert!(matches!(events.next().await, Some(Ok(GenerationEvent::Delta { .. }))));
+    std::fs::write(dir.path().join("trigger"), b"").unwrap();
+    let error = loop {
+        match tokio::time::timeout(Duration::from_secs(10), events.next()).await {
+            Ok(Some(Ok(GenerationEvent::Delta { .. }))) => continue,
+            Ok(Some(Err(e))) => break e,
+            other => panic!("expected the crash as an error, got {other:?}"),
+        }
+    };
+    assert!(matches!(&error, BackendError::Crashed { .. }), "{error:?}");
+    drop(events);
+
+    // The restart has half the layers on the device, and the user is told why.
+    let text = run_to_end(supervisor.as_ref(), short())
+        .await
+        .expect("after the restart");
+    assert!(!text.is_empty());
+    let model = supervisor.models().await.unwrap().remove(0);
+    assert_eq!((model.device.as_deref(), model.gpu_layers), (Some("Vulkan0"), Some(15)));
+    let note = model.placement_note.expect("a note for the user");
+    assert!(
+        note.contains("Vulkan0 ran out of memory during a reply with 31 layers on it: restarted with 15"),
+        "{note}"
+    );
+}
