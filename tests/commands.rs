@@ -302,6 +302,7 @@ fn settings_round_trip_and_errors_name_the_field() {
     let mut view = h.invoke("get_settings", json!({})).unwrap();
     assert_eq!(view["backend"], "embedded");
     assert_eq!(view["gpuLayers"], "auto");
+    assert_eq!(view["device"], "auto");
     assert_eq!(view["ollamaUrl"], Value::Null);
 
     view["temperature"] = json!(0.25);
@@ -310,6 +311,7 @@ fn settings_round_trip_and_errors_name_the_field() {
     view["systemPrompt"] = json!("Answer in one sentence.");
     view["ctx"] = json!(2048);
     view["gpuLayers"] = json!("0");
+    view["device"] = json!("cpu");
     view["ollamaUrl"] = json!("http://127.0.0.1:11434");
     view["ollamaModel"] = json!("llama3.2:1b");
     let status = h.invoke("save_settings", json!({ "settings": view })).unwrap();
@@ -339,6 +341,7 @@ fn settings_round_trip_and_errors_name_the_field() {
         ("maxTokens", json!(0), "`maxTokens`"),
         ("ctx", json!(0), "`ctx`"),
         ("gpuLayers", json!("many"), "`gpuLayers`"),
+        ("device", json!("vulkan 0"), "`device`"),
         ("ollamaUrl", json!("not a url"), "`ollamaUrl`"),
         ("ollamaModel", json!(""), "`ollamaModel`"),
         ("vllmUrl", json!("ftp://host"), "`vllmUrl`"),
@@ -354,6 +357,35 @@ fn settings_round_trip_and_errors_name_the_field() {
     }
     // Nothing invalid was saved.
     assert_eq!(h.invoke("get_settings", json!({})).unwrap(), view);
+}
+
+#[test]
+fn devices_are_listed_by_the_app_run_as_a_child_process() {
+    let h = scripted();
+    // The default model is not in the test's models folder: devices without verdicts.
+    let listed = h.invoke("list_devices", json!({ "model": null, "ctx": null })).unwrap();
+    let devices = listed.as_array().unwrap();
+    let cpu = devices
+        .iter()
+        .find(|d| d["value"] == "cpu")
+        .expect("the CPU is always listed");
+    assert_eq!(cpu["name"], "CPU");
+    assert!(cpu["memoryTotalBytes"].as_u64().unwrap() > 0, "{cpu}");
+    assert_eq!(devices.iter().filter(|d| d["auto"] == true).count(), 1, "{listed}");
+
+    let models = common::paths(&h.dir).models_dir;
+    std::fs::create_dir_all(&models).unwrap();
+    let shape = hearth_gguf::builder::DecoderShape::qwen3_14b_q4_k_m();
+    hearth_gguf::builder::GgufBuilder::decoder(&shape)
+        .write(&models.join("qwen3-14b-Q4_K_M.gguf"))
+        .unwrap();
+    let planned = h
+        .invoke("list_devices", json!({ "model": "qwen3-14b", "ctx": 2048 }))
+        .unwrap();
+    for d in planned.as_array().unwrap() {
+        assert!(d["verdict"].is_string(), "{d}");
+        assert_eq!(d["nLayersTotal"], 41, "{d}");
+    }
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //! `src-tauri/crates` do the work.
 
 pub mod commands;
+pub mod devices;
 pub mod error;
 pub mod local_api;
 pub mod rendering;
@@ -23,6 +24,7 @@ pub fn specta_builder<R: Runtime>() -> tauri_specta::Builder<R> {
             switch_backend,
             settings::get_settings,
             settings::save_settings,
+            commands::devices::list_devices,
             models::list_models,
             models::import_model,
             hub::search_models,

@@ -1,7 +1,8 @@
 //! `hearth-app`: the desktop app. It is also its own engine worker: the supervisor
-//! starts this same executable as `hearth-app worker --model …`, and the Quantize… flow
-//! as `hearth-app quantize-worker …` and `measure-worker …`; none may open a window, so
-//! that is decided before Tauri starts.
+//! starts this same executable as `hearth-app worker --model …`, the Quantize… flow
+//! as `hearth-app quantize-worker …` and `measure-worker …`, and the settings' device
+//! picker as `hearth-app devices …`; none may open a window, so that is decided before
+//! Tauri starts.
 
 // No console window on Windows release builds.
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
@@ -36,6 +37,10 @@ fn main() -> std::process::ExitCode {
         let command = WorkerCommand::parse_from(program.into_iter().chain(argv));
         let _log_guard = hearth_core::logging::init("hearth-worker", 0);
         hearth_worker::run(&command.args)
+    } else if first.as_ref().is_some_and(|a| a == hearth_desktop::devices::MODE) {
+        // No log file: the settings that ran it read any error from stderr.
+        let command = hearth_desktop::devices::DevicesCommand::parse_from(program.into_iter().chain(argv));
+        hearth_desktop::devices::run(&command.args)
     } else if first
         .as_ref()
         .is_some_and(|a| hearth_worker::jobs::JobCommand::NAMES.iter().any(|n| a == *n))

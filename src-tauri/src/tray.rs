@@ -34,11 +34,12 @@ pub fn status_line(status: &AppStatus) -> String {
     } else {
         "not ready"
     };
-    let mut line = format!(
-        "Hearth — {} · {} · {activity}",
-        status.active_backend,
-        status.model.as_deref().unwrap_or("no model")
-    );
+    let model = match (&status.model, &status.placement) {
+        (Some(model), Some(placement)) => format!("{model} {}", placement.summary),
+        (Some(model), None) => model.clone(),
+        (None, _) => "no model".into(),
+    };
+    let mut line = format!("Hearth — {} · {model} · {activity}", status.active_backend);
     if let Some(tps) = status.last_decode_tps {
         line.push_str(&format!(" · {tps:.1} tok/s"));
     }
@@ -163,6 +164,7 @@ mod tests {
         let mut status = AppStatus {
             active_backend: BackendKind::Embedded,
             model: Some("SmolLM2".into()),
+            placement: None,
             ready: true,
             reason: None,
             loading: false,
@@ -194,5 +196,48 @@ mod tests {
             status_line(&status),
             "Hearth — embedded · SmolLM2 · generating · API: not serving"
         );
+    }
+
+    #[test]
+    fn status_line_says_where_the_model_runs() {
+        let placed = |device: &str, gpu_layers: u32| {
+            let placement = hearth_manager::ModelPlacement {
+                device: device.into(),
+                gpu_layers: Some(gpu_layers),
+                layers_total: Some(31),
+                note: None,
+            };
+            AppStatus {
+                active_backend: BackendKind::Embedded,
+                model: Some("SmolLM2-135M-Instruct-Q4_1".into()),
+                placement: Some(crate::commands::PlacementView::from(&placement)),
+                ready: true,
+                reason: None,
+                loading: false,
+                generating: false,
+                history_error: None,
+                last_decode_tps: None,
+                db_path: String::new(),
+                session: None,
+                api: crate::local_api::ApiStatus {
+                    url: None,
+                    token_required: false,
+                    running: 0,
+                    error: None,
+                },
+            }
+        };
+        assert_eq!(
+            status_line(&placed("Vulkan0", 31)),
+            "Hearth — embedded · SmolLM2-135M-Instruct-Q4_1 on Vulkan0: 31/31 layers · idle"
+        );
+        assert_eq!(
+            status_line(&placed("CPU", 0)),
+            "Hearth — embedded · SmolLM2-135M-Instruct-Q4_1 on CPU · idle"
+        );
+        let mut unloaded = placed("CPU", 0);
+        unloaded.model = None;
+        unloaded.placement = None;
+        assert_eq!(status_line(&unloaded), "Hearth — embedded · no model · idle");
     }
 }

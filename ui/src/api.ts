@@ -13,6 +13,7 @@ import type {
   BackendKind,
   BackendSpec,
   ChatEvent,
+  DeviceView,
   DownloadProgressView,
   HardwareView,
   ImportProgressView,
@@ -34,6 +35,7 @@ export type {
   BackendKind,
   BackendSpec,
   ChatEvent,
+  DeviceView,
   DownloadProgressView,
   FitBadge,
   GpuView,
@@ -43,6 +45,7 @@ export type {
   ModelView,
   MeasuredView,
   PerfView,
+  PlacementView,
   QuantizePlanView,
   QuantizeProgressView,
   QuantizeResultView,
@@ -105,6 +108,10 @@ export const api = {
   getSettings: (): Promise<SettingsView> => unwrap(commands.getSettings()),
   saveSettings: (s: SettingsView): Promise<AppStatus> => unwrap(commands.saveSettings(s)),
   listModels: (): Promise<ModelView[]> => unwrap(commands.listModels()),
+  /** The devices the embedded engine can run on, with the plan for `model` at `ctx`
+   * tokens on each (the settings' model and context when null). */
+  listDevices: (model: string | null, ctx: number | null): Promise<DeviceView[]> =>
+    unwrap(commands.listDevices(model, ctx)),
   importModel: (path: string, onProgress: (p: ImportProgressView) => void): Promise<ModelView> =>
     unwrap(commands.importModel(path, new Channel<ImportProgressView>(onProgress))),
   /** The system's open-file dialog, for GGUF files; null when the user cancels. */

@@ -54,6 +54,18 @@ async saveSettings(settings: SettingsView) : Promise<Result<AppStatus, AppError>
 }
 },
 /**
+ * The devices the embedded engine can run on, each with the plan for `model` (the
+ * settings' model when absent) at `ctx` tokens (the settings' context when absent).
+ */
+async listDevices(model: string | null, ctx: number | null) : Promise<Result<DeviceView[], AppError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("list_devices", { model, ctx }) };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
+},
+/**
  * The installed models, by file name, then those Ollama and LM Studio keep, by the
  * names those tools show.
  */
@@ -381,6 +393,10 @@ export type AppStatus = { activeBackend: BackendKind;
  */
 model: string | null; 
 /**
+ * Where that model runs, when its backend says (the embedded engine does).
+ */
+placement: PlacementView | null; 
+/**
  * Whether the active backend can answer now.
  */
 ready: boolean; 
@@ -451,6 +467,55 @@ export type ChatEvent =
  * The reply failed; the text received so far is kept (marked incomplete).
  */
 { kind: "error"; code: string; message: string }
+/**
+ * A device the settings' `device` can name.
+ */
+export type DeviceView = { 
+/**
+ * What the setting takes: "cpu", or llama.cpp's name ("Vulkan0", "CUDA0").
+ */
+value: string; 
+/**
+ * llama.cpp's name ("CPU", "Vulkan0").
+ */
+name: string; 
+/**
+ * The GPU's or CPU's model.
+ */
+description: string; 
+/**
+ * "CPU", "Vulkan", "CUDA".
+ */
+backend: string; 
+/**
+ * "cpu" (a software Vulkan driver too), "gpu", "igpu".
+ */
+kind: string; memoryTotalBytes: number; 
+/**
+ * Free now (on a GPU capped by `HEARTH_GPU_MEMORY_MB`).
+ */
+memoryFreeBytes: number; 
+/**
+ * Whether `auto` picks this device.
+ */
+auto: boolean; 
+/**
+ * The plan for the model on it: `fits_on_gpu`, `partial_offload`, `cpu_only` or
+ * `does_not_fit`; `null` when no model was given (or it cannot be read).
+ */
+verdict: string | null; 
+/**
+ * Layers the plan puts on this device (0 on the CPU).
+ */
+nGpuLayers: number | null; 
+/**
+ * The model's layers, counting its output layer.
+ */
+nLayersTotal: number | null; 
+/**
+ * The plan's reason, in words.
+ */
+reason: string | null }
 export type DownloadProgressView = { file: string; doneBytes: number; totalBytes: number; bytesPerSec: number; 
 /**
  * Seconds left at the current rate; `null` before a rate is known.
@@ -530,6 +595,32 @@ export type PerfView = {
  * Unix milliseconds.
  */
 timestamp: number; backend: string; model: string; decodeTps: number | null; ttftMs: number | null }
+/**
+ * Where the loaded model runs: the device, the layers on it, and in words.
+ */
+export type PlacementView = { 
+/**
+ * "CPU" or llama.cpp's device name ("Vulkan0").
+ */
+device: string; 
+/**
+ * Layers on that device (0 on the CPU).
+ */
+gpuLayers: number | null; 
+/**
+ * The model's layers, counting its output layer.
+ */
+layersTotal: number | null; 
+/**
+ * What follows the model's name wherever it is shown: "on Vulkan0: 31/31 layers",
+ * "on CPU" (one wording for the tray and the window).
+ */
+summary: string; 
+/**
+ * Why the model does not run where the settings asked (the GPU had no room for
+ * the layers), for the window to tell once.
+ */
+note: string | null }
 /**
  * Which step is running.
  */
@@ -615,6 +706,10 @@ model: string; ctx: number;
  * `auto` (the fit planner decides) or a number of layers.
  */
 gpuLayers: string; 
+/**
+ * Where the model runs: `auto`, `cpu` or a device `list_devices` gives (`Vulkan0`).
+ */
+device: string; 
 /**
  * Empty or absent: Ollama is not configured.
  */

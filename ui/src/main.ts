@@ -6,6 +6,7 @@ import { createChatView } from "./chat/chatView";
 import { createDashboard } from "./dashboard/dashboard";
 import { h, on } from "./dom";
 import { createGetModelsPage } from "./models/getModels";
+import { placementNotices } from "./placement";
 import { openHistory, type History } from "./sessions/history";
 import { createSidebar } from "./sessions/sidebar";
 import { createSettingsPanel } from "./settings/panel";
@@ -43,8 +44,13 @@ function start(root: HTMLElement): void {
   }
 
   const dashboard = createDashboard(api);
+  // A model that could not go where the settings asked says so once, in a toast.
+  const placementNote = placementNotices();
   store.subscribe((state, action) => {
-    if (action.type === "status" && state.status) dashboard.showStatus(state.status);
+    if (action.type !== "status" || !state.status) return;
+    dashboard.showStatus(state.status);
+    const note = placementNote(state.status);
+    if (note) notify(note);
   });
   const controller = createChatController({
     store,

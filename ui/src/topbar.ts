@@ -3,6 +3,7 @@
 import { BACKENDS, toApiError, type Api, type AppStatus, type BackendKind } from "./api";
 import { h, on } from "./dom";
 import { formatTps } from "./format";
+import { modelLine } from "./placement";
 import type { AppState, Store, Tab } from "./state";
 
 const LOAD_POLL_MS = 500;
@@ -160,6 +161,8 @@ export function createTopBar(
     if (s) {
       backend.value = s.activeBackend;
       model.textContent = s.model ?? "no model";
+      // Where it runs, on hover: the bar has no room for it, the dashboard shows it.
+      model.title = modelLine(s) ?? "";
       speed.textContent = s.lastDecodeTps ? `last ${formatTps(s.lastDecodeTps)}` : "";
       apiLine.hidden = s.api.url === null;
       apiLine.textContent = apiSummary(s);

@@ -90,6 +90,32 @@ describe("dashboard", () => {
     expect(text("dash-api-detail")).toBe("port 8080 cannot be used");
   });
 
+  it("shows the loaded model, where it runs and why it is not where asked", () => {
+    const d = createDashboard({ hardwareSnapshot: vi.fn(async () => hw), recentPerformance: vi.fn(async () => []) });
+    const el = (id: string) => d.el.querySelector<HTMLElement>(`[data-testid="${id}"]`)!;
+    d.showStatus(
+      status({
+        model: "SmolLM2-135M-Instruct-Q4_1",
+        placement: { device: "Vulkan0", gpuLayers: 31, layersTotal: 31, summary: "on Vulkan0: 31/31 layers", note: null },
+      }),
+    );
+    expect(el("dash-model").textContent).toBe("SmolLM2-135M-Instruct-Q4_1 on Vulkan0: 31/31 layers");
+    expect(el("dash-placement-note").hidden).toBe(true);
+    const note = "CUDA0 had no room for the 31 layers asked for; the model runs on the CPU";
+    d.showStatus(
+      status({
+        model: "SmolLM2-135M-Instruct-Q4_1",
+        placement: { device: "CPU", gpuLayers: 0, layersTotal: 31, summary: "on CPU", note },
+      }),
+    );
+    expect(el("dash-model").textContent).toBe("SmolLM2-135M-Instruct-Q4_1 on CPU");
+    expect(el("dash-placement-note").hidden).toBe(false);
+    expect(el("dash-placement-note").textContent).toBe(note);
+    d.showStatus(status({ model: null, placement: null }));
+    expect(el("dash-model").textContent).toBe("");
+    expect(el("dash-placement-note").hidden).toBe(true);
+  });
+
   it("averages only real speeds", () => {
     expect(meanTps([])).toBeNull();
     expect(

@@ -1,4 +1,4 @@
-import type { AppStatus } from "../src/api";
+import type { AppStatus, DeviceView } from "../src/api";
 import type { FrameScheduler } from "../src/chat/coalescer";
 
 /** A frame scheduler the test advances by hand. */
@@ -29,6 +29,7 @@ export function status(overrides: Partial<AppStatus> = {}): AppStatus {
   return {
     activeBackend: "embedded",
     model: "qwen2.5-0.5b-instruct-q4_k_m",
+    placement: null,
     ready: true,
     reason: null,
     loading: false,
@@ -40,4 +41,41 @@ export function status(overrides: Partial<AppStatus> = {}): AppStatus {
     api: { url: null, tokenRequired: false, running: 0, error: null },
     ...overrides,
   };
+}
+
+/** A device as `list_devices` gives it: a GPU unless `over` says otherwise. */
+export function device(over: Partial<DeviceView> = {}): DeviceView {
+  return {
+    value: "Vulkan0",
+    name: "Vulkan0",
+    description: "NVIDIA GeForce RTX 4090",
+    backend: "Vulkan",
+    kind: "gpu",
+    memoryTotalBytes: 24 * 1024 ** 3,
+    memoryFreeBytes: 21.3 * 1024 ** 3,
+    auto: true,
+    verdict: "fits_on_gpu",
+    nGpuLayers: 19,
+    nLayersTotal: 19,
+    reason: "every layer fits in the GPU's free memory",
+    ...over,
+  };
+}
+
+/** The CPU as `list_devices` gives it. */
+export function cpuDevice(over: Partial<DeviceView> = {}): DeviceView {
+  return device({
+    value: "cpu",
+    name: "CPU",
+    description: "AMD Ryzen 9 7950X 16-Core Processor",
+    backend: "CPU",
+    kind: "cpu",
+    memoryTotalBytes: 64 * 1024 ** 3,
+    memoryFreeBytes: 40 * 1024 ** 3,
+    auto: false,
+    verdict: "cpu_only",
+    nGpuLayers: 0,
+    reason: "runs on the CPU",
+    ...over,
+  });
 }

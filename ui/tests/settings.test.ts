@@ -1,15 +1,16 @@
 import { describe, expect, it, vi } from "vitest";
-import { ApiError, toApiError, type ModelView, type SettingsView } from "../src/api";
+import { ApiError, toApiError, type DeviceView, type ModelView, type SettingsView } from "../src/api";
 import { createSettingsPanel } from "../src/settings/panel";
 import { settingName, validateSettings } from "../src/settings/validation";
 import { createStore } from "../src/state";
-import { status } from "./helpers";
+import { cpuDevice, device, status } from "./helpers";
 
 const settings = (over: Partial<SettingsView> = {}): SettingsView => ({
   backend: "embedded",
   model: "/models/qwen.gguf",
   ctx: 4096,
   gpuLayers: "auto",
+  device: "auto",
   ollamaUrl: "http://127.0.0.1:11434",
   ollamaModel: null,
   vllmUrl: null,
@@ -64,11 +65,32 @@ const models: ModelView[] = [
   },
 ];
 
-function setup(saveImpl?: (s: SettingsView) => Promise<ReturnType<typeof status>>) {
+/** The CPU, an RTX 4090 that auto picks and a smaller GPU the model half fits on. */
+const devices: DeviceView[] = [
+  cpuDevice(),
+  device(),
+  device({
+    value: "Vulkan1",
+    name: "Vulkan1",
+    description: "AMD Radeon RX 6600",
+    memoryFreeBytes: 3 * 1024 ** 3,
+    auto: false,
+    verdict: "partial_offload",
+    nGpuLayers: 11,
+    reason: "11 of 19 layers fit",
+  }),
+];
+
+function setup(
+  saveImpl?: (s: SettingsView) => Promise<ReturnType<typeof status>>,
+  listDevicesImpl: (model: string | null, ctx: number | null) => Promise<DeviceView[]> = async () => devices,
+  current: SettingsView = settings(),
+) {
   const store = createStore();
   const api = {
-    getSettings: vi.fn(async () => settings()),
+    getSettings: vi.fn(async () => current),
     listModels: vi.fn(async () => models),
+    listDevices: vi.fn(listDevicesImpl),
     saveSettings: vi.fn(saveImpl ?? (async () => status({ loading: true }))),
     importModel: vi.fn(async (_path: string, onProgress: (p: { doneBytes: number; totalBytes: number }) => void) => {
       onProgress({ doneBytes: 50, totalBytes: 100 });
@@ -106,6 +128,14 @@ describe("settings validation", () => {
     expect(Object.keys(errors).sort()).toEqual(["apiPort", "apiToken", "parallel"]);
     expect(errors.parallel).toMatch(/from 1 to 64/);
     expect(Object.keys(validateSettings(settings({ apiPort: 1.5, parallel: "many" }))).sort()).toEqual(["apiPort", "parallel"]);
+  });
+
+  it("wants the device as one word", () => {
+    expect(validateSettings(settings({ device: "Vulkan0" }))).toEqual({});
+    expect(validateSettings(settings({ device: "cpu" }))).toEqual({});
+    for (const bad of ["", "  ", "vulkan 0"]) {
+      expect(validateSettings(settings({ device: bad })).device).toBe("Use auto, cpu or a device `hearth hw` lists, e.g. vulkan0.");
+    }
   });
 
   it("takes the field from the error's `field`, never from its words", () => {
@@ -247,5 +277,101 @@ describe("settings form", () => {
     choose.click();
     await new Promise((r) => setTimeout(r, 0));
     expect(api.importModel).not.toHaveBeenCalled();
+  });
+});
+
+describe("device picker", () => {
+  const options = (select: HTMLSelectElement) => [...select.options].map((o) => [o.value, o.text]);
+
+  it("lists auto, the CPU and each GPU with its free memory and what fits there", async () => {
+    const { panel, field, api } = setup();
+    await panel.load();
+    expect(api.listDevices).toHaveBeenCalledWith("/models/qwen.gguf", 4096);
+    const select = field<HTMLSelectElement>("device");
+    expect(select.tagName).toBe("SELECT");
+    expect(options(select)).toEqual([
+      ["auto", "Auto (uses Vulkan0)"],
+      ["cpu", "CPU"],
+      ["Vulkan0", "Vulkan0 · NVIDIA GeForce RTX 4090 · 21.3 GiB free · fits: 19/19 layers"],
+      ["Vulkan1", "Vulkan1 · AMD Radeon RX 6600 · 3.0 GiB free · partly fits: 11/19 layers"],
+    ]);
+    expect(select.value).toBe("auto");
+    expect(select.options[3]!.title).toBe("11 of 19 layers fit");
+    expect(panel.el.querySelector<HTMLElement>('[data-testid="device-note"]')!.hidden).toBe(true);
+  });
+
+  it("saves the device chosen", async () => {
+    const { panel, field, api } = setup();
+    await panel.load();
+    field<HTMLSelectElement>("device").value = "Vulkan1";
+    expect(await panel.save()).toBe(true);
+    expect(api.saveSettings).toHaveBeenCalledWith(expect.objectContaining({ device: "Vulkan1" }));
+  });
+
+  it("selects the device the settings name in any case, and keeps one that is gone", async () => {
+    const lower = setup(undefined, undefined, settings({ device: "vulkan0" }));
+    await lower.panel.load();
+    expect(lower.field<HTMLSelectElement>("device").value).toBe("Vulkan0");
+
+    const gone = setup(undefined, undefined, settings({ device: "CUDA0" }));
+    await gone.panel.load();
+    const select = gone.field<HTMLSelectElement>("device");
+    expect(select.value).toBe("CUDA0");
+    expect(select.selectedOptions[0]!.text).toBe("CUDA0 (not found)");
+    expect(await gone.panel.save()).toBe(true);
+    expect(gone.api.saveSettings).toHaveBeenCalledWith(expect.objectContaining({ device: "CUDA0" }));
+  });
+
+  it("asks again for another model or context, and shows only the latest answer", async () => {
+    let answer: (d: DeviceView[]) => void = () => {};
+    const { panel, field, api } = setup();
+    await panel.load();
+    api.listDevices.mockImplementationOnce(() => new Promise((resolve) => (answer = resolve)));
+    const model = field<HTMLSelectElement>("model");
+    model.value = "/models/tiny.gguf";
+    model.dispatchEvent(new Event("change"));
+    expect(api.listDevices).toHaveBeenLastCalledWith("/models/tiny.gguf", 4096);
+    // The context changes before the first answer: its answer is the one shown.
+    api.listDevices.mockResolvedValueOnce([cpuDevice({ auto: true })]);
+    field("ctx").value = "8192";
+    field("ctx").dispatchEvent(new Event("change"));
+    expect(api.listDevices).toHaveBeenLastCalledWith("/models/tiny.gguf", 8192);
+    await vi.waitFor(() => expect(field<HTMLSelectElement>("device").options[0]!.text).toBe("Auto (uses CPU)"));
+    answer(devices);
+    await new Promise((r) => setTimeout(r, 0));
+    expect(options(field<HTMLSelectElement>("device"))).toEqual([
+      ["auto", "Auto (uses CPU)"],
+      ["cpu", "CPU"],
+    ]);
+  });
+
+  it("falls back to typing the device, with the reason, when the devices cannot be listed", async () => {
+    const failure = "listing the devices failed (exit status: 1): ggml_vulkan: device lost. Type the device instead";
+    const { panel, field, api } = setup(undefined, async () => {
+      throw new ApiError("devices_unavailable", failure);
+    }, settings({ device: "Vulkan0" }));
+    await panel.load();
+    const typed = field("device");
+    expect(typed.tagName).toBe("INPUT");
+    expect(typed.value).toBe("Vulkan0");
+    expect(typed.getAttribute("aria-describedby")).toBe("setting-device-error");
+    const note = panel.el.querySelector<HTMLElement>('[data-testid="device-note"]')!;
+    expect(note.hidden).toBe(false);
+    expect(note.textContent).toBe(`Could not list the devices: ${failure}`);
+
+    typed.value = "vulkan 1";
+    expect(await panel.save()).toBe(false);
+    expect(panel.el.querySelector('[data-testid="setting-device-error"]')!.textContent).toMatch(/e\.g\. vulkan0/);
+    typed.value = " CUDA0 ";
+    expect(await panel.save()).toBe(true);
+    expect(api.saveSettings).toHaveBeenLastCalledWith(expect.objectContaining({ device: "CUDA0" }));
+
+    // Listed on the next try: the picker is back, on the device the settings name.
+    api.listDevices.mockResolvedValueOnce(devices);
+    await panel.load();
+    const picker = field<HTMLSelectElement>("device");
+    expect(picker.tagName).toBe("SELECT");
+    expect(picker.value).toBe("Vulkan0");
+    expect(note.hidden).toBe(true);
   });
 });

@@ -3,6 +3,7 @@
 //! type crosses the boundary in camelCase.
 
 pub mod chat;
+pub mod devices;
 pub mod hardware;
 pub mod hub;
 pub mod models;
@@ -27,6 +28,8 @@ pub struct AppStatus {
     pub active_backend: BackendKind,
     /// The active backend's loaded model.
     pub model: Option<String>,
+    /// Where that model runs, when its backend says (the embedded engine does).
+    pub placement: Option<PlacementView>,
     /// Whether the active backend can answer now.
     pub ready: bool,
     /// Why it cannot, when it cannot (or what went wrong at start).
@@ -43,13 +46,41 @@ pub struct AppStatus {
     pub api: crate::local_api::ApiStatus,
 }
 
+/// Where the loaded model runs: the device, the layers on it, and in words.
+#[derive(Debug, Clone, PartialEq, Serialize, specta::Type)]
+#[serde(rename_all = "camelCase")]
+pub struct PlacementView {
+    /// "CPU" or llama.cpp's device name ("Vulkan0").
+    pub device: String,
+    /// Layers on that device (0 on the CPU).
+    pub gpu_layers: Option<u32>,
+    /// The model's layers, counting its output layer.
+    pub layers_total: Option<u32>,
+    /// What follows the model's name wherever it is shown: "on Vulkan0: 31/31 layers",
+    /// "on CPU" (one wording for the tray and the window).
+    pub summary: String,
+    /// Why the model does not run where the settings asked (the GPU had no room for
+    /// the layers), for the window to tell once.
+    pub note: Option<String>,
+}
+
+impl From<&hearth_manager::ModelPlacement> for PlacementView {
+    fn from(p: &hearth_manager::ModelPlacement) -> Self {
+        Self {
+            device: p.device.clone(),
+            gpu_layers: p.gpu_layers,
+            layers_total: p.layers_total,
+            summary: p.summary(),
+            note: p.note.clone(),
+        }
+    }
+}
+
 pub async fn current_status(state: &AppState) -> AppStatus {
     let health = state.manager.health().await;
-    let model = health
-        .backends
-        .iter()
-        .find(|b| b.backend == health.active)
-        .and_then(|b| b.loaded_model.clone());
+    let active = health.backends.iter().find(|b| b.backend == health.active);
+    let model = active.and_then(|b| b.loaded_model.clone());
+    let placement = active.and_then(|b| b.placement.as_ref()).map(PlacementView::from);
     let mut reason = health.reason;
     if let Some(problem) = state.startup_problems().first() {
         reason = Some(match reason {
@@ -60,6 +91,7 @@ pub async fn current_status(state: &AppState) -> AppStatus {
     AppStatus {
         active_backend: health.active,
         model,
+        placement,
         ready: health.ready,
         reason,
         loading: state.loading(),

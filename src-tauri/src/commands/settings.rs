@@ -23,6 +23,8 @@ pub struct SettingsView {
     pub ctx: u32,
     /// `auto` (the fit planner decides) or a number of layers.
     pub gpu_layers: String,
+    /// Where the model runs: `auto`, `cpu` or a device `list_devices` gives (`Vulkan0`).
+    pub device: String,
     /// Empty or absent: Ollama is not configured.
     pub ollama_url: Option<String>,
     pub ollama_model: Option<String>,
@@ -50,6 +52,7 @@ impl SettingsView {
             model: settings.embedded.model.clone(),
             ctx: settings.embedded.ctx,
             gpu_layers: settings.embedded.gpu_layers.clone(),
+            device: settings.embedded.device.clone(),
             ollama_url: settings.ollama.as_ref().map(|o| o.url.clone()),
             ollama_model: settings.ollama.as_ref().map(|o| o.model.clone()),
             vllm_url: settings.vllm.as_ref().map(|v| v.url.clone()),
@@ -73,6 +76,7 @@ impl SettingsView {
         settings.embedded.model = self.model.trim().to_owned();
         settings.embedded.ctx = self.ctx;
         settings.embedded.gpu_layers = self.gpu_layers.trim().to_owned();
+        settings.embedded.device = self.device.trim().to_owned();
         settings.embedded.parallel = self.parallel.trim().to_ascii_lowercase();
         settings.api = ApiSettings {
             enabled: self.api_enabled,
@@ -160,6 +164,7 @@ pub fn view_field(key: &str) -> String {
         "embedded.model" | "HEARTH_MODEL" => "model".into(),
         "embedded.ctx" | "HEARTH_CTX" => "ctx".into(),
         "embedded.gpu_layers" | "HEARTH_GPU_LAYERS" => "gpuLayers".into(),
+        "embedded.device" | "HEARTH_DEVICE" => "device".into(),
         "ollama.url" | "HEARTH_OLLAMA_URL" => "ollamaUrl".into(),
         "ollama.model" | "HEARTH_OLLAMA_MODEL" => "ollamaModel".into(),
         "vllm.url" | "HEARTH_VLLM_URL" => "vllmUrl".into(),
@@ -225,4 +230,31 @@ pub async fn save_settings(state: State<'_, AppState>, settings: SettingsView) -
 /// The sampling parameters a reply uses now.
 pub fn sampling(state: &AppState) -> SamplingParams {
     state.ui_settings().sampling()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_device_goes_to_the_embedded_engine_and_a_bad_one_is_named_by_its_field() {
+        let current = Settings::default();
+        let mut view = SettingsView::from_parts(&current, &UiSettings::default());
+        assert_eq!(view.device, "auto");
+        view.device = " Vulkan0 ".into();
+        let (settings, _) = view.to_parts(&current).expect("valid");
+        assert_eq!(settings.embedded.device, "Vulkan0");
+        assert_eq!(
+            SettingsView::from_parts(&settings, &UiSettings::default()).device,
+            "Vulkan0"
+        );
+
+        view.device = "NVIDIA GeForce".into();
+        let e = view.to_parts(&current).expect_err("two words");
+        assert_eq!(e.code, "invalid_settings");
+        assert_eq!(e.field.as_deref(), Some("device"), "{e:?}");
+        assert!(e.message.starts_with("`device`:"), "{}", e.message);
+        assert!(e.message.contains("e.g. vulkan0"), "{}", e.message);
+        assert_eq!(view_field("HEARTH_DEVICE"), "device");
+    }
 }

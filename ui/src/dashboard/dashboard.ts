@@ -1,9 +1,11 @@
 // The hardware dashboard: CPU, RAM, GPU utilisation and VRAM over the last
 // five minutes (polled every second, only while the tab is shown and the
-// window visible), the loaded model's memory, and recent replies' speed.
+// window visible), the loaded model's memory and where it runs, and recent
+// replies' speed.
 import { toApiError, type Api, type AppStatus, type HardwareView, type PerfView } from "../api";
 import { h } from "../dom";
 import { formatBytes, formatMs, formatPercent, formatTps } from "../format";
+import { modelLine } from "../placement";
 import { drawLineChart, type ChartSeries } from "./lineChart";
 import { TimeSeries } from "./ringBuffer";
 
@@ -20,7 +22,8 @@ export interface Dashboard {
   el: HTMLElement;
   setVisible(visible: boolean): void;
   refreshPerformance(): void;
-  /** Shows what the app status says of the local API (where it serves, what runs). */
+  /** Shows what the app status says of the loaded model (where it runs) and of the
+   * local API (where it serves, what runs). */
   showStatus(status: AppStatus): void;
 }
 
@@ -49,6 +52,8 @@ export function createDashboard(api: DashboardApi, now: () => number = Date.now)
   const gpu = card("GPU utilisation", "dash-gpu");
   const vram = card("VRAM", "dash-vram");
   const modelMemory = h("div", { class: "dash-value", "data-testid": "dash-model-memory", text: "–" });
+  const modelPlace = h("div", { class: "dash-detail", "data-testid": "dash-model" });
+  const placementNote = h("div", { class: "dash-detail warning", "data-testid": "dash-placement-note", hidden: true });
   const tps = h("div", { class: "dash-value", "data-testid": "dash-tps", text: "–" });
   const perfList = h("ol", { class: "perf-list", "data-testid": "dash-perf" });
   const apiValue = h("div", { class: "dash-value", "data-testid": "dash-api", text: "Off (turn it on in Settings)" });
@@ -63,7 +68,14 @@ export function createDashboard(api: DashboardApi, now: () => number = Date.now)
     h(
       "div",
       { class: "dash-grid" },
-      h("div", { class: "dash-card" }, h("div", { class: "dash-title", text: "Loaded model memory" }), modelMemory),
+      h(
+        "div",
+        { class: "dash-card" },
+        h("div", { class: "dash-title", text: "Loaded model" }),
+        modelMemory,
+        modelPlace,
+        placementNote,
+      ),
       h(
         "div",
         { class: "dash-card wide" },
@@ -76,6 +88,10 @@ export function createDashboard(api: DashboardApi, now: () => number = Date.now)
   );
 
   function showStatus(status: AppStatus): void {
+    modelPlace.textContent = modelLine(status) ?? "";
+    const note = status.placement?.note ?? null;
+    placementNote.textContent = note ?? "";
+    placementNote.hidden = note === null;
     const api = status.api;
     if (api.url !== null) {
       apiValue.textContent = `${api.running} ${api.running === 1 ? "request" : "requests"} running`;

@@ -1,8 +1,9 @@
 // The settings form: one input per SettingsView field (data-testid
 // `setting-<name>`), an error line under each, and reading the values back.
-import { BACKENDS, type BackendKind, type MeasuredView, type ModelView, type SettingsView } from "../api";
+import { BACKENDS, type BackendKind, type DeviceView, type MeasuredView, type ModelView, type SettingsView } from "../api";
 import { h } from "../dom";
 import { formatBytes, formatTps } from "../format";
+import { canonicalDevice, deviceChoices } from "./devices";
 import type { FieldErrors, SettingName } from "./validation";
 
 type Control = HTMLInputElement | HTMLSelectElement | HTMLTextAreaElement;
@@ -17,6 +18,10 @@ export interface SettingsForm {
   selectedModel(): ModelView | undefined;
   /** Under the model's description: where the panel puts actions on the model. */
   modelActions: HTMLElement;
+  /** Fills the device picker with the devices there are (and the plan for the model on each). */
+  setDevices(devices: DeviceView[]): void;
+  /** The devices could not be listed: the device is typed instead, and `message` says why. */
+  devicesUnavailable(message: string): void;
   showErrors(errors: FieldErrors, general?: string | null): void;
   clearErrors(): void;
 }
@@ -48,6 +53,14 @@ const SPECS: FieldSpec[] = [
     group: "embedded",
     make: input("text", { placeholder: "auto" }),
     help: '"auto" lets the fit planner choose; 0 runs on the CPU.',
+  },
+  {
+    name: "device",
+    label: "Device",
+    group: "embedded",
+    // A picker once the devices are listed; typed (auto, cpu, vulkan0) if they cannot be.
+    make: () => h("select", {}),
+    help: "Where the model runs, with what fits on each GPU. Changing it reloads the model.",
   },
   { name: "ollamaUrl", label: "Ollama URL", group: "ollama", make: input("url", { placeholder: "http://127.0.0.1:11434" }) },
   { name: "ollamaModel", label: "Ollama model", group: "ollama", make: input("text", { placeholder: "llama3.2" }) },
@@ -115,6 +128,12 @@ export function createSettingsForm(): SettingsForm {
   const general = h("div", { class: "form-error", role: "alert", "data-testid": "settings-error", hidden: true });
   const modelInfo = h("div", { class: "model-info", "data-testid": "model-info" });
   const modelActions = h("div", { class: "model-actions inline" });
+  const deviceNote = h("div", { class: "device-note", role: "status", "data-testid": "device-note", hidden: true });
+  /** The device picker, and the text field that stands in for it when listing fails. */
+  let deviceSelect: HTMLSelectElement | null = null;
+  const deviceText = h("input", { type: "text", placeholder: "auto", spellcheck: "false" });
+  let devices: DeviceView[] = [];
+  let devicesListed = false;
   let models: ModelView[] = [];
   let modelsByName = false;
 
@@ -139,8 +158,10 @@ export function createSettingsForm(): SettingsForm {
       h("label", { for: id, text: spec.label }),
       control,
       spec.help ? h("div", { class: "help", text: spec.help }) : null,
+      spec.name === "device" ? deviceNote : null,
       error,
     );
+    if (spec.name === "device" && control instanceof HTMLSelectElement) deviceSelect = control;
     group.append(field);
     if (spec.name === "model") group.append(modelInfo, modelActions);
   }
@@ -172,6 +193,30 @@ export function createSettingsForm(): SettingsForm {
     for (const b of BACKENDS) groups.get(b.kind)!.hidden = backend !== b.kind;
   }
 
+  /** Puts `next` where the `name` control is, under its id, name and test id. */
+  function replaceControl(name: SettingName, next: Control): void {
+    const current = controls[name];
+    if (current === next) return;
+    next.id = current.id;
+    next.name = current.name;
+    next.dataset.testid = current.dataset.testid;
+    next.setAttribute("aria-describedby", current.getAttribute("aria-describedby") ?? "");
+    current.replaceWith(next);
+    controls[name] = next;
+  }
+
+  /** Shows `selected` in the device field: picked among the entries, or typed. */
+  function showDevice(selected: string): void {
+    const control = controls.device;
+    if (control instanceof HTMLSelectElement) {
+      const choices = deviceChoices(devices, selected, devicesListed);
+      control.replaceChildren(...choices.map((c) => h("option", { value: c.value, text: c.label, title: c.title || null })));
+      control.value = canonicalDevice(selected, devices);
+    } else {
+      control.value = selected;
+    }
+  }
+
   controls.backend.addEventListener("change", showBackendGroups);
   controls.model.addEventListener("change", describeModel);
 
@@ -184,11 +229,30 @@ export function createSettingsForm(): SettingsForm {
     controls,
     modelActions,
     selectedModel,
+    setDevices(list) {
+      const selected = controls.device.value;
+      devices = list;
+      devicesListed = true;
+      if (deviceSelect) replaceControl("device", deviceSelect);
+      showDevice(selected);
+      deviceNote.hidden = true;
+      deviceNote.textContent = "";
+    },
+    devicesUnavailable(message) {
+      const selected = controls.device.value;
+      devices = [];
+      devicesListed = false;
+      replaceControl("device", deviceText);
+      showDevice(selected);
+      deviceNote.textContent = `Could not list the devices: ${message}`;
+      deviceNote.hidden = false;
+    },
     fill(s) {
       controls.backend.value = s.backend;
       form.setModels(models, s.model);
       controls.ctx.value = String(s.ctx);
       controls.gpuLayers.value = s.gpuLayers;
+      showDevice(s.device);
       controls.ollamaUrl.value = s.ollamaUrl ?? "";
       controls.ollamaModel.value = s.ollamaModel ?? "";
       controls.vllmUrl.value = s.vllmUrl ?? "";
@@ -209,6 +273,7 @@ export function createSettingsForm(): SettingsForm {
         model: str("model"),
         ctx: num("ctx"),
         gpuLayers: str("gpuLayers").trim().toLowerCase() || "auto",
+        device: canonicalDevice(str("device"), devices),
         ollamaUrl: optional("ollamaUrl"),
         ollamaModel: optional("ollamaModel"),
         vllmUrl: optional("vllmUrl"),

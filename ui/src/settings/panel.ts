@@ -1,5 +1,6 @@
 // The Settings tab: load, validate, save (applied by the shell without a
-// restart), import a GGUF file by path, and quantize the selected model.
+// restart), list the devices the model can run on, import a GGUF file by path,
+// and quantize the selected model.
 import { ApiError, toApiError, type Api } from "../api";
 import { h, on } from "../dom";
 import type { Store } from "../state";
@@ -15,7 +16,10 @@ export interface SettingsPanel {
   save(): Promise<boolean>;
 }
 
-type SettingsApi = Pick<Api, "getSettings" | "saveSettings" | "listModels" | "importModel" | "chooseModelFile"> &
+type SettingsApi = Pick<
+  Api,
+  "getSettings" | "saveSettings" | "listModels" | "listDevices" | "importModel" | "chooseModelFile"
+> &
   QuantizeApi;
 
 export function createSettingsPanel(store: Store, api: SettingsApi): SettingsPanel {
@@ -64,6 +68,24 @@ export function createSettingsPanel(store: Store, api: SettingsApi): SettingsPan
     form.setModels(models, form.controls.model.value);
   }
 
+  let deviceAsk = 0;
+  /**
+   * Lists the devices with the plan for the model and context the form shows (the
+   * shell runs a child process for it: seconds, the first time). Only the latest
+   * answer is shown: the model or context may change while one is asked.
+   */
+  async function refreshDevices(): Promise<void> {
+    const ask = ++deviceAsk;
+    const model = form.controls.model.value.trim();
+    const ctx = Number(form.controls.ctx.value);
+    try {
+      const devices = await api.listDevices(model === "" ? null : model, Number.isInteger(ctx) && ctx > 0 ? ctx : null);
+      if (ask === deviceAsk) form.setDevices(devices);
+    } catch (e) {
+      if (ask === deviceAsk) form.devicesUnavailable(toApiError(e).message);
+    }
+  }
+
   function refreshQuantizeButton(): void {
     quantizeButton.disabled = form.selectedModel() === undefined;
   }
@@ -77,7 +99,10 @@ export function createSettingsPanel(store: Store, api: SettingsApi): SettingsPan
       refreshQuantizeButton();
     } catch (e) {
       form.showErrors({}, `Could not read settings: ${toApiError(e).message}`);
+      return;
     }
+    // After the form is filled: it can be read and edited while the devices are listed.
+    await refreshDevices();
   }
 
   async function doSave(): Promise<boolean> {
@@ -159,6 +184,9 @@ export function createSettingsPanel(store: Store, api: SettingsApi): SettingsPan
   on(importButton, "click", () => void doImport());
   on(chooseButton, "click", () => void chooseAndImport());
   on(form.controls.model, "change", refreshQuantizeButton);
+  // What fits on each device depends on the model and the context.
+  on(form.controls.model, "change", () => void refreshDevices());
+  on(form.controls.ctx, "change", () => void refreshDevices());
   on(quantizeButton, "click", () => {
     const model = form.selectedModel();
     if (model) void quantize.open(model);

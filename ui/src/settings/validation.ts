@@ -10,6 +10,7 @@ export const SETTING_NAMES: readonly SettingName[] = [
   "model",
   "ctx",
   "gpuLayers",
+  "device",
   "ollamaUrl",
   "ollamaModel",
   "vllmUrl",
@@ -45,6 +46,8 @@ export function validateSettings(s: SettingsView): FieldErrors {
   }
   const layers = s.gpuLayers.trim();
   if (layers !== "auto" && !/^\d+$/.test(layers)) errors.gpuLayers = 'Use "auto" or a whole number of layers (0 = CPU only).';
+  const device = s.device.trim();
+  if (device === "" || /\s/.test(device)) errors.device = "Use auto, cpu or a device `hearth hw` lists, e.g. vulkan0.";
   if (!Number.isFinite(s.temperature) || s.temperature < 0 || s.temperature > 2) {
     errors.temperature = "Temperature must be between 0 and 2.";
   }

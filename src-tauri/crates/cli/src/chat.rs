@@ -141,6 +141,9 @@ async fn chat(args: &ChatArgs, settings: Settings) -> Result<()> {
         loaded?;
     }
     let status = manager.health().await;
+    if let Some(line) = placement_line(&status) {
+        eprintln!("{line}");
+    }
     let loaded = status.backends.iter().find(|b| b.backend == active);
     let mode = match (active, args.in_process) {
         (BackendKind::Embedded, true) => "in-process",
@@ -224,7 +227,11 @@ async fn chat(args: &ChatArgs, settings: Settings) -> Result<()> {
                 continue;
             }
             "/status" => {
-                eprintln!("{}", serde_json::to_string_pretty(&manager.health().await)?);
+                let health = manager.health().await;
+                if let Some(line) = placement_line(&health) {
+                    eprintln!("{line}");
+                }
+                eprintln!("{}", serde_json::to_string_pretty(&health)?);
                 eprintln!("counters: {}", serde_json::to_string(&manager.counters())?);
                 continue;
             }
@@ -313,4 +320,17 @@ async fn switch(manager: &BackendManager, name: &str) {
         ),
         Err(e) => eprintln!("error: cannot switch to {kind}: {e}"),
     }
+}
+
+/// Where the active backend's model runs, in words ("SmolLM2-135M-Instruct-Q4_1 on
+/// Vulkan0: 31/31 layers"), and why it is not where asked, when that is so.
+fn placement_line(health: &hearth_manager::ManagerHealth) -> Option<String> {
+    let status = health.backends.iter().find(|b| b.backend == health.active)?;
+    let placement = status.placement.as_ref()?;
+    let model = status.loaded_model.as_deref().unwrap_or("the model");
+    let mut line = format!("{model} {}", placement.summary());
+    if let Some(note) = &placement.note {
+        line.push_str(&format!(" (note: {note})"));
+    }
+    Some(line)
 }

@@ -200,3 +200,32 @@ fn a_fenced_block_from_a_pipe_is_one_message() {
         [vec!["first line\n\n  indented third", "single line"]]
     );
 }
+
+#[test]
+fn status_says_where_the_model_runs() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut child = chat_command(data.path())
+        .args(["--device", "cpu"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start hearth chat");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"/status\n/quit\n")
+        .expect("send");
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // Once when the chat starts, once for /status; and in /status's JSON.
+    assert_eq!(
+        stderr.matches("SmolLM2-135M-Instruct-Q4_1 on CPU\n").count(),
+        2,
+        "{stderr}"
+    );
+    assert!(stderr.contains("\"placement\": {"), "{stderr}");
+    assert!(stderr.contains("\"device\": \"CPU\""), "{stderr}");
+}

@@ -2,6 +2,8 @@
 //! readiness, a SIGKILL mid-stream (typed error within 2 s, automatic restart), no
 //! orphans on unload or drop, the token kept out of argv.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::sync::Arc;

@@ -20,6 +20,7 @@ use hearth_store::AsyncStore;
 
 use crate::conversation::Conversation;
 use crate::cooldown::{CooldownPolicy, Cooldowns};
+use crate::placement::ModelPlacement;
 use crate::registry::{self, LoadChoice};
 use crate::settings::{BackendKind, Settings, SettingsError};
 use crate::types::*;
@@ -32,6 +33,8 @@ struct Slot {
     backend: Arc<dyn Backend>,
     model: String,
     has_chat_template: bool,
+    /// Where the model runs, as the backend said once it had loaded it.
+    placement: Option<ModelPlacement>,
 }
 
 pub struct BackendManager {
@@ -173,6 +176,7 @@ impl BackendManager {
         let slot = Slot {
             model: descriptor.map_or(id, |d| d.id.clone()),
             has_chat_template: descriptor.and_then(|d| d.has_chat_template).unwrap_or(true),
+            placement: descriptor.and_then(ModelPlacement::from_descriptor),
             backend,
         };
         self.slots.lock().await.insert(kind, slot);
@@ -259,10 +263,25 @@ impl BackendManager {
                 (None, Some((_, backend))) => Some(backend.health().await),
                 (None, None) => None,
             };
+            // A backend that reports where its model runs is asked again while ready: a
+            // worker restarted after its GPU ran out of memory runs with fewer layers.
+            let placement = match (&slot, &health) {
+                (Some(s), Some(h)) if s.placement.is_some() && h.ready => s
+                    .backend
+                    .models()
+                    .await
+                    .ok()
+                    .and_then(|models| models.first().and_then(ModelPlacement::from_descriptor))
+                    .or_else(|| s.placement.clone()),
+                (Some(s), _) => s.placement.clone(),
+                (None, _) => None,
+            };
+            let loaded_model = slot.map(|s| s.model);
             backends.push(BackendStatus {
                 backend: kind,
                 configured: settings.is_configured(kind),
-                loaded_model: slot.map(|s| s.model),
+                loaded_model,
+                placement,
                 health,
                 cooling_secs: lock(&self.cooldowns).cooling(kind).map(|d| d.as_secs_f64()),
             });

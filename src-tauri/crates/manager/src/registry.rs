@@ -90,6 +90,12 @@ pub(crate) fn worker_parallel(settings: &Settings) -> String {
     }
 }
 
+/// The worker's `--device`: the setting as written (llama.cpp's device names have case;
+/// the worker matches them in any case and names the devices there are if it is wrong).
+pub(crate) fn worker_device(settings: &Settings) -> String {
+    settings.embedded.device.trim().to_owned()
+}
+
 /// What to load a backend with: the model (settings' when `None`), for the embedded
 /// engine the quantization among installed files and where its layers go.
 #[derive(Debug, Clone, Copy, Default)]
@@ -97,6 +103,34 @@ pub(crate) struct LoadChoice<'a> {
     pub model: Option<&'a str>,
     pub quantization: Option<&'a str>,
     pub placement: Option<Placement>,
+}
+
+/// How the embedded engine's worker is started: the settings as its command line
+/// (`placement`, when given, instead of the GPU layers setting).
+fn worker_config(
+    settings: &Settings,
+    options: &ManagerOptions,
+    placement: Option<Placement>,
+    database: &Path,
+) -> WorkerConfig {
+    let s = &settings.embedded;
+    let placement = placement.unwrap_or_else(|| Placement::from_setting(&s.gpu_layers));
+    let mut config = WorkerConfig::new(&options.worker_program);
+    config.ready_timeout = options.worker_ready_timeout;
+    config.args = vec!["--ctx".into(), s.ctx.to_string().into()];
+    config
+        .args
+        .extend(["--gpu-layers".into(), placement.worker_arg().into()]);
+    config.args.extend(["--device".into(), worker_device(settings).into()]);
+    config
+        .args
+        .extend(["--parallel".into(), worker_parallel(settings).into()]);
+    if let Some(threads) = s.threads {
+        config.args.extend(["--threads".into(), threads.to_string().into()]);
+    }
+    // Its load record goes where this process keeps its own (the app's may differ).
+    config.args.extend(["--db".into(), database.as_os_str().to_owned()]);
+    config
 }
 
 /// Creates `kind`'s backend from `settings`; returns it with the model to load into it.
@@ -114,23 +148,7 @@ pub(crate) async fn create(
             let s = &settings.embedded;
             let model = choice.model.unwrap_or(&s.model);
             let path = resolve_model_file(&options.models_dir, model, choice.quantization).map_err(fail)?;
-            let placement = choice
-                .placement
-                .unwrap_or_else(|| Placement::from_setting(&s.gpu_layers));
-            let mut config = WorkerConfig::new(&options.worker_program);
-            config.ready_timeout = options.worker_ready_timeout;
-            config.args = vec!["--ctx".into(), s.ctx.to_string().into()];
-            config
-                .args
-                .extend(["--gpu-layers".into(), placement.worker_arg().into()]);
-            config
-                .args
-                .extend(["--parallel".into(), worker_parallel(settings).into()]);
-            if let Some(threads) = s.threads {
-                config.args.extend(["--threads".into(), threads.to_string().into()]);
-            }
-            // Its load record goes where this process keeps its own (the app's may differ).
-            config.args.extend(["--db".into(), database.as_os_str().to_owned()]);
+            let config = worker_config(settings, options, choice.placement, database);
             (Arc::new(Supervisor::new(config)), path.to_string_lossy().into_owned())
         }
         BackendKind::Ollama => {
@@ -208,6 +226,57 @@ mod tests {
             !section_changed(BackendKind::Embedded, &settings, &new_port),
             "a new port does not reload the model"
         );
+    }
+
+    #[test]
+    fn the_worker_runs_on_the_device_the_settings_name_and_a_new_device_reloads_it() {
+        let mut settings = Settings::default();
+        assert_eq!(worker_device(&settings), "auto");
+        let mut on_gpu = settings.clone();
+        on_gpu.embedded.device = " Vulkan0 ".into();
+        assert_eq!(worker_device(&on_gpu), "Vulkan0");
+        assert!(
+            section_changed(BackendKind::Embedded, &settings, &on_gpu),
+            "the worker restarts on the new device"
+        );
+        assert!(!section_changed(BackendKind::Ollama, &settings, &on_gpu));
+        settings.embedded.device = "Vulkan0".into();
+        on_gpu.embedded.device = "Vulkan0".into();
+        assert!(!section_changed(BackendKind::Embedded, &settings, &on_gpu));
+    }
+
+    #[test]
+    fn the_worker_is_started_with_the_device_setting() {
+        let mut settings = Settings::default();
+        settings.embedded.device = "CUDA0".into();
+        settings.embedded.gpu_layers = "12".into();
+        let options = ManagerOptions::new("/opt/hearth/hearth-app");
+        let args = |placement| -> Vec<String> {
+            worker_config(&settings, &options, placement, Path::new("/tmp/hearth.db"))
+                .args
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect()
+        };
+        let after = |args: &[String], flag: &str| {
+            let at = args.iter().position(|a| a == flag)?;
+            args.get(at + 1).cloned()
+        };
+        let from_settings = args(None);
+        assert_eq!(
+            after(&from_settings, "--device").as_deref(),
+            Some("CUDA0"),
+            "{from_settings:?}"
+        );
+        assert_eq!(
+            after(&from_settings, "--gpu-layers").as_deref(),
+            Some("12"),
+            "{from_settings:?}"
+        );
+        // A load that chooses its own layers (the CPU) still names the device setting.
+        let on_cpu = args(Some(Placement::Cpu));
+        assert_eq!(after(&on_cpu, "--gpu-layers").as_deref(), Some("0"), "{on_cpu:?}");
+        assert_eq!(after(&on_cpu, "--device").as_deref(), Some("CUDA0"), "{on_cpu:?}");
     }
 
     #[test]

@@ -191,6 +191,8 @@ pub struct BackendStatus {
     pub backend: BackendKind,
     pub configured: bool,
     pub loaded_model: Option<String>,
+    /// Where the loaded model runs, when its backend says (the embedded engine does).
+    pub placement: Option<crate::ModelPlacement>,
     pub health: Option<Health>,
     pub cooling_secs: Option<f64>,
 }

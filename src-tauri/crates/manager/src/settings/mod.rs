@@ -147,6 +147,10 @@ pub struct EmbeddedSettings {
     pub ctx: u32,
     /// `auto` (the fit planner decides) or a number of layers.
     pub gpu_layers: String,
+    /// Where the model runs: `auto` (a CUDA GPU, else a Vulkan GPU, else the CPU), `cpu`,
+    /// or a device by llama.cpp's name as `hearth hw` lists it (`vulkan0`, any case).
+    /// Checked for its form only: the worker says when the device is not there.
+    pub device: String,
     /// Decode threads; absent: one per physical core.
     pub threads: Option<u32>,
     /// Sequences the engine decodes at once while the app's API is on: `auto` (as many
@@ -161,11 +165,15 @@ impl Default for EmbeddedSettings {
             model: hearth_core::paths::DEFAULT_CHAT_MODEL.into(),
             ctx: 4096,
             gpu_layers: "auto".into(),
+            device: DEFAULT_DEVICE.into(),
             threads: None,
             parallel: "auto".into(),
         }
     }
 }
+
+/// `embedded.device` unless set: the worker picks the best device itself.
+pub const DEFAULT_DEVICE: &str = "auto";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -279,6 +287,7 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("HEARTH_MODEL", "embedded.model"),
     ("HEARTH_CTX", "embedded.ctx"),
     ("HEARTH_GPU_LAYERS", "embedded.gpu_layers"),
+    ("HEARTH_DEVICE", "embedded.device"),
     ("HEARTH_THREADS", "embedded.threads"),
     ("HEARTH_PARALLEL", "embedded.parallel"),
     ("HEARTH_OLLAMA_URL", "ollama.url"),
@@ -588,6 +597,55 @@ mod tests {
         assert_eq!(unknown_kind.problems[0].key, "active", "{unknown_kind}");
         let garbage = load(Some("this is = = not toml"), &[]).expect_err("garbage");
         assert_eq!(garbage.problems[0].key, "(file)");
+    }
+
+    #[test]
+    fn the_device_is_auto_unless_the_file_or_the_environment_names_one() {
+        let defaults = load(None, &[]).expect("defaults");
+        assert_eq!(defaults.embedded.device, "auto");
+        assert_eq!(defaults.embedded.device, DEFAULT_DEVICE);
+        // A file written before the setting existed still loads, on `auto`.
+        let older = load(Some("[embedded]\ngpu_layers = \"20\"\n"), &[]).expect("older file");
+        assert_eq!(older.embedded.device, "auto");
+        assert_eq!(older.embedded.gpu_layers, "20");
+
+        let file = load(Some("[embedded]\ndevice = \"Vulkan0\"\n"), &[]).expect("file");
+        assert_eq!(
+            file.embedded.device, "Vulkan0",
+            "kept as written: llama.cpp's names have case"
+        );
+        let env = load(
+            Some("[embedded]\ndevice = \"Vulkan0\"\n"),
+            &[("HEARTH_DEVICE", " cpu ")],
+        )
+        .expect("env");
+        assert_eq!(env.embedded.device, "cpu", "the environment wins, trimmed");
+        let blank_env = load(Some("[embedded]\ndevice = \"CUDA0\"\n"), &[("HEARTH_DEVICE", "  ")]).expect("blank");
+        assert_eq!(blank_env.embedded.device, "CUDA0", "an empty variable changes nothing");
+    }
+
+    #[test]
+    fn a_device_must_be_one_word_and_the_error_says_what_to_use() {
+        for bad in ["", "   ", "vulkan 0", "NVIDIA GeForce RTX 4090"] {
+            let err = load(Some(&format!("[embedded]\ndevice = {bad:?}\n")), &[]).expect_err(bad);
+            assert_eq!(err.problems.len(), 1, "{err}");
+            assert_eq!(err.problems[0].key, "embedded.device", "{err}");
+            let message = &err.problems[0].message;
+            assert!(
+                message.contains("use auto, cpu or a device `hearth hw` lists, e.g. vulkan0"),
+                "{message}"
+            );
+        }
+        let err = load(None, &[("HEARTH_DEVICE", "vulkan 1")]).expect_err("two words");
+        assert_eq!(err.problems[0].key, "embedded.device", "{err}");
+        assert!(
+            err.to_string().contains("\"vulkan 1\""),
+            "the value is quoted back: {err}"
+        );
+        for good in ["auto", "AUTO", "cpu", "Vulkan0", "cuda1"] {
+            let settings = load(None, &[("HEARTH_DEVICE", good)]).expect(good);
+            assert_eq!(settings.embedded.device, good);
+        }
     }
 
     #[test]

@@ -46,6 +46,9 @@ impl Settings {
                 format!("must be `auto` or a number of layers, not {layers:?}"),
             );
         }
+        if let Some(message) = device_problem(&self.embedded.device) {
+            problem("embedded.device", message);
+        }
         if self.embedded.threads == Some(0) {
             problem(
                 "embedded.threads",
@@ -102,6 +105,21 @@ impl Settings {
         } else {
             Err(problems)
         }
+    }
+}
+
+/// What is wrong with an `embedded.device` value, if anything. Only its form is checked
+/// here: which devices exist is the worker's to say (it loads the GPU drivers, which
+/// this process must not), and it names the devices there are when one is missing.
+pub(crate) fn device_problem(device: &str) -> Option<String> {
+    const USE: &str = "use auto, cpu or a device `hearth hw` lists, e.g. vulkan0";
+    let device = device.trim();
+    if device.is_empty() {
+        Some(format!("is empty: {USE}"))
+    } else if device.chars().any(char::is_whitespace) {
+        Some(format!("{device:?} is not a device name (it has spaces): {USE}"))
+    } else {
+        None
     }
 }
 

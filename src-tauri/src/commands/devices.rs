@@ -1,0 +1,263 @@
+//! The devices the embedded engine can run on, for the settings' device picker: each
+//! with its free memory and the fit planner's verdict for the model on it. They are
+//! listed by `hearth-app devices` in a child process (see [`crate::devices`]): GPU
+//! drivers loaded into this process would keep their memory until the app quits.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tauri::State;
+
+use crate::devices::DevicesArgs;
+use crate::error::{AppError, AppResult};
+use crate::state::AppState;
+
+/// Loading the GPU drivers is the slow part (seconds; longer the first time a CUDA
+/// module prepares its kernels). A driver that hangs must not hang the settings.
+const LIST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Lines of the child's stderr an error quotes: the end is where llama.cpp and the
+/// drivers say what went wrong.
+const STDERR_LINES: usize = 6;
+
+/// A device the settings' `device` can name.
+#[derive(Debug, Clone, PartialEq, Serialize, specta::Type)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceView {
+    /// What the setting takes: "cpu", or llama.cpp's name ("Vulkan0", "CUDA0").
+    pub value: String,
+    /// llama.cpp's name ("CPU", "Vulkan0").
+    pub name: String,
+    /// The GPU's or CPU's model.
+    pub description: String,
+    /// "CPU", "Vulkan", "CUDA".
+    pub backend: String,
+    /// "cpu" (a software Vulkan driver too), "gpu", "igpu".
+    pub kind: String,
+    pub memory_total_bytes: u64,
+    /// Free now (on a GPU capped by `HEARTH_GPU_MEMORY_MB`).
+    pub memory_free_bytes: u64,
+    /// Whether `auto` picks this device.
+    pub auto: bool,
+    /// The plan for the model on it: `fits_on_gpu`, `partial_offload`, `cpu_only` or
+    /// `does_not_fit`; `null` when no model was given (or it cannot be read).
+    pub verdict: Option<String>,
+    /// Layers the plan puts on this device (0 on the CPU).
+    pub n_gpu_layers: Option<u32>,
+    /// The model's layers, counting its output layer.
+    pub n_layers_total: Option<u32>,
+    /// The plan's reason, in words.
+    pub reason: Option<String>,
+}
+
+/// One device as `hearth-app devices` prints it (`hearth_worker::placement::DeviceOption`).
+#[derive(Debug, Deserialize)]
+struct ListedDevice {
+    value: String,
+    name: String,
+    description: String,
+    backend: String,
+    kind: String,
+    memory_total_bytes: u64,
+    memory_free_bytes: u64,
+    auto: bool,
+    verdict: Option<String>,
+    n_gpu_layers: Option<u32>,
+    n_layers_total: Option<u32>,
+    reason: Option<String>,
+}
+
+impl From<ListedDevice> for DeviceView {
+    fn from(d: ListedDevice) -> Self {
+        Self {
+            value: d.value,
+            name: d.name,
+            description: d.description,
+            backend: d.backend,
+            kind: d.kind,
+            memory_total_bytes: d.memory_total_bytes,
+            memory_free_bytes: d.memory_free_bytes,
+            auto: d.auto,
+            verdict: d.verdict,
+            n_gpu_layers: d.n_gpu_layers,
+            n_layers_total: d.n_layers_total,
+            reason: d.reason,
+        }
+    }
+}
+
+fn unavailable(message: String) -> AppError {
+    AppError::new("devices_unavailable", message)
+}
+
+/// The devices in what `hearth-app devices` printed: its last line (anything a driver
+/// printed before it is not JSON and is skipped).
+pub fn parse_listing(stdout: &str) -> AppResult<Vec<DeviceView>> {
+    let line = stdout.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+    let listed: Vec<ListedDevice> = serde_json::from_str(line).map_err(|e| {
+        unavailable(format!(
+            "the device list could not be read ({e}): type the device instead (auto, cpu or a name from `hearth hw`)"
+        ))
+    })?;
+    Ok(listed.into_iter().map(DeviceView::from).collect())
+}
+
+/// The last lines of a child's stderr, for an error message.
+fn stderr_tail(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    lines[lines.len().saturating_sub(STDERR_LINES)..].join(" | ")
+}
+
+/// Runs `program args` (the app as `hearth-app devices …`) and reads its device list,
+/// killing it after `timeout`.
+pub async fn run_lister(program: &Path, args: &[OsString], timeout: Duration) -> AppResult<Vec<DeviceView>> {
+    let child = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Dropped on the timeout below: the child must not outlive the question.
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| {
+            unavailable(format!(
+                "{} could not be started to list the devices ({e}): reinstall Hearth, or type the device (auto, cpu or a name from `hearth hw`)",
+                program.display()
+            ))
+        })?;
+    let output = match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Ok(output) => output.map_err(|e| unavailable(format!("the device list was not received ({e}): try again")))?,
+        Err(_) => {
+            return Err(unavailable(format!(
+            "listing the devices took over {} s (a GPU driver may be stuck): type the device instead, or choose auto",
+            timeout.as_secs()
+        )))
+        }
+    };
+    if !output.status.success() {
+        let tail = stderr_tail(&output.stderr);
+        let said = if tail.is_empty() {
+            String::new()
+        } else {
+            format!(": {tail}")
+        };
+        return Err(unavailable(format!(
+            "listing the devices failed ({}){said}. Type the device instead (auto, cpu or a name from `hearth hw`)",
+            output.status
+        )));
+    }
+    parse_listing(&String::from_utf8_lossy(&output.stdout))
+}
+
+/// The file `model` (a settings model: a path or an installed model's name) names, if
+/// it is a model the planner can read; otherwise the devices come without verdicts.
+fn plannable_model(models_dir: &Path, model: &str) -> Option<PathBuf> {
+    let path = hearth_manager::resolve_model_file(models_dir, model, None).ok()?;
+    hearth_gguf::read(&path).ok().map(|_| path)
+}
+
+/// The devices the embedded engine can run on, each with the plan for `model` (the
+/// settings' model when absent) at `ctx` tokens (the settings' context when absent).
+#[tauri::command]
+#[specta::specta]
+pub async fn list_devices(
+    state: State<'_, AppState>,
+    model: Option<String>,
+    ctx: Option<u32>,
+) -> AppResult<Vec<DeviceView>> {
+    let settings = state.manager.settings().embedded;
+    let model = model.filter(|m| !m.trim().is_empty()).unwrap_or(settings.model);
+    let models_dir = state.paths.models_dir.clone();
+    let model = tauri::async_runtime::spawn_blocking(move || plannable_model(&models_dir, &model))
+        .await
+        .map_err(AppError::internal)?;
+    let args = DevicesArgs {
+        model,
+        ctx: ctx.unwrap_or(settings.ctx),
+    };
+    run_lister(&state.job_program, &args.command_line(), LIST_TIMEOUT).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CPU_AND_GPU: &str = r#"[{"value":"cpu","name":"CPU","description":"AMD Ryzen 9 7950X","backend":"CPU","kind":"cpu","memory_total_bytes":68719476736,"memory_free_bytes":34359738368,"auto":false,"verdict":"cpu_only","n_gpu_layers":0,"n_layers_total":19,"reason":"runs on the CPU"},{"value":"Vulkan0","name":"Vulkan0","description":"NVIDIA GeForce RTX 4090","backend":"Vulkan","kind":"gpu","memory_total_bytes":25769803776,"memory_free_bytes":22870392832,"auto":true,"verdict":"fits_on_gpu","n_gpu_layers":19,"n_layers_total":19,"reason":"fits"}]"#;
+
+    fn sh(script: &str) -> Vec<OsString> {
+        vec!["-c".into(), script.into()]
+    }
+
+    #[test]
+    fn the_listing_is_read_from_the_last_line() {
+        let stdout = format!("ggml_vulkan: Found 1 Vulkan devices\n{CPU_AND_GPU}\n");
+        let devices = parse_listing(&stdout).expect("parsed");
+        assert_eq!(devices.len(), 2);
+        assert_eq!(devices[1].value, "Vulkan0");
+        assert!(devices[1].auto);
+        assert_eq!(devices[1].verdict.as_deref(), Some("fits_on_gpu"));
+        assert_eq!(
+            (devices[1].n_gpu_layers, devices[1].n_layers_total),
+            (Some(19), Some(19))
+        );
+        let json = serde_json::to_value(&devices[1]).expect("JSON");
+        assert_eq!(
+            json["memoryFreeBytes"], 22_870_392_832u64,
+            "camelCase for the UI: {json}"
+        );
+        let e = parse_listing("Segmentation fault\n").expect_err("not JSON");
+        assert_eq!(e.code, "devices_unavailable");
+        assert!(e.message.contains("type the device instead"), "{}", e.message);
+    }
+
+    #[tokio::test]
+    async fn the_child_is_run_and_its_list_read() {
+        let script = format!("echo 'loading drivers' >&2; echo '{CPU_AND_GPU}'");
+        let devices = run_lister(Path::new("/bin/sh"), &sh(&script), LIST_TIMEOUT)
+            .await
+            .expect("listed");
+        assert_eq!(
+            devices.iter().map(|d| d.value.as_str()).collect::<Vec<_>>(),
+            ["cpu", "Vulkan0"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_child_is_an_error_with_the_end_of_its_stderr() {
+        let script = "for i in 1 2 3 4 5 6 7 8; do echo \"line $i\" >&2; done; echo 'error: ggml_cuda_init: out of memory' >&2; exit 3";
+        let e = run_lister(Path::new("/bin/sh"), &sh(script), LIST_TIMEOUT)
+            .await
+            .expect_err("failed");
+        assert_eq!(e.code, "devices_unavailable");
+        assert!(
+            e.message.contains("error: ggml_cuda_init: out of memory"),
+            "{}",
+            e.message
+        );
+        assert!(e.message.contains("exit status: 3"), "{}", e.message);
+        assert!(!e.message.contains("line 1 "), "only the end: {}", e.message);
+        assert!(e.message.contains("Type the device instead"), "{}", e.message);
+    }
+
+    #[tokio::test]
+    async fn a_child_that_hangs_is_stopped_at_the_timeout() {
+        let started = std::time::Instant::now();
+        let e = run_lister(Path::new("/bin/sh"), &sh("sleep 30"), Duration::from_millis(200))
+            .await
+            .expect_err("timed out");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert!(e.message.contains("listing the devices took over"), "{}", e.message);
+        let missing = run_lister(Path::new("/nonexistent/hearth-app"), &[], LIST_TIMEOUT)
+            .await
+            .expect_err("no such program");
+        assert!(
+            missing.message.contains("/nonexistent/hearth-app"),
+            "{}",
+            missing.message
+        );
+    }
+}
