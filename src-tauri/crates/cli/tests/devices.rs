@@ -200,3 +200,24 @@ fn a_load_the_device_cannot_hold_ends_on_fewer_layers_and_says_so() {
     );
     assert!(!reply["text"].as_str().unwrap().is_empty(), "{reply}");
 }
+
+#[test]
+fn a_device_that_is_not_there_stops_a_load_with_what_was_found() {
+    let data = tempfile::tempdir().unwrap();
+    let out = Command::new(hearth())
+        .args(["generate", "-n", "1", "--device", "vulkan7", "--model"])
+        .arg(common::chat_model())
+        .arg("Hi")
+        .env("HEARTH_DATA_DIR", data.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("device \"vulkan7\" not found"), "{stderr}");
+    assert!(stderr.contains("llama.cpp found CPU"), "{stderr}");
+    assert!(
+        stderr.contains("Vulkan: "),
+        "what became of the Vulkan module: {stderr}"
+    );
+}

@@ -111,7 +111,12 @@ async fn serve(args: &WorkerArgs, token: String) -> Result<()> {
     let (mut config, _plan) = match args.model.planned_config() {
         Ok(planned) => planned,
         Err(e) => {
-            handshake(&Handshake::failed("model_not_found", format!("{e:#}")))?;
+            // A device that is not there is a setting to change, not a missing model.
+            let code = match e.downcast_ref::<hearth_engine::EngineError>() {
+                Some(engine) => engine.code(),
+                None => "model_not_found",
+            };
+            handshake(&Handshake::failed(code, format!("{e:#}")))?;
             return Err(e);
         }
     };
