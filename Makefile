@@ -85,7 +85,7 @@ build: ui vulkan
 # builds (about 3 minutes cold on 2 cores, most of it generating and compiling shaders).
 VULKAN_MODULE := $(CARGO_TARGET_DIR)/release/libggml-vulkan.so
 vulkan: $(VULKAN_MODULE)
-$(VULKAN_MODULE): Cargo.lock scripts/build_vulkan_module.sh | deps
+$(VULKAN_MODULE): Cargo.lock scripts/build_vulkan_module.sh scripts/gpu_module_common.sh | deps
 	bash scripts/build_vulkan_module.sh $(CARGO_TARGET_DIR)/release
 
 # GGML's CUDA backend as a loadable module (NVIDIA GPUs, driver 580 or newer), with the
@@ -94,7 +94,7 @@ $(VULKAN_MODULE): Cargo.lock scripts/build_vulkan_module.sh | deps
 # architectures (CUDA_ARCHS; the README gives the build times). No GPU is needed.
 CUDA_MODULE := $(CARGO_TARGET_DIR)/release/libggml-cuda.so
 cuda: $(CUDA_MODULE)
-$(CUDA_MODULE): Cargo.lock scripts/build_cuda_module.sh | deps
+$(CUDA_MODULE): Cargo.lock scripts/build_cuda_module.sh scripts/gpu_module_common.sh | deps
 	bash scripts/build_cuda_module.sh $(CARGO_TARGET_DIR)/release
 
 lint: fmt ui

@@ -21,6 +21,7 @@
 # without CUDA's virtual-memory pool (GGML_CUDA_NO_VMM), which needs libcuda at link
 # time, so GGML uses its own pool instead.
 set -euo pipefail
+source "$(dirname "$0")/gpu_module_common.sh"
 
 dest=${1:?usage: build_cuda_module.sh DEST}
 cache=${HEARTH_CACHE:-$HOME/.cache/hearth}
@@ -58,22 +59,14 @@ if [ ! -x "$toolkit/bin/nvcc" ]; then
     rm -rf "$toolkit" && mkdir -p "$(dirname "$toolkit")" && mv "$root" "$toolkit"
 fi
 
-# The llama.cpp that llama-cpp-sys-2 builds (its version is pinned in Cargo.lock).
-cargo fetch --locked >/dev/null
-manifest=$(cargo metadata --format-version 1 --locked --offline |
-    python3 -c 'import json, sys; print(next(p["manifest_path"] for p in json.load(sys.stdin)["packages"] if p["name"] == "llama-cpp-sys-2"))')
-src=$(dirname "$manifest")/llama.cpp
+src=$(llama_cpp_src)
 build=$cache/gpu-build/cuda
 mkdir -p "$build"
 
 start=$(date +%s)
-cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release \
-    -DBUILD_SHARED_LIBS=ON -DGGML_BACKEND_DL=ON -DGGML_CUDA=ON -DGGML_CPU=OFF -DGGML_NATIVE=OFF \
-    -DGGML_CUDA_NO_VMM=ON -DCMAKE_CUDA_ARCHITECTURES="$archs" \
-    -DCUDAToolkit_ROOT="$toolkit" -DCMAKE_CUDA_COMPILER="$toolkit/bin/nvcc" \
-    -DLLAMA_BUILD_COMMON=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
-    -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_CURL=OFF \
-    -DCMAKE_BUILD_WITH_INSTALL_RPATH=ON -DCMAKE_INSTALL_RPATH='$ORIGIN' >"$build.configure.log" 2>&1 ||
+cmake -S "$src" -B "$build" "${GGML_MODULE_FLAGS[@]}" \
+    -DGGML_CUDA=ON -DGGML_CUDA_NO_VMM=ON -DCMAKE_CUDA_ARCHITECTURES="$archs" \
+    -DCUDAToolkit_ROOT="$toolkit" -DCMAKE_CUDA_COMPILER="$toolkit/bin/nvcc" >"$build.configure.log" 2>&1 ||
     { tail -30 "$build.configure.log" >&2; echo "configuring the CUDA module failed (log: $build.configure.log)" >&2; exit 1; }
 echo "Building the CUDA module for architectures $archs (long: see the README)"
 cmake --build "$build" --target ggml-cuda -j"$(nproc)" >"$build.build.log" 2>&1 ||

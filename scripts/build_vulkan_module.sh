@@ -14,6 +14,7 @@
 # the module works on every Vulkan GPU, but is slower on recent ones than a build with
 # a newer shaderc (CMake's log lists what was left out).
 set -euo pipefail
+source "$(dirname "$0")/gpu_module_common.sh"
 
 dest=${1:?usage: build_vulkan_module.sh DEST}
 cache=${HEARTH_CACHE:-$HOME/.cache/hearth}
@@ -40,21 +41,14 @@ if [ ! -e "$headers/usr/include/vulkan/vulkan.hpp" ]; then
     rm -rf "$headers" && mkdir -p "$(dirname "$headers")" && mv "$tmp/root" "$headers"
 fi
 
-# The llama.cpp that llama-cpp-sys-2 builds (its version is pinned in Cargo.lock).
-cargo fetch --locked >/dev/null
-manifest=$(cargo metadata --format-version 1 --locked --offline |
-    python3 -c 'import json, sys; print(next(p["manifest_path"] for p in json.load(sys.stdin)["packages"] if p["name"] == "llama-cpp-sys-2"))')
-src=$(dirname "$manifest")/llama.cpp
+src=$(llama_cpp_src)
 build=$cache/gpu-build/vulkan
 mkdir -p "$build"
 
 start=$(date +%s)
-cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release \
-    -DBUILD_SHARED_LIBS=ON -DGGML_BACKEND_DL=ON -DGGML_VULKAN=ON -DGGML_CPU=OFF -DGGML_NATIVE=OFF \
-    -DLLAMA_BUILD_COMMON=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
-    -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_CURL=OFF \
-    -DVulkan_INCLUDE_DIR="$headers/usr/include" \
-    -DCMAKE_BUILD_WITH_INSTALL_RPATH=ON -DCMAKE_INSTALL_RPATH='$ORIGIN' >"$build.configure.log" 2>&1 ||
+cmake -S "$src" -B "$build" "${GGML_MODULE_FLAGS[@]}" \
+    -DGGML_VULKAN=ON \
+    -DVulkan_INCLUDE_DIR="$headers/usr/include" >"$build.configure.log" 2>&1 ||
     { tail -30 "$build.configure.log" >&2; echo "configuring the Vulkan module failed (log: $build.configure.log)" >&2; exit 1; }
 grep -E "not supported by glslc" "$build.configure.log" | sed 's/^-- /  shader variant left out: /' || true
 cmake --build "$build" --target ggml-vulkan -j"$(nproc)" >"$build.build.log" 2>&1 ||
