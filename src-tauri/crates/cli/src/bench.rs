@@ -102,6 +102,11 @@ pub struct BenchArgs {
     /// tokens is being read (one more JSON line).
     #[arg(long)]
     long_prompt: bool,
+    /// Serve benchmark: every request is a passage given twice (and started a third time) as a plain
+    /// completion, which the model continues by copying (where prompt-lookup drafting
+    /// pays); the default asks chat questions, whose replies copy nothing.
+    #[arg(long)]
+    copy: bool,
 }
 
 #[derive(Serialize)]
@@ -293,6 +298,7 @@ fn run_serve(args: &BenchArgs) -> Result<()> {
             max_tokens: args.max_tokens,
             text: args.text,
             long_prompt: args.long_prompt,
+            copy: args.copy,
         })
         .await
     })

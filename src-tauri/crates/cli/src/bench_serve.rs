@@ -1,7 +1,9 @@
 //! `hearth bench serve`: an OpenAI-compatible server under N concurrent clients. Hearth's
 //! own (`hearth serve` started here) or any other at `--url`, so the same harness
 //! measures a peer. Every request is a different chat question whose answer is prose
-//! (nothing a model can copy from its prompt), streamed; one JSON line per N.
+//! (nothing a model can copy from its prompt), streamed; one JSON line per N. `--copy`
+//! measures the opposite case: each prompt is a passage given twice, which the model
+//! goes on copying (where prompt-lookup drafting pays).
 
 use std::time::{Duration, Instant};
 
@@ -24,6 +26,40 @@ pub struct ServeBench<'a> {
     pub text: bool,
     /// Also time a short question sent while a document of about 1,500 tokens is read.
     pub long_prompt: bool,
+    /// Each request a passage given twice, as a plain completion: replies that copy.
+    pub copy: bool,
+}
+
+impl ServeBench<'_> {
+    fn form(&self) -> Form {
+        match (self.copy, self.text) {
+            (true, _) => Form::Copy,
+            (false, true) => Form::Text,
+            (false, false) => Form::Chat,
+        }
+    }
+}
+
+/// How a request asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Form {
+    /// A chat question (`/v1/chat/completions`).
+    Chat,
+    /// The question as a plain completion (`/v1/completions`), for a base model.
+    Text,
+    /// A repeated passage as a plain completion, sent as it is, to be continued.
+    Copy,
+}
+
+impl Form {
+    /// What the requests ask, for the JSON lines.
+    fn workload(self) -> &'static str {
+        match self {
+            Form::Chat => "chat",
+            Form::Text => "text",
+            Form::Copy => "copy",
+        }
+    }
 }
 
 /// The time to first token of a short question sent while a long prompt is being read.
@@ -61,6 +97,9 @@ fn document(trial: usize) -> String {
 #[derive(Debug, Serialize)]
 struct ServeLine {
     bench: &'static str,
+    /// "chat" (questions answered in prose), "text" (the same as plain completions) or
+    /// "copy" (a passage given twice, continued by copying it).
+    workload: &'static str,
     url: String,
     model: String,
     clients: usize,
@@ -113,6 +152,23 @@ const ASKS: [&str; 4] = [
     "Describe {} in a few paragraphs.",
 ];
 
+/// A passage for every (round, client, request), each different, given twice and
+/// then started a third time: a model continues it by copying it. Two sentences
+/// (about 25 tokens), so that the prompt is question-sized: read whole beside running
+/// replies, like the chat questions.
+fn repeated_passage(round: usize, client: usize, request: usize) -> String {
+    let i = round * 131 + client * 17 + request * 7;
+    let passage: String = (0..2)
+        .map(|s| {
+            format!(
+                "Reader {client} of round {round} wrote part {request} about {}. ",
+                TOPICS[(i + s) % TOPICS.len()]
+            )
+        })
+        .collect();
+    format!("{passage}\n{passage}\nReader {client}")
+}
+
 /// A different question for every (round, client, request): no two in a run are alike.
 fn question(round: usize, client: usize, request: usize) -> String {
     let i = round * 131 + client * 17 + request * 7;
@@ -137,14 +193,20 @@ pub async fn run(bench: &ServeBench<'_>) -> Result<()> {
             .map(|client| {
                 let http = http.clone();
                 let questions: Vec<String> = (0..bench.requests_per_client)
-                    .map(|r| question(round, client, r))
+                    .map(|r| {
+                        if bench.copy {
+                            repeated_passage(round, client, r)
+                        } else {
+                            question(round, client, r)
+                        }
+                    })
                     .collect();
-                let (url, token, model, max_tokens, text) = (
+                let (url, token, model, max_tokens, form) = (
                     bench.url.clone(),
                     bench.token.clone(),
                     bench.model.clone(),
                     bench.max_tokens,
-                    bench.text,
+                    bench.form(),
                 );
                 tokio::spawn(async move {
                     let mut replies = Vec::new();
@@ -153,7 +215,7 @@ pub async fn run(bench: &ServeBench<'_>) -> Result<()> {
                             model: &model,
                             question: &q,
                             max_tokens,
-                            text,
+                            form,
                         };
                         replies.push(stream_one(&http, &url, token.as_deref(), asked).await);
                     }
@@ -186,13 +248,13 @@ async fn long_prompt(bench: &ServeBench<'_>, http: &reqwest::Client) -> LongProm
                 bench.token.clone(),
                 bench.model.clone(),
             );
-            let (max_tokens, plain) = (bench.max_tokens, bench.text);
+            let (max_tokens, form) = (bench.max_tokens, bench.form());
             tokio::spawn(async move {
                 let asked = Asked {
                     model: &model,
                     question: &text,
                     max_tokens,
-                    text: plain,
+                    form,
                 };
                 stream_one(&http, &url, token.as_deref(), asked).await
             })
@@ -203,7 +265,7 @@ async fn long_prompt(bench: &ServeBench<'_>, http: &reqwest::Client) -> LongProm
             model: &bench.model,
             question: &question,
             max_tokens: bench.max_tokens,
-            text: bench.text,
+            form: bench.form(),
         };
         match stream_one(http, &bench.url, bench.token.as_deref(), asked).await {
             Ok(reply) => questions.push(reply.ttft_ms),
@@ -242,6 +304,7 @@ fn summarize(bench: &ServeBench<'_>, clients: usize, replies: Vec<Result<Reply>>
     ttfts.sort_by(f64::total_cmp);
     ServeLine {
         bench: "serve",
+        workload: bench.form().workload(),
         url: bench.url.clone(),
         model: bench.model.clone(),
         clients,
@@ -276,8 +339,7 @@ struct Asked<'a> {
     model: &'a str,
     question: &'a str,
     max_tokens: u32,
-    /// A plain completion of the question's text (a base model) instead of a chat.
-    text: bool,
+    form: Form,
 }
 
 /// The route and body of a streamed request for `asked`.
@@ -290,12 +352,19 @@ fn request_body(asked: &Asked<'_>) -> (&'static str, serde_json::Value) {
         "stream": true,
         "stream_options": {"include_usage": true},
     });
-    if asked.text {
-        body["prompt"] = serde_json::json!(format!("{}\n\n", asked.question));
-        ("/v1/completions", body)
-    } else {
-        body["messages"] = serde_json::json!([{"role": "user", "content": asked.question}]);
-        ("/v1/chat/completions", body)
+    match asked.form {
+        Form::Chat => {
+            body["messages"] = serde_json::json!([{"role": "user", "content": asked.question}]);
+            ("/v1/chat/completions", body)
+        }
+        Form::Text => {
+            body["prompt"] = serde_json::json!(format!("{}\n\n", asked.question));
+            ("/v1/completions", body)
+        }
+        Form::Copy => {
+            body["prompt"] = serde_json::json!(asked.question);
+            ("/v1/completions", body)
+        }
     }
 }
 
@@ -374,15 +443,20 @@ mod tests {
             model: "m",
             question: "Why?",
             max_tokens: 8,
-            text: false,
+            form: Form::Chat,
         };
         let (route, body) = request_body(&asked);
         assert_eq!(route, "/v1/chat/completions");
         assert_eq!(body["messages"][0]["content"], "Why?");
-        asked.text = true;
+        asked.form = Form::Text;
         let (route, body) = request_body(&asked);
         assert_eq!(route, "/v1/completions");
         assert_eq!(body["prompt"], "Why?\n\n");
+        // A passage to copy goes as it is: it must end where the copy goes on.
+        asked.form = Form::Copy;
+        let (route, body) = request_body(&asked);
+        assert_eq!(route, "/v1/completions");
+        assert_eq!(body["prompt"], "Why?");
         assert_eq!(body["stream_options"]["include_usage"], true);
         let chat = serde_json::json!({"choices": [{"delta": {"content": "Hi"}}]});
         let text = serde_json::json!({"choices": [{"text": "Hi"}]});
@@ -398,6 +472,17 @@ mod tests {
         assert_ne!(a, b);
         // About four characters a token in English prose.
         assert!((5_000..9_000).contains(&a.len()), "{} characters", a.len());
+    }
+
+    #[test]
+    fn a_copy_prompt_repeats_its_own_passage() {
+        let prompt = repeated_passage(1, 2, 0);
+        let parts: Vec<&str> = prompt.split('\n').collect();
+        assert_eq!(parts.len(), 3);
+        assert_eq!(parts[0], parts[1], "{prompt}");
+        assert!(parts[0].starts_with(parts[2]), "{prompt}");
+        assert!(parts[0].contains("Reader 2 of round 1 wrote part 0"), "{prompt}");
+        assert_ne!(prompt, repeated_passage(1, 2, 1));
     }
 
     #[test]

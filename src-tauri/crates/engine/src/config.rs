@@ -33,7 +33,8 @@ pub struct EngineConfig {
     pub load_progress: Option<LoadProgress>,
     /// Sequences served at once, in one batch (continuous batching), each with
     /// `n_ctx` positions of its own; 1 serves one at a time, with a growing cache.
-    /// Either way a sequence replying alone drafts. At most [`MAX_PARALLEL`].
+    /// Either way a sequence replying alone drafts; beside others, where the measured
+    /// cost of a wider step says its guesses pay. At most [`MAX_PARALLEL`].
     pub n_parallel: u32,
     /// After a load with layers on a GPU failed (out of device memory, as a rule): how
     /// many layers to try next, given how many failed. Without it, half as many. The

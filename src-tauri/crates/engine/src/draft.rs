@@ -41,7 +41,7 @@ fn bucket(match_len: usize) -> usize {
 const DECAY: f32 = 0.9;
 
 /// A draft must promise this much more than one token per step to be worth a batch.
-const MIN_GAIN: f64 = 1.05;
+pub(crate) const MIN_GAIN: f64 = 1.05;
 
 /// A step's cost relative to a single token before anything was measured: a cautious
 /// guess, so that only a guess very likely to hold is tried on unknown hardware.
@@ -162,6 +162,14 @@ impl StepCosts {
     }
 }
 
+/// A continuation found in the history: where it starts and how long it may be.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Guess {
+    bucket: usize,
+    next: usize,
+    available: usize,
+}
+
 /// Decides how many draft tokens to verify after each sampled token, and learns from the result.
 #[derive(Debug)]
 pub(crate) struct Drafter<T> {
@@ -201,17 +209,13 @@ impl<T: PartialEq + Copy> Drafter<T> {
 
     /// The draft length that maximises expected tokens per unit of step cost (0 when no
     /// draft beats a single step by [`MIN_GAIN`]).
-    fn best_length(&self, bucket: usize, available: usize, costs: &StepCosts) -> usize {
-        let p = self.first[bucket].value();
-        let q = self.first[BUCKETS - 1].value();
+    fn best_length(&self, guess: &Guess, costs: &StepCosts) -> usize {
         let (mut best, mut best_gain) = (0, MIN_GAIN);
         // Expected tokens from a step verifying k drafts: the sampled one, plus each
         // draft that holds (all before it must hold too).
         let mut expected = 1.0;
-        let mut chain = p;
-        for k in 1..=available {
-            expected += chain;
-            chain *= q;
+        for (k, chance) in (1..).zip(self.chances(guess)) {
+            expected += chance;
             let gain = expected / costs.relative(k);
             if gain > best_gain {
                 (best, best_gain) = (k, gain);
@@ -224,24 +228,49 @@ impl<T: PartialEq + Copy> Drafter<T> {
     /// (at most `limit`); empty when there is no guess or it is not worth a batch.
     pub(crate) fn propose(&mut self, history: &[T], limit: usize, costs: &StepCosts, draft: &mut Vec<T>) {
         draft.clear();
+        if let Some(guess) = self.guess(history, limit) {
+            let k = self.best_length(&guess, costs);
+            self.take(&guess, k, history, draft);
+        }
+    }
+
+    /// The guess for what follows `history` (at most `limit` tokens), if there is one;
+    /// forgets the last step's guess. [`Self::take`] says how much of it is verified.
+    pub(crate) fn guess(&mut self, history: &[T], limit: usize) -> Option<Guess> {
         self.shadow = None;
         self.verifying = None;
         if self.max == 0 {
-            return;
+            return None;
         }
-        let Some((len, next)) = find_continuation(history) else {
-            return;
-        };
-        let bucket = bucket(len);
+        let (len, next) = find_continuation(history)?;
         let available = self.max.min(limit).min(history.len() - next);
-        let k = self.best_length(bucket, available, costs);
+        Some(Guess {
+            bucket: bucket(len),
+            next,
+            available,
+        })
+    }
+
+    /// The chance that each token of `guess` holds, given all before it did: the first
+    /// at the rate of its match length, each further one at the longest match's rate.
+    pub(crate) fn chances(&self, guess: &Guess) -> Vec<f64> {
+        let p = self.first[guess.bucket].value();
+        let q = self.first[BUCKETS - 1].value();
+        std::iter::successors(Some(p), |c| Some(c * q))
+            .take(guess.available)
+            .collect()
+    }
+
+    /// Verifies the first `k` tokens of `guess` (put in `draft`); with `k` 0 the guess
+    /// is only checked against what is sampled next, which costs nothing.
+    pub(crate) fn take(&mut self, guess: &Guess, k: usize, history: &[T], draft: &mut Vec<T>) {
+        let k = k.min(guess.available);
         if k == 0 {
-            // Checked against what is sampled next, for free.
-            self.shadow = Some((bucket, history[next]));
+            self.shadow = history.get(guess.next).map(|&first| (guess.bucket, first));
             return;
         }
-        draft.extend_from_slice(&history[next..next + k]);
-        self.verifying = Some(bucket);
+        draft.extend_from_slice(&history[guess.next..guess.next + k]);
+        self.verifying = Some(guess.bucket);
     }
 
     /// What the sampler chose: `accepted` of the `drafted` tokens held, and `first` is

@@ -437,7 +437,7 @@ From the lantern room he could see the fishing boats returning across the grey w
 Each boat carried a lamp at its bow, and he counted them one by one as they rounded the point.";
 
 #[test]
-fn a_sequence_replying_alone_drafts_and_one_beside_another_does_not() {
+fn a_sequence_replying_alone_drafts_and_beside_another_the_costs_decide() {
     let _g = serial();
     let copy = request(Prompt::Text(format!("{PASSAGE} {PASSAGE} {PASSAGE}")), 96);
     let reference = alone(smollm(), 1024, std::slice::from_ref(&copy)).remove(0);
@@ -454,8 +454,10 @@ fn a_sequence_replying_alone_drafts_and_one_beside_another_does_not() {
         m.draft_tokens
     );
 
-    // Beside another replying sequence no guess is verified (its rows would take the
-    // other's compute); the other, alone once the copy is done, guesses again.
+    // Beside another replying sequence a guess's rows widen the batch: they are
+    // verified where the measured step costs say the expected tokens pay for them.
+    // Two copies: their guesses nearly always hold, which pays even on a CPU, where
+    // each row costs compute (the rule's cases are unit tests of `plan_beside`).
     let companion = engine
         .generate(request(Prompt::Text(format!("{PASSAGE} {PASSAGE}")), 320))
         .unwrap();
@@ -468,15 +470,22 @@ fn a_sequence_replying_alone_drafts_and_one_beside_another_does_not() {
     let companion_end = events.find(|e| !matches!(e, GenerationEvent::Delta { .. }));
     let companion = metrics_of(companion_end);
     let m = &beside.metrics;
+    eprintln!(
+        "beside the companion: {} of {} guessed tokens held, {} tokens decoded; companion {} of {}",
+        m.draft_accepted,
+        m.draft_tokens,
+        m.decode_batch_sequences.iter().sum::<u32>(),
+        companion.draft_accepted,
+        companion.draft_tokens
+    );
     assert_eq!(
         m.decode_batch_sequences.first(),
         Some(&0),
         "the copy always replied beside the companion: {m:?} (companion {companion:?})"
     );
-    assert_eq!((m.draft_tokens, m.draft_accepted), (0, 0), "{m:?}");
     assert!(
-        companion.draft_accepted > 0,
-        "alone at the end, it guessed: {companion:?}"
+        m.draft_accepted > 0 && m.draft_accepted <= m.draft_tokens,
+        "the copy verified guesses beside the companion: {m:?}"
     );
     assert_same_or_near_tie("a copy beside another sequence", true, &reference, &beside);
 

@@ -15,7 +15,8 @@
 //! reuse under load; a slot holding another conversation is cleared only when no slot
 //! would lose less. With one slot the engine uses [`crate::session`] instead (with
 //! a KV cache that grows): a single sequence is served exactly as before. A sequence
-//! replying alone drafts as that engine does ([`draft`]).
+//! replying alone drafts as that engine does; beside others, guesses are verified
+//! where the measured cost of a wider step says they pay ([`draft`]).
 
 mod draft;
 mod pace;
@@ -269,31 +270,60 @@ impl<'m> Scheduler<'m> {
             .iter()
             .any(|s| s.active.as_ref().is_some_and(Active::reading_prompt));
         self.batch.clear();
+        // The replying sequences' sampled tokens go into their caches first, so their
+        // guesses continue them.
+        let replying: Vec<(usize, LlamaToken)> = self
+            .slots
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(index, slot)| {
+                let token = slot.active.as_mut()?.pending.take()?;
+                slot.cached.push(token);
+                Some((index, token))
+            })
+            .collect();
+        let decode_rows = replying.len();
+        let drafting = !reading && self.max_draft > 0;
+        let mut guesses_of = if drafting && decode_rows > 1 {
+            let indices: Vec<usize> = replying.iter().map(|&(index, _)| index).collect();
+            self.guesses_beside(&indices, self.n_batch.saturating_sub(decode_rows))
+        } else {
+            Vec::new()
+        };
         let mut rows: Vec<SampledRow> = Vec::with_capacity(self.slots.len());
-        let mut decode_rows = 0;
+        // Each sampled row's guesses, beside `rows` (when sequences draft beside others).
+        let mut verify: Vec<Vec<LlamaToken>> = Vec::new();
         let mut failed = None;
-        for (index, slot) in self.slots.iter_mut().enumerate() {
-            let Some(active) = slot.active.as_mut() else { continue };
-            let Some(token) = active.pending.take() else { continue };
+        for (n, &(index, token)) in replying.iter().enumerate() {
+            let slot = &mut self.slots[index];
+            let Some(active) = slot.active.as_ref() else { continue };
             let row = self.batch.n_tokens();
-            if let Err(e) = self.batch.add(token, to_i32(active.pos), &[slot.seq], true) {
+            let guesses = guesses_of.get_mut(n).map(std::mem::take).unwrap_or_default();
+            let added = std::iter::once(token)
+                .chain(guesses.iter().copied())
+                .enumerate()
+                .try_for_each(|(i, t)| self.batch.add(t, to_i32(active.pos + i), &[slot.seq], true));
+            if let Err(e) = added {
                 failed = Some(format!("batch: {e}"));
                 break;
             }
-            slot.cached.push(token);
+            slot.cached.extend_from_slice(&guesses);
             rows.push(SampledRow {
                 slot: index,
                 row,
                 first: false,
             });
-            decode_rows += 1;
+            if !guesses_of.is_empty() {
+                verify.push(guesses);
+            }
         }
         if let Some(message) = failed {
             return self.fail_all(&message);
         }
-        // One sequence replying and no prompt to read: it may verify guesses.
+        // One sequence replying and no prompt to read: it drafts as the one-sequence
+        // engine does.
         let lone = match rows.as_slice() {
-            [only] if !reading && self.max_draft > 0 => Some(only.slot),
+            [only] if drafting => Some(only.slot),
             _ => None,
         };
         let draft = match lone.map(|index| self.add_draft(index)).transpose() {
@@ -369,12 +399,19 @@ impl<'m> Scheduler<'m> {
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         if let (Some(index), [only]) = (lone, rows.as_slice()) {
             self.step_costs.observe(draft.len(), ms);
-            if draft.is_empty() {
-                self.pace.observe(decode_rows, prompt_tokens, ms);
-            }
-            return self.verify_draft(index, only.row, &draft);
+            // Its guesses are rows like any reply's: the step prices that width too.
+            self.pace.observe(decode_rows + draft.len(), prompt_tokens, ms);
+            return self.verify_draft(index, only.row, &draft, 1);
         }
-        self.pace.observe(decode_rows, prompt_tokens, ms);
+        // A guess's rows cost what replies' rows do: the step is priced by its width.
+        let guessed: usize = verify.iter().map(Vec::len).sum();
+        self.pace.observe(decode_rows + guessed, prompt_tokens, ms);
+        if !verify.is_empty() {
+            for (SampledRow { slot, row, .. }, guesses) in rows.into_iter().zip(verify) {
+                self.verify_draft(slot, row, &guesses, decode_rows);
+            }
+            return;
+        }
         for SampledRow { slot, row, first } in rows {
             if let Some((_, Some(finish))) = self.sample_token(slot, row, first, decode_rows) {
                 self.end(slot, finish, None);

@@ -78,6 +78,36 @@ impl Pace {
             .find_map(measured)
     }
 
+    /// What a step of `rows` rows with logits costs (replies' tokens and guesses to
+    /// verify), in ms: measured; between two measured widths, on the line through them;
+    /// beyond the widest, on the line through the two widest (a GPU's flat costs stay
+    /// flat, a CPU's rise by a row's compute), or in proportion where only one width is
+    /// known. None before any decode step is measured.
+    pub(super) fn step_ms(&self, rows: usize) -> Option<f64> {
+        let measured: Vec<(usize, f64)> = self
+            .decode_ms
+            .iter()
+            .enumerate()
+            .filter_map(|(width, ms)| ms.map(|ms| (width, ms)))
+            .collect();
+        let below = measured.iter().rev().find(|&&(w, _)| w <= rows).copied();
+        let above = measured.iter().find(|&&(w, _)| w >= rows).copied();
+        let line = |(w0, c0): (usize, f64), (w1, c1): (usize, f64)| {
+            let slope = ((c1 - c0) / (w1 as f64 - w0 as f64)).max(0.0);
+            c1 + slope * (rows as f64 - w1 as f64)
+        };
+        match (below, above) {
+            (Some((w, ms)), _) if w == rows => Some(ms),
+            (Some(lo), Some(hi)) => Some(line(lo, hi)),
+            (Some((w, ms)), None) => match measured.len() {
+                1 => Some(ms * rows as f64 / w as f64),
+                n => Some(line(measured[n - 2], (w, ms))),
+            },
+            (None, Some((_, ms))) => Some(ms),
+            (None, None) => None,
+        }
+    }
+
     /// Prompt tokens a step may hold beside `decode_rows` replying rows (0: none), at
     /// most [`Self::STEP_MS`] in all, or four decode steps where one is slower (so a
     /// step's fixed cost, reading the weights, stays a quarter of it at most).
@@ -173,6 +203,28 @@ mod tests {
         assert_eq!(pace.prompt_ms_per_token, Some(3.0));
         assert_eq!(pace.beside_decoding(6, 512), 17);
         assert_eq!(pace.beside_decoding(1, 512), Pace::MIN_CHUNK);
+    }
+
+    #[test]
+    fn a_step_of_any_width_is_priced_from_the_measured_ones() {
+        let mut pace = Pace::default();
+        assert_eq!(pace.step_ms(3), None);
+        // One width known: in proportion (a cautious guess for a CPU).
+        pace.observe(2, 0, 12.0);
+        assert_eq!(pace.step_ms(2), Some(12.0));
+        assert_eq!(pace.step_ms(6), Some(36.0));
+        assert_eq!(pace.step_ms(1), Some(12.0));
+        // A CPU: each row adds its compute (8 ms at 1 row, 4 ms a row more).
+        pace.observe(1, 0, 8.0);
+        pace.observe(4, 0, 20.0);
+        assert_eq!(pace.step_ms(3), Some(16.0));
+        assert_eq!(pace.step_ms(10), Some(44.0));
+        // A GPU: a wider batch costs next to nothing more, and a noisy narrower step
+        // never makes a wider one look cheaper.
+        let mut gpu = Pace::default();
+        gpu.observe(4, 0, 6.0);
+        gpu.observe(8, 0, 5.5);
+        assert_eq!(gpu.step_ms(40), Some(5.5));
     }
 
     #[test]
