@@ -303,6 +303,7 @@ fn bench_serve_prints_a_line_per_number_of_clients() {
     }
     for (line, clients) in lines.iter().zip([1, 2]) {
         assert_eq!(line["bench"], "serve");
+        assert_eq!(line["workload"], "chat");
         assert_eq!(line["clients"], clients);
         assert_eq!(line["requests"], clients);
         assert_eq!(line["errors"], 0, "{line}");
@@ -337,11 +338,41 @@ fn bench_serve_prints_a_line_per_number_of_clients() {
         ],
     ));
     assert_eq!(base.len(), 1, "{base:?}");
+    assert_eq!(base[0]["workload"], "text");
     assert_eq!(base[0]["errors"], 0, "{}", base[0]);
     assert!(
         base[0]["completion_tokens"].as_u64().is_some_and(|t| t > 0 && t <= 16),
         "{}",
         base[0]
+    );
+    // Replies that copy their prompt (drafting's case), beside each other.
+    let copy = json_lines(&run_ok(
+        data.path(),
+        &[
+            "bench",
+            "serve",
+            "--model",
+            model.to_str().expect("UTF-8 path"),
+            "--copy",
+            "--clients",
+            "2",
+            "--requests",
+            "1",
+            "-n",
+            "16",
+            "-t",
+            "2",
+            "--parallel",
+            "2",
+        ],
+    ));
+    assert_eq!(copy.len(), 1, "{copy:?}");
+    assert_eq!(copy[0]["workload"], "copy");
+    assert_eq!(copy[0]["errors"], 0, "{}", copy[0]);
+    assert!(
+        copy[0]["completion_tokens"].as_u64().is_some_and(|t| t > 0 && t <= 32),
+        "{}",
+        copy[0]
     );
     // A server that is not there: every request is an error, named.
     let output = run(
