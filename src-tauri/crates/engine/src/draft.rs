@@ -251,8 +251,9 @@ impl<T: PartialEq + Copy> Drafter<T> {
         })
     }
 
-    /// The chance that each token of `guess` holds, given all before it did: the first
-    /// at the rate of its match length, each further one at the longest match's rate.
+    /// For each token of `guess`, the chance that it and all before it hold (what it
+    /// adds to a step's expected tokens): the first at the rate of its match length,
+    /// each further one times the longest match's rate.
     pub(crate) fn chances(&self, guess: &Guess) -> Vec<f64> {
         let p = self.first[guess.bucket].value();
         let q = self.first[BUCKETS - 1].value();

@@ -30,8 +30,8 @@ fn draft_limit(max_tokens: u32, completion_tokens: u32, n_ctx_seq: usize, pos: u
 }
 
 /// How many tokens of each guess to verify in a step of `rows` replying sequences:
-/// `chances[i][j]` is the chance that token `j` of guess `i` holds (falling along a
-/// guess), `step_ms(w)` what a step of `w` rows costs, `room` the rows the batch has
+/// `chances[i][j]` is the chance that guess `i` holds up to its token `j` (so falling
+/// along a guess), `step_ms(w)` what a step of `w` rows costs, `room` the rows the batch has
 /// left. The most likely guess tokens are added first; the number kept is the one
 /// with the most expected tokens per ms, if that beats the plain step by [`MIN_GAIN`].
 pub(super) fn plan_beside(
