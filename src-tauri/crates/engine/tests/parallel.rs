@@ -38,6 +38,9 @@ const QUESTIONS: [&str; 4] = [
     "What is the capital of France, and why is it famous?",
 ];
 
+/// A question whose answer is long.
+const LONG_ANSWER: &str = "Write a long story about a lighthouse keeper and his dog.";
+
 const OPENINGS: [&str; 4] = [
     "Once upon a time, in a small village by the sea, there lived an old fisherman who",
     "The train left the station at dawn, and the passengers",
@@ -258,7 +261,10 @@ fn a_long_prompt_is_read_without_freezing_the_streams() {
     let _g = serial();
     let engine = parallel(smollm(), 2048);
     let mut readers = Vec::new();
-    for q in &QUESTIONS[..3] {
+    // Questions with long answers (greedy SmolLM2 here: 400, 262 and 400 tokens), so that
+    // every stream still runs well into the reading (a short answer, such as the
+    // tomato tips' 60 tokens, can end before it starts).
+    for q in [QUESTIONS[0], QUESTIONS[1], LONG_ANSWER] {
         readers.push(read_timed(engine.generate(request(chat(q), 400)).unwrap().events));
     }
     std::thread::sleep(Duration::from_millis(700));
@@ -283,7 +289,8 @@ fn a_long_prompt_is_read_without_freezing_the_streams() {
     let mut worst = (0.0f64, 0.0f64);
     for reader in readers {
         let (times, _, end) = reader.join().unwrap();
-        metrics_of(end);
+        let m = metrics_of(end);
+        eprintln!("a stream of {} tokens ({:?})", times.len(), m.finish_reason);
         let gap = |w: &[Instant]| (w[1] - w[0]).as_secs_f64() * 1000.0;
         // A decode step: the median gap outside the prompt's reading (before it, and
         // after it as the contexts grow).

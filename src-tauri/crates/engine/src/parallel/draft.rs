@@ -29,44 +29,42 @@ fn draft_limit(max_tokens: u32, completion_tokens: u32, n_ctx_seq: usize, pos: u
     left.saturating_sub(1).min(n_ctx_seq.saturating_sub(pos + 2))
 }
 
-/// How many tokens of each guess to verify in a step of `rows` replying sequences:
+/// How many tokens of its guess each of `rows` replying sequences verifies in a step:
 /// `chances[i][j]` is the chance that guess `i` holds up to its token `j` (so falling
-/// along a guess), `step_ms(w)` what a step of `w` rows costs, `room` the rows the batch has
-/// left. The most likely guess tokens are added first; the number kept is the one
-/// with the most expected tokens per ms, if that beats the plain step by [`MIN_GAIN`].
+/// along a guess), `step_ms(w)` what a step of `w` rows costs, `room` the rows the batch
+/// has left. Every sequence verifies the same number `k` or none does: with a KV stream
+/// per sequence, llama.cpp splits a batch into micro-batches that take the same number
+/// of tokens from each sequence, so uneven guesses would cost a second pass over the
+/// weights (measured here: 7 replies and one guess took 55–60 ms where 8 rows take 38).
+/// `k` is the one with the most expected tokens per ms, if that beats the plain step by
+/// [`MIN_GAIN`]; a sequence without a guess rules drafting out for the step.
 pub(super) fn plan_beside(
     chances: &[Vec<f64>],
     rows: usize,
     room: usize,
     step_ms: impl Fn(usize) -> Option<f64>,
-) -> Vec<usize> {
-    let mut counts = vec![0; chances.len()];
+) -> usize {
     let Some(plain) = step_ms(rows).filter(|&ms| ms > 0.0) else {
-        return counts;
+        return 0;
     };
-    let mut order: Vec<(usize, f64)> = chances
-        .iter()
-        .enumerate()
-        .flat_map(|(i, guess)| guess.iter().map(move |&c| (i, c)))
-        .collect();
-    // Stable: equal chances keep each guess's own order.
-    order.sort_by(|a, b| b.1.total_cmp(&a.1));
-    order.truncate(room);
+    let longest = chances.iter().map(Vec::len).min().unwrap_or(0);
+    let longest = if chances.len() == rows {
+        longest.min(room / rows.max(1))
+    } else {
+        0
+    };
     let (mut best, mut best_rate) = (0, MIN_GAIN * rows as f64 / plain);
     let mut expected = rows as f64;
-    for (n, &(_, chance)) in order.iter().enumerate() {
-        expected += chance;
-        let Some(ms) = step_ms(rows + n + 1).filter(|&ms| ms > 0.0) else {
+    for k in 1..=longest {
+        expected += chances.iter().map(|guess| guess[k - 1]).sum::<f64>();
+        let Some(ms) = step_ms(rows * (k + 1)).filter(|&ms| ms > 0.0) else {
             break;
         };
         if expected / ms > best_rate {
-            (best, best_rate) = (n + 1, expected / ms);
+            (best, best_rate) = (k, expected / ms);
         }
     }
-    for &(i, _) in &order[..best] {
-        counts[i] += 1;
-    }
-    counts
+    best
 }
 
 impl Scheduler<'_> {
@@ -123,13 +121,20 @@ impl Scheduler<'_> {
                 _ => Vec::new(),
             })
             .collect();
+        // One micro-batch needs the sequences in one run of consecutive ids, too.
+        let one_run = replying
+            .windows(2)
+            .all(|w| self.slots[w[1]].seq == self.slots[w[0]].seq + 1);
         let pace = &self.pace;
-        let counts = plan_beside(&chances, replying.len(), room, |rows| pace.step_ms(rows));
+        let k = if one_run {
+            plan_beside(&chances, replying.len(), room, |rows| pace.step_ms(rows))
+        } else {
+            0
+        };
         replying
             .iter()
             .zip(guesses)
-            .zip(counts)
-            .map(|((&index, guess), k)| {
+            .map(|(&index, guess)| {
                 let mut draft = Vec::new();
                 let slot = &mut self.slots[index];
                 if let (Some(guess), Some(active)) = (guess, slot.active.as_mut()) {
@@ -218,37 +223,37 @@ mod tests {
     fn chat_replies_beside_each_other_on_a_cpu_verify_no_guess() {
         // Prose: a guess from a two-token match holds about one time in three.
         let chances = vec![chain(0.33, 0.5, 4); 8];
-        assert_eq!(plan_beside(&chances, 8, 500, cpu), [0; 8]);
+        assert_eq!(plan_beside(&chances, 8, 500, cpu), 0);
         // Two sequences, each of whose guesses would hold half the time: not enough.
         let chances = vec![chain(0.5, 0.5, 4); 2];
-        assert_eq!(plan_beside(&chances, 2, 500, cpu), [0, 0]);
+        assert_eq!(plan_beside(&chances, 2, 500, cpu), 0);
     }
 
     #[test]
     fn copies_beside_each_other_verify_their_guesses_even_on_a_cpu() {
         let chances = vec![chain(0.98, 1.0, 8), chain(0.98, 1.0, 8)];
-        assert_eq!(plan_beside(&chances, 2, 500, cpu), [8, 8]);
-        // A copy beside a chat: only the copy's guess is worth its rows.
+        assert_eq!(plan_beside(&chances, 2, 500, cpu), 8);
+        // A copy beside a chat: the chat's doubtful guess would cost as many rows.
         let chances = vec![chain(0.98, 1.0, 8), chain(0.2, 0.5, 4)];
-        assert_eq!(plan_beside(&chances, 2, 500, cpu), [8, 0]);
+        assert_eq!(plan_beside(&chances, 2, 500, cpu), 0);
+        // A sequence with no guess at all: nobody drafts (its rows would split the batch).
+        let chances = vec![chain(0.98, 1.0, 8), Vec::new()];
+        assert_eq!(plan_beside(&chances, 2, 500, cpu), 0);
     }
 
     #[test]
     fn on_a_gpu_even_doubtful_guesses_are_worth_checking() {
-        let chances = vec![chain(0.3, 0.5, 2), Vec::new(), chain(0.3, 0.5, 1)];
-        assert_eq!(plan_beside(&chances, 3, 500, gpu), [2, 0, 1]);
-        // The batch's room is the limit; the likeliest tokens go first.
-        assert_eq!(plan_beside(&chances, 3, 2, gpu), [1, 0, 1]);
+        let chances = vec![chain(0.3, 0.5, 2), chain(0.4, 0.5, 3), chain(0.3, 0.5, 2)];
+        assert_eq!(plan_beside(&chances, 3, 500, gpu), 2);
+        // The batch's room is the limit: 3 rows and 3 guesses.
+        assert_eq!(plan_beside(&chances, 3, 4, gpu), 1);
     }
 
     #[test]
     fn unknown_costs_verify_nothing() {
         let chances = vec![chain(0.98, 1.0, 8); 2];
-        assert_eq!(plan_beside(&chances, 2, 500, |_| None), [0, 0]);
+        assert_eq!(plan_beside(&chances, 2, 500, |_| None), 0);
         // Known only up to the present width: no guess is priced.
-        assert_eq!(
-            plan_beside(&chances, 2, 500, |rows| (rows <= 2).then_some(10.0)),
-            [0, 0]
-        );
+        assert_eq!(plan_beside(&chances, 2, 500, |rows| (rows <= 2).then_some(10.0)), 0);
     }
 }

@@ -203,18 +203,29 @@ impl<'m> Scheduler<'m> {
                 let _ = job.accepted.send(Err(EngineError::ContextOverflow { needed, limit }));
                 continue;
             }
+            let busy: Vec<bool> = self.slots.iter().map(|s| s.active.is_some()).collect();
             let chosen = self
                 .slots
                 .iter()
                 .enumerate()
                 .filter(|(_, s)| s.active.is_none())
-                .max_by_key(|(_, s)| {
+                .max_by_key(|&(i, s)| {
                     // A slot that would keep at least half of what it holds (the same
                     // conversation, a regenerated reply) before one that would lose
                     // another conversation for a shared system prompt; an empty slot
-                    // loses nothing. Then the longest prefix, then the least recently used.
+                    // loses nothing. Then the longest prefix; then the slot that keeps
+                    // the busy sequences in the fewest runs of consecutive ids (llama.cpp
+                    // decodes each run in a pass of its own over the weights: 4 replies
+                    // in 3 runs took 35 ms a step here, 2 in one run 16 ms); then the
+                    // least recently used, then the lowest.
                     let common = s.common_prefix(&tokens);
-                    (common * 2 >= s.cached.len(), common, std::cmp::Reverse(s.last_used))
+                    (
+                        common * 2 >= s.cached.len(),
+                        common,
+                        std::cmp::Reverse(runs_with(&busy, i)),
+                        std::cmp::Reverse(s.last_used),
+                        std::cmp::Reverse(i),
+                    )
                 })
                 .map(|(i, _)| i);
             let Some(index) = chosen else { return };
@@ -479,10 +490,33 @@ impl<'m> Scheduler<'m> {
     }
 }
 
+/// Runs of consecutive busy slots once slot `index` is busy too.
+fn runs_with(busy: &[bool], index: usize) -> usize {
+    let is_busy = |i: usize| i == index || busy.get(i).copied().unwrap_or(false);
+    (0..busy.len())
+        .filter(|&i| is_busy(i) && (i == 0 || !is_busy(i - 1)))
+        .count()
+}
+
 fn seq_u32(seq: i32) -> u32 {
     u32::try_from(seq).unwrap_or(0)
 }
 
 fn to_i32(n: usize) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runs_with;
+
+    #[test]
+    fn a_newcomer_is_counted_in_the_runs_it_joins_or_starts() {
+        let busy = [true, true, false, false, true, false];
+        assert_eq!(runs_with(&busy, 2), 2);
+        assert_eq!(runs_with(&busy, 3), 2);
+        assert_eq!(runs_with(&busy, 5), 2);
+        assert_eq!(runs_with(&[true, false, true], 1), 1);
+        assert_eq!(runs_with(&[false, false, false], 1), 1);
+    }
 }
