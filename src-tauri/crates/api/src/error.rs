@@ -156,6 +156,56 @@ impl ApiError {
         e
     }
 
+    /// A request body that did not arrive in time; the connection is closed after it.
+    pub fn body_timeout(limit: std::time::Duration) -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "invalid_request_error",
+            "request_timeout",
+            format!(
+                "the request body did not arrive within {limit:?}: send the whole body (as many bytes as Content-Length says) without pausing"
+            ),
+        )
+    }
+
+    /// A connection beyond the server's cap, answered before its request is read.
+    pub fn too_many_connections(max: usize) -> Self {
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "too_many_connections",
+            format!("the server already has {max} connections open, its limit: close idle connections or retry later"),
+        );
+        e.retry_after_secs = Some(1);
+        e
+    }
+
+    /// What hyper's own reply with `status` to a request head it could not take means,
+    /// for the statuses it sends (`None` for others). `max_headers` and `max_head_bytes`
+    /// are the limits on a head in force.
+    pub(crate) fn rejected_head(status: StatusCode, max_headers: usize, max_head_bytes: usize) -> Option<Self> {
+        let (code, message) = match status {
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => (
+                "request_header_fields_too_large",
+                format!(
+                    "the request head is too large: at most {max_headers} header fields and {} KiB of request line and headers are accepted; send fewer or smaller headers",
+                    max_head_bytes / 1024
+                ),
+            ),
+            StatusCode::URI_TOO_LONG => (
+                "uri_too_long",
+                "the request URI is too long: shorten the path and query".to_owned(),
+            ),
+            StatusCode::BAD_REQUEST => (
+                "malformed_request",
+                "the request is not valid HTTP/1.1 (a malformed request line or header): check what the client sends"
+                    .to_owned(),
+            ),
+            _ => return None,
+        };
+        Some(Self::new(status, "invalid_request_error", code, message))
+    }
+
     /// For the body of an SSE `error` event (the status line was already sent).
     pub(crate) fn body(&self) -> ErrorBody<'_> {
         ErrorBody {
@@ -249,6 +299,10 @@ impl IntoResponse for ApiError {
         let headers = response.headers_mut();
         if let Some(secs) = self.retry_after_secs {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        // hyper closes a connection whose request body was not read to the end; say so.
+        if self.status == StatusCode::REQUEST_TIMEOUT {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         if self.status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

@@ -1,7 +1,11 @@
 //! `JsonBody`: the body extractor every POST route uses, and `parse`, which turns it
 //! into a typed request. axum's own `Json` answers bad input with plain-text
 //! 400/415/422; these answer in OpenAI's error shape, name the offending field, and
-//! never let bad input reach a 500.
+//! never let bad input reach a 500. A body must arrive whole within the server's body
+//! timeout: hyper sets none, and a client that stalls in its body (or announces more
+//! than it sends) would otherwise hold its connection for ever.
+
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
@@ -26,7 +30,14 @@ where
             return Err(ApiError::unsupported_media_type());
         }
         let limit = req.extensions().get::<BodyLimit>().map_or(usize::MAX, |l| l.0);
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+        let timeout = req
+            .extensions()
+            .get::<BodyReadTimeout>()
+            .map_or_else(|| crate::ConnectionLimits::default().body_read, |t| t.0);
+        let read = tokio::time::timeout(timeout, Bytes::from_request(req, state))
+            .await
+            .map_err(|_| ApiError::body_timeout(timeout))?;
+        let bytes = read.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::body_too_large(limit)
             } else {
@@ -47,6 +58,11 @@ where
 /// 413 message can state it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct BodyLimit(pub usize);
+
+/// How long a body may take to arrive, put in the request's extensions by the server
+/// (`serve_with`); without it (a router served otherwise) the default applies.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodyReadTimeout(pub Duration);
 
 fn is_json(content_type: Option<&header::HeaderValue>) -> bool {
     let Some(value) = content_type.and_then(|v| v.to_str().ok()) else {

@@ -248,6 +248,14 @@ impl ChatCompletionRequest {
                     text
                 }
             };
+            // Valid JSON, but chat templates are C strings that end at a NUL: refused
+            // here as the client's mistake rather than failing in the engine as a 500.
+            if content.contains('\0') {
+                return Err(ApiError::invalid_request(
+                    Some(&format!("messages[{i}].content")),
+                    format!("messages[{i}].content contains a NUL character (\\u0000), which a chat template cannot take: remove it"),
+                ));
+            }
             messages.push(ChatMessage::new(role, content));
         }
         Ok(GenerateRequest {
@@ -484,6 +492,11 @@ mod tests {
             Some("messages[0].role")
         );
         assert_eq!(param(r#"{"messages":[]}"#), None);
+        // A NUL is valid JSON but no chat template can take it: the client's to remove.
+        assert_eq!(
+            param(r#"{"model":"m","messages":[{"role":"user","content":"x"},{"role":"user","content":[{"type":"text","text":"a\u0000"}]}]}"#).as_deref(),
+            Some("messages[1].content")
+        );
     }
 
     #[test]

@@ -1,5 +1,10 @@
 //! The API over real sockets: a client that hangs up mid-stream cancels its
-//! generation, and an oversized body gets 413 on the wire.
+//! generation; an oversized body gets 413 on the wire; a head hyper refuses by itself
+//! (too large, malformed) gets OpenAI's error JSON like every other error; a NUL in a
+//! chat message is the client's mistake (400), not the server's.
+//!
+//! These tests run beside others on a busy machine: no wait here is bounded tighter than
+//! `HANG`, which only a server that never acts reaches.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,6 +13,10 @@ use hearth_api::testing::ScriptedBackend;
 use hearth_api::{router, ApiConfig, Metrics};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+/// The bound on every wait: what is waited for takes milliseconds, so reaching it means
+/// the server never acted, not that the machine was slow.
+const HANG: Duration = Duration::from_secs(60);
 
 async fn start() -> (u16, Arc<ScriptedBackend>, Arc<Metrics>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -55,7 +64,7 @@ async fn a_client_hanging_up_mid_stream_cancels_the_generation() {
     assert!(String::from_utf8_lossy(&seen).starts_with("HTTP/1.1 200"));
     assert_eq!((metrics.active_generations(), backend.live_streams()), (1, 1));
     drop(socket);
-    wait_for(Duration::from_secs(5), "the generation to stop", || {
+    wait_for(HANG, "the generation to stop", || {
         metrics.active_generations() == 0 && backend.live_streams() == 0
     })
     .await;
@@ -81,7 +90,7 @@ async fn a_ten_megabyte_body_gets_413() {
         }
     });
     let mut response = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), reader.read_to_end(&mut response)).await;
+    let _ = tokio::time::timeout(HANG, reader.read_to_end(&mut response)).await;
     let text = String::from_utf8_lossy(&response);
     assert!(text.starts_with("HTTP/1.1 413"), "{text}");
     assert!(text.contains("\"code\":\"request_too_large\""), "{text}");
@@ -98,14 +107,107 @@ async fn a_client_hanging_up_before_a_whole_reply_cancels_it_too() {
         .write_all(request(port, "/v1/chat/completions", body).as_bytes())
         .await
         .expect("send");
-    wait_for(Duration::from_secs(5), "the generation to start", || {
-        backend.live_streams() == 1
-    })
-    .await;
+    wait_for(HANG, "the generation to start", || backend.live_streams() == 1).await;
     drop(socket);
     // hyper notices the closed connection and drops the handler, and with it the stream.
-    wait_for(Duration::from_secs(5), "the generation to stop", || {
+    wait_for(HANG, "the generation to stop", || {
         metrics.active_generations() == 0 && backend.live_streams() == 0
     })
     .await;
+}
+
+/// Sends `request` and reads the answer until the server closes (or resets) the
+/// connection; the server may answer before it has read everything, so write errors
+/// are ignored.
+async fn raw_exchange(port: u16, request: Vec<u8>) -> String {
+    let socket = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    let (mut reader, mut writer) = socket.into_split();
+    let sender = tokio::spawn(async move {
+        let _ = writer.write_all(&request).await;
+        writer
+    });
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(HANG, reader.read_to_end(&mut answer)).await;
+    assert!(
+        read.is_ok(),
+        "no end to the answer in {HANG:?}: {}",
+        String::from_utf8_lossy(&answer)
+    );
+    sender.abort();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The status line of an answer and its body's `error` object, checked for OpenAI's shape.
+fn error_answer(answer: &str) -> (&str, serde_json::Value) {
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((answer, ""));
+    let json: serde_json::Value =
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("the body is not JSON ({e}): {answer}"));
+    let error = json["error"].clone();
+    assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "{answer}");
+    assert!(error["type"].is_string() && error["code"].is_string(), "{answer}");
+    assert!(error.get("param").is_some(), "{answer}");
+    assert!(
+        head.to_ascii_lowercase().contains("content-type: application/json"),
+        "{answer}"
+    );
+    (head.lines().next().unwrap_or_default(), error)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heads_too_large_get_431_in_openai_shape() {
+    let (port, backend, _) = start().await;
+    // Too many header fields...
+    let mut many = format!("GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n");
+    for i in 0..200 {
+        many.push_str(&format!("X-Filler-{i}: x\r\n"));
+    }
+    many.push_str("\r\n");
+    // ...and one header field larger than the whole head may be.
+    let huge = format!(
+        "GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Huge: {}\r\n\r\n",
+        "x".repeat(1 << 20)
+    );
+    for request in [many, huge] {
+        let answer = raw_exchange(port, request.into_bytes()).await;
+        let (status, error) = error_answer(&answer);
+        assert_eq!(status, "HTTP/1.1 431 Request Header Fields Too Large", "{answer}");
+        assert_eq!(error["code"], "request_header_fields_too_large", "{answer}");
+        assert_eq!(error["type"], "invalid_request_error", "{answer}");
+    }
+    // The server still serves.
+    let answer = raw_exchange(
+        port,
+        format!("GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n").into_bytes(),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+    assert_eq!(backend.started(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_head_gets_400_in_openai_shape() {
+    let (port, _, _) = start().await;
+    let request = format!("GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nno colon here\r\n\r\n");
+    let answer = raw_exchange(port, request.into_bytes()).await;
+    let (status, error) = error_answer(&answer);
+    assert_eq!(status, "HTTP/1.1 400 Bad Request", "{answer}");
+    assert_eq!(error["code"], "malformed_request", "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nul_in_a_chat_message_is_a_400_naming_the_message() {
+    let (port, backend, _) = start().await;
+    // JSON's \u0000: a valid string holding a NUL, which no chat template can take.
+    let body = r#"{"model":"scripted","messages":[{"role":"system","content":"be brief"},{"role":"user","content":"hi\u0000there"}]}"#;
+    let request = request(port, "/v1/chat/completions", body).replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n");
+    let answer = raw_exchange(port, request.into_bytes()).await;
+    let (status, error) = error_answer(&answer);
+    assert_eq!(status, "HTTP/1.1 400 Bad Request", "{answer}");
+    assert_eq!(error["type"], "invalid_request_error", "{answer}");
+    assert_eq!(error["param"], "messages[1].content", "{answer}");
+    assert!(
+        error["message"].as_str().unwrap_or_default().contains("NUL"),
+        "{answer}"
+    );
+    assert_eq!(backend.started(), 0);
 }
