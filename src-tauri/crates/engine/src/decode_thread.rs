@@ -27,6 +27,7 @@ pub(crate) fn engine_thread(
     config: EngineConfig,
     n_swa: u32,
     allocated: Arc<AtomicU32>,
+    steps: Arc<crate::parallel::StepLog>,
     ready: SyncSender<Result<ModelInfo, EngineError>>,
     commands: Receiver<Command>,
 ) {
@@ -141,7 +142,7 @@ pub(crate) fn engine_thread(
             }
         };
         allocated.store(ctx.n_ctx(), Ordering::Release);
-        let mut scheduler = crate::parallel::Scheduler::new(&model, ctx, name, n, n_swa, max_draft);
+        let mut scheduler = crate::parallel::Scheduler::new(&model, ctx, name, n, n_swa, max_draft, steps);
         if config.warmup {
             if let Err(e) = scheduler.warm_up() {
                 let _ = ready.send(Err(e));

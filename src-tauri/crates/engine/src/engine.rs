@@ -162,6 +162,8 @@ pub struct Engine {
     info: ModelInfo,
     /// Tokens the KV cache holds room for now (written by the decode thread).
     allocated: Arc<AtomicU32>,
+    /// The parallel engine's steps as planned (written by the decode thread).
+    steps: Arc<crate::parallel::StepLog>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -170,6 +172,15 @@ impl std::fmt::Debug for Engine {
             .field("info", &self.info)
             .finish_non_exhaustive()
     }
+}
+
+/// What a panic said, for an error message.
+fn panic_words(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
 /// llama.cpp's backend may be initialised once per process.
@@ -279,6 +290,7 @@ impl Engine {
         // llama.cpp trusts GGUF headers (a bad one can abort the process), so the
         // file is checked by our bounds-checked reader first.
         let header = hearth_gguf::read(&config.model_path)?;
+        let model_path = config.model_path.clone();
         let backend = backend()?;
         let (ready_tx, ready_rx) = mpsc::sync_channel(1);
         let (cmd_tx, cmd_rx) = mpsc::sync_channel::<Command>(16);
@@ -287,10 +299,20 @@ impl Engine {
             .map_or(0, |w| u32::try_from(w).unwrap_or(u32::MAX));
         let allocated = Arc::new(AtomicU32::new(0));
         let allocated_by_thread = Arc::clone(&allocated);
+        let steps = Arc::new(crate::parallel::StepLog::default());
+        let steps_by_thread = Arc::clone(&steps);
         let thread = std::thread::Builder::new()
             .name("hearth-decode".into())
             .spawn(move || {
-                crate::decode_thread::engine_thread(backend, config, n_swa, allocated_by_thread, ready_tx, cmd_rx)
+                crate::decode_thread::engine_thread(
+                    backend,
+                    config,
+                    n_swa,
+                    allocated_by_thread,
+                    steps_by_thread,
+                    ready_tx,
+                    cmd_rx,
+                )
             })
             .map_err(|e| EngineError::DecodeFailed(format!("could not start the decode thread: {e}")))?;
         match ready_rx.recv() {
@@ -301,16 +323,26 @@ impl Engine {
                     thread: Some(thread),
                     info,
                     allocated,
+                    steps,
                 })
             }
             Ok(Err(e)) => {
                 let _ = thread.join();
                 Err(e)
             }
-            Err(_) => {
-                let _ = thread.join();
-                Err(EngineError::EngineStopped)
-            }
+            // The thread ended without a word: it panicked while loading (llama-cpp-2
+            // panics on values it cannot convert, such as a context length past
+            // i32::MAX in a header). That is the file's fault, not a stopped engine.
+            Err(_) => Err(match thread.join() {
+                Err(panic) => EngineError::LoadFailed {
+                    path: model_path,
+                    reason: format!(
+                        "llama.cpp could not load it ({}); the file may be damaged or not a model llama.cpp supports",
+                        panic_words(panic.as_ref())
+                    ),
+                },
+                Ok(()) => EngineError::EngineStopped,
+            }),
         }
     }
 
@@ -322,6 +354,13 @@ impl Engine {
     /// `info().n_ctx`, growing as conversations need it.
     pub fn context_allocated(&self) -> u32 {
         self.allocated.load(Ordering::Acquire)
+    }
+
+    /// The most recent steps of an engine of several sequences, oldest first, as the
+    /// scheduler planned them (what each batch held, the predicted cost, who got a
+    /// token): where its rules are checked. Empty for an engine of one sequence.
+    pub fn step_plans(&self) -> Vec<crate::StepPlan> {
+        self.steps.snapshot()
     }
 
     /// Starts a generation. Returns after the prompt was checked (template,

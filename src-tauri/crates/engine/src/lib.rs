@@ -39,6 +39,7 @@ pub use eval::{
     PositionScore, Reference, ReferenceSpool, SpooledPosition, TAIL_CUT,
 };
 pub use modules::{gpu_modules, module_dirs, GpuModule, GPU_MODULES};
+pub use parallel::{StepPlan, DOCUMENT_CHUNK_DECODE_STEPS, MIN_PROMPT_CHUNK};
 pub use quantize::{
     is_unquantized, quantize_file, QuantType, QuantizeError, QuantizeOptions, QuantizeProgress, QuantizeReport,
 };

@@ -21,9 +21,11 @@
 mod draft;
 mod pace;
 mod slot;
+mod steps;
 
 use std::collections::VecDeque;
 use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::Arc;
 use std::time::Instant;
 
 use hearth_core::FinishReason;
@@ -40,6 +42,8 @@ use crate::trace::TraceRecorder;
 use crate::EngineError;
 use pace::{plan_reads, Pace, Unread};
 use slot::{Active, Output, Slot};
+pub(crate) use steps::StepLog;
+pub use steps::{StepPlan, DOCUMENT_CHUNK_DECODE_STEPS, MIN_PROMPT_CHUNK};
 
 /// A row of the batch whose logits are sampled after the step.
 struct SampledRow {
@@ -67,6 +71,10 @@ pub(crate) struct Scheduler<'m> {
     max_draft: usize,
     /// What a lone sequence's step costs by draft length (the drafter's cost model).
     step_costs: StepCosts,
+    /// Each step as planned (read by `Engine::step_plans`).
+    steps: Arc<StepLog>,
+    /// Steps taken so far.
+    step_index: u64,
 }
 
 impl<'m> Scheduler<'m> {
@@ -77,6 +85,7 @@ impl<'m> Scheduler<'m> {
         n_parallel: u32,
         n_swa: u32,
         max_draft: usize,
+        steps: Arc<StepLog>,
     ) -> Self {
         let n_batch = ctx.n_batch() as usize;
         let n = n_parallel.max(1);
@@ -95,6 +104,8 @@ impl<'m> Scheduler<'m> {
             batch: LlamaBatch::new(n_batch, i32::try_from(n).unwrap_or(1)),
             max_draft,
             step_costs: StepCosts::default(),
+            steps,
+            step_index: 0,
         }
     }
 
@@ -275,7 +286,7 @@ impl<'m> Scheduler<'m> {
     /// One batch: a token for every replying sequence, then prompt chunks; decode;
     /// sample where a sequence needs its next token.
     fn step(&mut self) {
-        self.end_cancelled();
+        let cancelled = self.end_cancelled();
         let reading = self
             .slots
             .iter()
@@ -367,6 +378,7 @@ impl<'m> Scheduler<'m> {
             })
             .collect();
         let mut prompt_tokens = 0;
+        let mut reads: Vec<(i32, usize)> = Vec::new();
         for (index, take) in readers.into_iter().zip(plan_reads(&unread, step_tokens, beside)) {
             if take == 0 {
                 continue;
@@ -393,6 +405,7 @@ impl<'m> Scheduler<'m> {
                 break;
             }
             slot.cached.extend_from_slice(&active.prompt[active.next..end]);
+            reads.push((slot.seq, take));
             prompt_tokens += take;
             active.next = end;
             active.prompt_steps += 1;
@@ -403,11 +416,31 @@ impl<'m> Scheduler<'m> {
         if self.batch.n_tokens() == 0 {
             return;
         }
+        // The plan as the pace sees it before this step is measured.
+        let guessed: usize = verify.iter().map(Vec::len).sum::<usize>() + draft.len();
+        let mut plan = StepPlan {
+            index: self.step_index,
+            replying: replying.iter().map(|&(index, _)| self.slots[index].seq).collect(),
+            decode_rows: decode_rows + guessed,
+            reads,
+            step_budget: step_tokens,
+            beside_budget: beside,
+            decode_ms: (decode_rows + guessed > 0)
+                .then(|| self.pace.decode_ms(decode_rows + guessed))
+                .flatten(),
+            predicted_ms: self.pace.predict_ms(decode_rows + guessed, prompt_tokens),
+            measured_ms: 0.0,
+            sampled: rows.iter().map(|r| self.slots[r.slot].seq).collect(),
+            cancelled,
+        };
+        self.step_index += 1;
         let started = Instant::now();
         if let Err(e) = self.ctx.decode(&mut self.batch) {
             return self.fail_all(&format!("decoding failed: {e}"));
         }
         let ms = started.elapsed().as_secs_f64() * 1000.0;
+        plan.measured_ms = ms;
+        self.steps.push(plan);
         if let (Some(index), [only]) = (lone, rows.as_slice()) {
             self.step_costs.observe(draft.len(), ms);
             // Its guesses are rows like any reply's: the step prices that width too.
@@ -415,7 +448,6 @@ impl<'m> Scheduler<'m> {
             return self.verify_draft(index, only.row, &draft, 1);
         }
         // A guess's rows cost what replies' rows do: the step is priced by its width.
-        let guessed: usize = verify.iter().map(Vec::len).sum();
         self.pace.observe(decode_rows + guessed, prompt_tokens, ms);
         if !verify.is_empty() {
             for (SampledRow { slot, row, .. }, guesses) in rows.into_iter().zip(verify) {
@@ -458,8 +490,10 @@ impl<'m> Scheduler<'m> {
         Some((token, active.accept(self.model, token, self.n_ctx_seq)))
     }
 
-    /// Requests whose caller cancelled (or hung up) leave before the step.
-    fn end_cancelled(&mut self) {
+    /// Requests whose caller cancelled (or hung up) leave before the step; returns
+    /// their sequences.
+    fn end_cancelled(&mut self) -> Vec<i32> {
+        let mut cancelled = Vec::new();
         for index in 0..self.slots.len() {
             if self.slots[index]
                 .active
@@ -467,8 +501,10 @@ impl<'m> Scheduler<'m> {
                 .is_some_and(|a| a.cancel.is_cancelled())
             {
                 self.end(index, FinishReason::Cancelled, None);
+                cancelled.push(self.slots[index].seq);
             }
         }
+        cancelled
     }
 
     fn end(&mut self, index: usize, finish: FinishReason, error: Option<String>) {

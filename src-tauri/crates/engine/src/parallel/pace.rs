@@ -33,14 +33,14 @@ impl Pace {
     const WEIGHT: f64 = 0.5;
     /// Before anything is measured: a chunk small enough for any model.
     const FIRST_CHUNK: usize = 32;
-    const MIN_CHUNK: usize = 4;
+    const MIN_CHUNK: usize = super::steps::MIN_PROMPT_CHUNK;
     /// A document beside decoding, in decode steps' worth of time: the replies' next
     /// token waits under two decode steps, inside the four they may wait as contexts
     /// grow, the estimate lags and a busy machine adds noise (at one and a half steps'
     /// worth, waits of five steps were seen here). The price: beside a stream a long
     /// prompt is read slowly on a CPU (1,500 tokens in about 15 s beside one stream on
     /// 2 cores).
-    const BESIDE_DECODING: f64 = 0.75;
+    const BESIDE_DECODING: f64 = super::steps::DOCUMENT_CHUNK_DECODE_STEPS;
     /// The longest step that reads prompts: what a newcomer may wait behind, and what a
     /// question may cost the replies running beside it. Shorter steps read a long prompt
     /// alone more slowly on a CPU (at 250 ms, a quarter slower here).
@@ -70,7 +70,7 @@ impl Pace {
 
     /// A decode step of `rows` rows: as measured, else the nearest measured width
     /// (preferring the wider: a budget from it errs short).
-    fn decode_ms(&self, rows: usize) -> Option<f64> {
+    pub(super) fn decode_ms(&self, rows: usize) -> Option<f64> {
         let measured = |r: usize| self.decode_ms.get(r).copied().flatten();
         (0..self.decode_ms.len().max(rows + 1))
             .flat_map(|d| [rows + d, rows.wrapping_sub(d)])
@@ -106,6 +106,22 @@ impl Pace {
             (None, Some((_, ms))) => Some(ms),
             (None, None) => None,
         }
+    }
+
+    /// What a step of `decode_rows` rows and `prompt_tokens` prompt tokens costs by the
+    /// measurements so far, in ms: the figure the budgets below are made from (the
+    /// nearest measured decode width, and each prompt token at its measured cost).
+    /// None until what the step holds has been measured.
+    pub(super) fn predict_ms(&self, decode_rows: usize, prompt_tokens: usize) -> Option<f64> {
+        let decode = if decode_rows > 0 {
+            self.decode_ms(decode_rows)?
+        } else {
+            0.0
+        };
+        if prompt_tokens == 0 {
+            return Some(decode);
+        }
+        Some(decode + prompt_tokens as f64 * self.prompt_ms_per_token?)
     }
 
     /// Prompt tokens a step may hold beside `decode_rows` replying rows (0: none), at
@@ -183,6 +199,23 @@ mod tests {
             pace.observe(3, 0, 0.01);
         }
         assert_eq!(pace.beside_decoding(3, 512), Pace::MIN_CHUNK);
+    }
+
+    #[test]
+    fn a_step_is_predicted_from_what_was_measured() {
+        let mut pace = Pace::default();
+        assert_eq!(pace.predict_ms(3, 0), None, "nothing measured");
+        assert_eq!(pace.predict_ms(0, 0), Some(0.0));
+        pace.observe(3, 0, 10.0);
+        assert_eq!(pace.predict_ms(3, 0), Some(10.0));
+        assert_eq!(pace.predict_ms(3, 8), None, "no prompt token measured yet");
+        pace.observe(3, 100, 60.0);
+        assert_eq!(pace.predict_ms(3, 20), Some(20.0));
+        assert_eq!(pace.predict_ms(0, 20), Some(10.0));
+        // A document's chunk beside replies is predicted within the rule's bound.
+        let chunk = pace.beside_decoding(3, 512);
+        let bound = (1.0 + Pace::BESIDE_DECODING) * 10.0;
+        assert!(pace.predict_ms(3, chunk).is_some_and(|ms| ms <= bound));
     }
 
     #[test]
