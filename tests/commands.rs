@@ -80,7 +80,8 @@ fn stop_generation_stops_the_reply_and_keeps_its_text() {
             json!({ "text": "sing forever", "onEvent": channel }),
         )
     });
-    wait_for("deltas", Duration::from_secs(10), || {
+    // A hang's bound: the scripted backend sends a delta every 5 ms.
+    wait_for("deltas", Duration::from_secs(60), || {
         h.kinds(id).iter().filter(|k| *k == "delta").count() >= 4
     });
     let status = h.invoke("app_status", json!({})).unwrap();
@@ -105,7 +106,9 @@ fn stop_generation_stops_the_reply_and_keeps_its_text() {
     assert_eq!(h.delta_text(id), text, "the deltas make the saved text");
     assert_eq!(h.kinds(id).last().map(String::as_str), Some("done"));
 
-    // Batched: ~5 tokens per 25 ms window, and the windows are spaced out.
+    // Batched: ~5 tokens per 25 ms window. Counted, not timed: how far apart two
+    // batches land is the machine's business (a busy one delays a tick), how many
+    // tokens ride in each is the batcher's decision.
     let deltas: Vec<_> = h
         .received(id)
         .into_iter()
@@ -117,10 +120,6 @@ fn stop_generation_stops_the_reply_and_keeps_its_text() {
         "{} events for {tokens} tokens",
         deltas.len()
     );
-    let gaps: Vec<Duration> = deltas.windows(2).map(|w| w[1].at - w[0].at).collect();
-    let short = gaps.iter().filter(|g| **g < Duration::from_millis(10)).count();
-    // The final flush may follow a tick closely; no other two batches may.
-    assert!(short <= 1, "delta events closer than 10 ms: {gaps:?}");
 
     let status = h.invoke("app_status", json!({})).unwrap();
     assert_eq!(status["generating"], false);

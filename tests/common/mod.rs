@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use hearth_desktop::{AppPaths, AppState};
 use serde_json::Value;
@@ -16,10 +15,9 @@ use tauri::test::{get_ipc_response, mock_builder, mock_context, noop_assets, Moc
 use tauri::webview::InvokeRequest;
 use tauri::{App, Manager, WebviewWindow, WebviewWindowBuilder};
 
-/// One captured channel message: when it arrived and its JSON.
+/// One captured channel message: its JSON (in the order they arrived).
 #[derive(Debug, Clone)]
 pub struct Received {
-    pub at: Instant,
     pub message: Value,
 }
 
@@ -53,10 +51,11 @@ pub fn harness_with(dir: tempfile::TempDir, prepare: impl FnOnce(&AppState)) -> 
             InvokeResponseBody::Json(json) => serde_json::from_str(json).unwrap(),
             InvokeResponseBody::Raw(bytes) => Value::String(String::from_utf8_lossy(bytes).into_owned()),
         };
-        sink.lock().unwrap().entry(callback.0).or_default().push(Received {
-            at: Instant::now(),
-            message,
-        });
+        sink.lock()
+            .unwrap()
+            .entry(callback.0)
+            .or_default()
+            .push(Received { message });
         true
     });
     let app = hearth_desktop::attach(builder, state)

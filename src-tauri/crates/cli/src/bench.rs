@@ -98,8 +98,10 @@ pub struct BenchArgs {
     /// base model without a chat template.
     #[arg(long)]
     text: bool,
-    /// Serve benchmark: also time a short question sent while a document of about 1,500
-    /// tokens is being read (one more JSON line).
+    /// Serve benchmark: also measure what a document of about 1,500 tokens costs the
+    /// others while it is read: a short question's time to first token, and the gaps
+    /// between three streams' tokens in decode steps (p50/p99/max). Two more JSON lines:
+    /// idle, then with a CPU-bound process beside the server.
     #[arg(long)]
     long_prompt: bool,
     /// Serve benchmark: every request is a passage given twice (and started a third time) as a plain

@@ -5,6 +5,8 @@
 //! measures the opposite case: each prompt is a passage given twice, which the model
 //! goes on copying (where prompt-lookup drafting pays).
 
+mod long_prompt;
+
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -62,38 +64,6 @@ impl Form {
     }
 }
 
-/// The time to first token of a short question sent while a long prompt is being read.
-#[derive(Debug, Serialize)]
-struct LongPromptLine {
-    bench: &'static str,
-    url: String,
-    model: String,
-    trials: usize,
-    errors: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    first_error: Option<String>,
-    /// How long after the document the question is sent.
-    question_after_ms: u64,
-    question_ttft_ms_p50: f64,
-    question_ttft_ms_max: f64,
-    document_ttft_ms_p50: f64,
-}
-
-/// How many times the document-then-question pair is sent.
-const LONG_PROMPT_TRIALS: usize = 3;
-const QUESTION_AFTER: Duration = Duration::from_millis(200);
-
-/// About 1,500 tokens of prose to summarise, different in each trial.
-fn document(trial: usize) -> String {
-    let paragraphs: String = (0..80)
-        .map(|i| {
-            let topic = TOPICS[(i + trial) % TOPICS.len()];
-            format!("Paragraph {i}: the notes of trial {trial} say something new about {topic}. ")
-        })
-        .collect();
-    format!("{paragraphs}\nSummarise this in one sentence.")
-}
-
 #[derive(Debug, Serialize)]
 struct ServeLine {
     bench: &'static str,
@@ -124,6 +94,8 @@ struct Reply {
     ttft_ms: f64,
     tokens: u64,
     stream_tps: f64,
+    /// When each chunk with text arrived.
+    times: Vec<Instant>,
 }
 
 const TOPICS: [&str; 16] = [
@@ -231,66 +203,9 @@ pub async fn run(bench: &ServeBench<'_>) -> Result<()> {
         println!("{}", serde_json::to_string(&summarize(bench, clients, replies, wall))?);
     }
     if bench.long_prompt {
-        println!("{}", serde_json::to_string(&long_prompt(bench, &http).await)?);
+        long_prompt::run(bench, &http).await?;
     }
     Ok(())
-}
-
-/// Sends a document, and a short question [`QUESTION_AFTER`] later, in each trial.
-async fn long_prompt(bench: &ServeBench<'_>, http: &reqwest::Client) -> LongPromptLine {
-    let (mut questions, mut documents, mut errors) = (Vec::new(), Vec::new(), Vec::new());
-    for trial in 0..LONG_PROMPT_TRIALS {
-        let text = document(trial);
-        let doc = {
-            let (http, url, token, model) = (
-                http.clone(),
-                bench.url.clone(),
-                bench.token.clone(),
-                bench.model.clone(),
-            );
-            let (max_tokens, form) = (bench.max_tokens, bench.form());
-            tokio::spawn(async move {
-                let asked = Asked {
-                    model: &model,
-                    question: &text,
-                    max_tokens,
-                    form,
-                };
-                stream_one(&http, &url, token.as_deref(), asked).await
-            })
-        };
-        tokio::time::sleep(QUESTION_AFTER).await;
-        let question = question(LONG_PROMPT_TRIALS, trial, 0);
-        let asked = Asked {
-            model: &bench.model,
-            question: &question,
-            max_tokens: bench.max_tokens,
-            form: bench.form(),
-        };
-        match stream_one(http, &bench.url, bench.token.as_deref(), asked).await {
-            Ok(reply) => questions.push(reply.ttft_ms),
-            Err(e) => errors.push(format!("{e:#}")),
-        }
-        match doc.await {
-            Ok(Ok(reply)) => documents.push(reply.ttft_ms),
-            Ok(Err(e)) => errors.push(format!("{e:#}")),
-            Err(e) => errors.push(e.to_string()),
-        }
-    }
-    questions.sort_by(f64::total_cmp);
-    documents.sort_by(f64::total_cmp);
-    LongPromptLine {
-        bench: "serve_long_prompt",
-        url: bench.url.clone(),
-        model: bench.model.clone(),
-        trials: LONG_PROMPT_TRIALS,
-        errors: errors.len(),
-        first_error: errors.into_iter().next(),
-        question_after_ms: QUESTION_AFTER.as_millis() as u64,
-        question_ttft_ms_p50: round2(percentile(&questions, 0.5)),
-        question_ttft_ms_max: round2(questions.last().copied().unwrap_or(0.0)),
-        document_ttft_ms_p50: round2(percentile(&documents, 0.5)),
-    }
 }
 
 fn summarize(bench: &ServeBench<'_>, clients: usize, replies: Vec<Result<Reply>>, wall: f64) -> ServeLine {
@@ -392,6 +307,7 @@ async fn stream_one(http: &reqwest::Client, url: &str, token: Option<&str>, aske
     let mut stream = response.bytes_stream();
     let mut buffer = String::new();
     let (mut first, mut last, mut chunks, mut usage) = (None, sent, 0u64, None);
+    let mut times = Vec::new();
     while let Some(bytes) = stream.next().await {
         buffer.push_str(&String::from_utf8_lossy(&bytes.context("reading the stream")?));
         while let Some(end) = buffer.find('\n') {
@@ -415,6 +331,7 @@ async fn stream_one(http: &reqwest::Client, url: &str, token: Option<&str>, aske
                 let now = Instant::now();
                 first.get_or_insert(now);
                 last = now;
+                times.push(now);
                 chunks += 1;
             }
         }
@@ -430,6 +347,7 @@ async fn stream_one(http: &reqwest::Client, url: &str, token: Option<&str>, aske
         } else {
             0.0
         },
+        times,
     })
 }
 
@@ -464,14 +382,6 @@ mod tests {
         assert_eq!(chunk_text(&chat), Some("Hi"));
         assert_eq!(chunk_text(&text), Some("Hi"));
         assert_eq!(chunk_text(&usage), None);
-    }
-
-    #[test]
-    fn each_trial_has_its_own_document_of_about_1500_tokens() {
-        let (a, b) = (document(0), document(1));
-        assert_ne!(a, b);
-        // About four characters a token in English prose.
-        assert!((5_000..9_000).contains(&a.len()), "{} characters", a.len());
     }
 
     #[test]
