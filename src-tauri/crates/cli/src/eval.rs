@@ -3,6 +3,11 @@
 //! rank the same token first (`hearth_worker::jobs::measure`; see
 //! `hearth_engine::evaluate` for the method). The result is recorded in the database, so
 //! `hearth models` and the app's model list show it beside the file.
+//!
+//! The measuring runs in a child process (`hearth measure-worker`), as every command
+//! that loads a model does: llama.cpp aborts the process on some model files, and that
+//! must end in an error that says so, not in `hearth eval` dying of a signal. Ctrl-C
+//! kills the child.
 
 use std::path::PathBuf;
 
@@ -62,16 +67,20 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         reference_pass: args.reference_pass,
         spool_top_k: args.spool_top_k,
     };
+    let exe = std::env::current_exe().context("cannot find the hearth executable")?;
     let cancel = crate::quantize::ctrl_c_cancel();
     let json = args.json;
-    let line = measure::measure(&request, cancel.flag(), &mut |p| {
+    let mut shown = false;
+    let line = measure::run(&exe, &request, &cancel, &mut |p| {
         if !json {
             eprint!("\rscoring: window {}/{} ", p.done, p.total);
+            shown = true;
         }
-    })?;
-    if !json {
+    });
+    if shown {
         eprintln!();
     }
+    let line = line?;
     if !args.no_record {
         record(&line);
     }

@@ -78,6 +78,19 @@ pub enum GgufError {
         detail: String,
     },
 
+    /// The header reads, but holds a hyperparameter no model has or that the llama.cpp
+    /// Hearth runs cannot load (0 layers, a million experts, a vocabulary entry that is
+    /// not text). llama.cpp checks many of these with assertions that abort the whole
+    /// process, so they are refused here, by name.
+    #[error("{} is not a valid model: {detail}; download it again or choose another file", path.display())]
+    Invalid {
+        path: PathBuf,
+        /// The metadata key holding the value ("llama.block_count").
+        key: String,
+        /// What is wrong, naming the key and the value ("llama.block_count is 0 ...").
+        detail: String,
+    },
+
     /// The operating system refused to read the file.
     #[error("{} could not be read ({source}); check that the file is readable and the disk is attached", path.display())]
     Io {
@@ -99,6 +112,7 @@ impl GgufError {
             | GgufError::UnsupportedVersion { path, .. }
             | GgufError::Truncated { path, .. }
             | GgufError::Corrupt { path, .. }
+            | GgufError::Invalid { path, .. }
             | GgufError::Io { path, .. } => path,
         }
     }

@@ -290,11 +290,11 @@ impl GgufInfo {
         self.u64(key).and_then(|v| u32::try_from(v).ok())
     }
 
-    fn arch_u64(&self, suffix: &str) -> Option<u64> {
+    pub(crate) fn arch_u64(&self, suffix: &str) -> Option<u64> {
         self.arch_get(suffix).and_then(MetaValue::as_u64)
     }
 
-    fn arch_per_layer(&self, suffix: &str) -> Option<PerLayer> {
+    pub(crate) fn arch_per_layer(&self, suffix: &str) -> Option<PerLayer> {
         let v = self.arch_get(suffix)?;
         if let Some(n) = v.as_u64() {
             return Some(PerLayer::Uniform(n));

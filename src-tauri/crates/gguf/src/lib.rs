@@ -7,6 +7,10 @@
 //! it completely (including that the tensor data it describes fits in the
 //! file), and explains every failure in words the user can act on.
 //!
+//! It also refuses the headers that parse but that llama.cpp would abort on
+//! (0 layers, a million experts, a vocabulary entry that is not text: [`limits`]),
+//! since llama.cpp trusts the header and aborts the whole process on some values.
+//!
 //! It never reads tensor data, never panics on any input, and keeps at most
 //! [`reader::MEMORY_BUDGET`] bytes of header data whatever the file claims.
 //!
@@ -19,6 +23,7 @@
 pub mod builder;
 mod error;
 mod info;
+pub mod limits;
 mod metadata;
 pub mod reader;
 mod sniff;

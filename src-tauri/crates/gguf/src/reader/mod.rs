@@ -20,8 +20,10 @@ use crate::sniff;
 use crate::types::{removed_type_note, GgmlType};
 
 mod source;
+mod text;
 
 use source::{Res, Source};
+use text::TextCheck;
 
 /// The four bytes every GGUF file starts with.
 pub const MAGIC: [u8; 4] = *b"GGUF";
@@ -52,6 +54,11 @@ pub const MAX_ARRAY_DEPTH: u32 = 3;
 pub const MAX_DIMS: u32 = 4;
 /// Total bytes of header data kept in memory, whatever the header claims.
 pub const MEMORY_BUDGET: u64 = 16 << 20;
+/// The key of the vocabulary, whose entries must be UTF-8 text and distinct.
+pub const VOCABULARY_KEY: &str = "tokenizer.ggml.tokens";
+/// Most bytes of text in the vocabulary, which is read whole to check it: the
+/// largest real ones hold a few MB (Gemma 3's 262,144 entries: 2.3 MB).
+pub const MAX_VOCABULARY_BYTES: u64 = 64 << 20;
 
 /// Fewest bytes of one tensor description: name length, n_dims, type, offset.
 const MIN_TENSOR_INFO: u64 = 8 + 4 + 4 + 8;
@@ -59,12 +66,16 @@ const MIN_TENSOR_INFO: u64 = 8 + 4 + 4 + 8;
 const MIN_KV: u64 = 8 + 4 + 1;
 /// Skips shorter than this go through the read buffer; longer ones seek.
 const SEEK_THRESHOLD: u64 = 64 * 1024;
+/// Memory charged per vocabulary entry while repeats are looked for: a 16-byte
+/// fingerprint in a hash set, with the set's spare room.
+const FINGERPRINT_COST: u64 = 40;
 
 /// Reads the header of the GGUF file at `path`; tensor data is not loaded.
 ///
 /// The checks run in the order a user's mistakes are likely: missing path,
 /// folder, empty file, not a GGUF at all, wrong version, cut-short header,
-/// values no model has, cut-short tensor data.
+/// values no model has (damaged structures, then hyperparameters llama.cpp cannot
+/// load: [`crate::limits`]), cut-short tensor data.
 pub fn read(path: &Path) -> Result<GgufInfo, GgufError> {
     let owned = || path.to_path_buf();
     let meta = match std::fs::metadata(path) {
@@ -105,7 +116,10 @@ pub fn read_from<R: BufRead + Seek>(reader: R, file_size: u64, path: &Path) -> R
         budget: MEMORY_BUDGET,
     };
     let raw = src.header()?;
-    Ok(GgufInfo::from_raw(path.to_path_buf(), file_size, raw))
+    let info = GgufInfo::from_raw(path.to_path_buf(), file_size, raw);
+    crate::limits::check(&info)?;
+    src.check_data_extent(&info.tensors, info.data_offset)?;
+    Ok(info)
 }
 
 /// What the parser found, before the typed summary is derived.
@@ -171,7 +185,6 @@ impl<R: BufRead + Seek> Source<'_, R> {
         } else {
             align_up(self.pos, alignment).ok_or_else(|| self.corrupt("the data offset overflows"))?
         };
-        self.check_data_extent(&tensors, data_offset)?;
 
         Ok(RawHeader {
             version,
@@ -311,6 +324,8 @@ impl<R: BufRead + Seek> Source<'_, R> {
             return Err(self.corrupt(format!(
                 "{what} claims {len} elements (at most {MAX_STRING_ARRAY_LEN} strings or arrays accepted)"
             )));
+        } else if elem_type == ValueType::String && depth == 1 && key == VOCABULARY_KEY {
+            self.vocabulary(len)?;
         } else if elem_type == ValueType::String {
             for _ in 0..len {
                 let n = self.string_len(&what)?;
@@ -326,6 +341,52 @@ impl<R: BufRead + Seek> Source<'_, R> {
             len,
             values: None,
         })
+    }
+
+    /// Reads past the vocabulary's `len` strings, checking each: llama.cpp aborts on an
+    /// entry that is not UTF-8 text (its tokenizer decodes every entry) and on two equal
+    /// entries (its token-to-id map comes out shorter than the vocabulary).
+    fn vocabulary(&mut self, len: u64) -> Res<()> {
+        let what = format!("the vocabulary ({VOCABULARY_KEY})");
+        // Repeats are found by fingerprint; the set is freed with this call, so it is
+        // charged to the memory budget only meanwhile. A vocabulary too large for the
+        // budget (over 400,000 entries, more than any real one) is not looked through
+        // for repeats.
+        let cost = len.saturating_mul(FINGERPRINT_COST);
+        let mut seen = self
+            .charge(cost)
+            .then(|| HashSet::with_capacity(usize::try_from(len).unwrap_or(0)));
+        let mut total = 0u64;
+        for index in 0..len {
+            let n = self.string_len(&what)?;
+            total = total.saturating_add(n);
+            if total > MAX_VOCABULARY_BYTES {
+                return Err(self.invalid(
+                    VOCABULARY_KEY,
+                    format!("the vocabulary ({VOCABULARY_KEY}) holds more than {MAX_VOCABULARY_BYTES} bytes of text by entry {index}, far more than any model"),
+                ));
+            }
+            let mut check = TextCheck::new();
+            self.skip_checked(n, &what, &mut check)?;
+            let (utf8, fingerprint) = check.finish();
+            if !utf8 {
+                return Err(self.invalid(
+                    VOCABULARY_KEY,
+                    format!("vocabulary entry {index} ({VOCABULARY_KEY}) is not UTF-8 text"),
+                ));
+            }
+            // llama.cpp renames empty entries apart ("[EMPTY_<index>]").
+            if n > 0 && seen.as_mut().is_some_and(|seen| !seen.insert(fingerprint)) {
+                return Err(self.invalid(
+                    VOCABULARY_KEY,
+                    format!("vocabulary entry {index} ({VOCABULARY_KEY}) repeats an earlier entry"),
+                ));
+            }
+        }
+        if seen.is_some() {
+            self.budget += cost;
+        }
+        Ok(())
     }
 
     fn numeric_array(&mut self, ty: ValueType, len: u64, what: &str) -> Res<ArrayValues> {

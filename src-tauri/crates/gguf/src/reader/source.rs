@@ -4,6 +4,7 @@
 use std::io::{self, BufRead, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+use super::text::TextCheck;
 use super::SEEK_THRESHOLD;
 use crate::error::{GgufError, Section};
 
@@ -113,6 +114,36 @@ impl<R: BufRead + Seek> Source<'_, R> {
         }
         self.pos += n;
         Ok(())
+    }
+
+    /// Skips `n` bytes like [`skip`](Self::skip), but reads them all (no seek) through
+    /// `check`.
+    pub(super) fn skip_checked(&mut self, n: u64, what: &str, check: &mut TextCheck) -> Res<()> {
+        self.need(n, || what.to_string())?;
+        let mut left = n;
+        while left > 0 {
+            let buf = match self.r.fill_buf() {
+                Ok(buf) => buf,
+                Err(e) => return Err(self.io_err(e, what)),
+            };
+            if buf.is_empty() {
+                return Err(self.io_err(io::ErrorKind::UnexpectedEof.into(), what));
+            }
+            let k = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            check.push(&buf[..k]);
+            self.r.consume(k);
+            left -= k as u64;
+        }
+        self.pos += n;
+        Ok(())
+    }
+
+    pub(super) fn invalid(&self, key: &str, detail: String) -> GgufError {
+        GgufError::Invalid {
+            path: self.path(),
+            key: key.to_string(),
+            detail,
+        }
     }
 
     /// Reserves `n` bytes of the memory budget; false when it is spent.

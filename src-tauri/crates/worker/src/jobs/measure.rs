@@ -1,9 +1,10 @@
 //! Measuring a model file: perplexity on a text, and against a reference (the file a
 //! quantization came from) the KL divergence and top-token agreement
 //! (`hearth_engine::evaluate`), with what the file costs to run: bits per weight, the
-//! memory loading it adds, decode speed. `hearth eval` runs it in its own process; the
-//! app's Quantize… flow runs it in a child (`measure-worker`). Either way the result
-//! becomes a [`ModelEval`] in the store, which every model card shows.
+//! memory loading it adds, decode speed. `hearth eval` and the app's Quantize… flow both
+//! run it in a child (`measure-worker`, [`run`]): llama.cpp aborts the process on some
+//! model files, and that must cost the measurement, not the command or the app. The
+//! result becomes a [`ModelEval`] in the store, which every model card shows.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -16,7 +17,7 @@ use hearth_engine::{Engine, EngineConfig, EvalReport, GenerationRequest, Prompt,
 use hearth_store::{ModelEval, ModelFile, ReferenceComparison};
 use serde::{Deserialize, Serialize};
 
-use super::{report, run_child, say, Cancel, JobLine, Progress};
+use super::{report, run_child_fed, say, Cancel, JobLine, Progress};
 
 /// The default text: chapters 1-12 of Pride and Prejudice (public domain; see
 /// data/eval/README.md), built in so that measuring needs nothing else.
@@ -274,31 +275,45 @@ fn fit_together(model: &Path, reference: &Path, ctx: u32) -> Result<bool> {
     Ok(together)
 }
 
-/// The child's command line: `measure-worker REQUEST_JSON`.
+/// The child's command line: `measure-worker [REQUEST_JSON]`.
 #[derive(Args, Debug)]
 pub struct MeasureWorkerArgs {
-    /// The [`MeasureRequest`] as JSON.
-    request: String,
+    /// The [`MeasureRequest`] as JSON; without it, the request is read from stdin (as
+    /// [`run`] sends it: a text to score can be longer than a command line may be).
+    request: Option<String>,
 }
 
 /// The child: measures and reports each window.
 pub fn run_worker(args: &MeasureWorkerArgs) -> Result<()> {
     let never = AtomicBool::new(false);
-    let result = serde_json::from_str::<MeasureRequest>(&args.request)
-        .context("the measure worker's request is not valid JSON")
+    let result = request_json(args)
+        .and_then(|json| {
+            serde_json::from_str::<MeasureRequest>(&json).context("the measure worker's request is not valid JSON")
+        })
         .and_then(|request| measure(&request, &never, &mut |p| say::<()>(&JobLine::Progress(p))));
     report(result)
 }
 
-/// Measures in a child of `exe` (a cancel is a kill).
+fn request_json(args: &MeasureWorkerArgs) -> Result<String> {
+    if let Some(json) = &args.request {
+        return Ok(json.clone());
+    }
+    let mut json = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut json)
+        .context("cannot read the measure worker's request from stdin")?;
+    Ok(json)
+}
+
+/// Measures in a child of `exe` (a cancel is a kill; a crash is an error that says so).
 pub fn run(
     exe: &Path,
     request: &MeasureRequest,
     cancel: &Cancel,
     on_window: &mut dyn FnMut(Progress),
 ) -> Result<Measurement> {
-    let args: Vec<OsString> = vec!["measure-worker".into(), serde_json::to_string(request)?.into()];
-    run_child(exe, &args, "measure", cancel, on_window)
+    let args: Vec<OsString> = vec!["measure-worker".into()];
+    let input = serde_json::to_vec(request)?;
+    run_child_fed(exe, &args, Some(input), "measure", cancel, on_window)
 }
 
 fn resident_bytes() -> u64 {

@@ -5,18 +5,19 @@
 //!
 //! The protocol is one JSON line per event on the child's stdout: progress, then one
 //! `done` with the result or one `error` with the words to show. [`run_child`] reads it;
-//! [`Cancel`] stops the child from any thread (a Ctrl-C handler, the app's Cancel
-//! button).
+//! a child that dies without either (llama.cpp aborted, the system killed it) is an
+//! error that says so. [`Cancel`] stops the child from any thread (a Ctrl-C handler,
+//! the app's Cancel button).
 
 pub mod measure;
 pub mod quantize;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Subcommand;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -28,7 +29,7 @@ pub enum JobCommand {
     /// The quantize worker process, started by `hearth quantize` and the app.
     #[command(hide = true)]
     QuantizeWorker(quantize::QuantizeWorkerArgs),
-    /// The measuring worker process, started by the app's Quantize… flow.
+    /// The measuring worker process, started by `hearth eval` and the app's Quantize… flow.
     #[command(hide = true)]
     MeasureWorker(measure::MeasureWorkerArgs),
 }
@@ -132,17 +133,38 @@ pub fn run_child<T: DeserializeOwned>(
     cancel: &Cancel,
     on_progress: &mut dyn FnMut(Progress),
 ) -> Result<T> {
+    run_child_fed(exe, args, None, what, cancel, on_progress)
+}
+
+/// [`run_child`], writing `input` to the child's stdin: for a request that may be too
+/// long for a command line (Linux allows one argument 128 KiB).
+pub fn run_child_fed<T: DeserializeOwned>(
+    exe: &Path,
+    args: &[std::ffi::OsString],
+    input: Option<Vec<u8>>,
+    what: &str,
+    cancel: &Cancel,
+    on_progress: &mut dyn FnMut(Progress),
+) -> Result<T> {
     if cancel.is_cancelled() {
         return Err(JobError::Cancelled.into());
     }
     let mut child = Command::new(exe)
         .args(args)
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .with_context(|| format!("cannot start the {what} worker ({})", exe.display()))?;
     cancel.pid.store(child.id(), Ordering::Release);
+    // Written from a thread, so that a child that writes before it has read all of it
+    // cannot block both; one that dies first makes the write fail, which its exit says
+    // better.
+    let feeder = child.stdin.take().zip(input).map(|(mut stdin, input)| {
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        })
+    });
     // A cancel that came between the check above and the pid being known.
     if cancel.is_cancelled() {
         cancel.cancel();
@@ -161,6 +183,9 @@ pub fn run_child<T: DeserializeOwned>(
     }
     let status = child.wait().with_context(|| format!("waiting for the {what} worker"));
     cancel.pid.store(0, Ordering::Release);
+    if let Some(feeder) = feeder {
+        let _ = feeder.join();
+    }
     let status = status?;
     if cancel.is_cancelled() {
         return Err(JobError::Cancelled.into());
@@ -168,7 +193,23 @@ pub fn run_child<T: DeserializeOwned>(
     match outcome {
         Some(Ok(result)) if status.success() => Ok(result),
         Some(Err(e)) => Err(e),
-        _ => bail!("the {what} worker stopped unexpectedly ({status}); nothing was written"),
+        _ => Err(stopped(what, status)),
+    }
+}
+
+/// The words for a child that ended without its result. A signal is a crash: llama.cpp
+/// aborts the process on some files it cannot handle, and the system kills a process
+/// that runs it out of memory.
+fn stopped(what: &str, status: ExitStatus) -> anyhow::Error {
+    use std::os::unix::process::ExitStatusExt;
+    match status.signal() {
+        Some(signal) if signal == nix::sys::signal::Signal::SIGKILL as i32 => anyhow::anyhow!(
+            "the {what} worker was killed ({status}), most likely by the system for want of memory, and nothing was written; close other programs or choose a smaller model"
+        ),
+        Some(_) => anyhow::anyhow!(
+            "the {what} worker crashed ({status}) and nothing was written: llama.cpp aborted on this model file, which may be damaged or of a kind this Hearth cannot run; try another file"
+        ),
+        None => anyhow::anyhow!("the {what} worker stopped unexpectedly ({status}); nothing was written"),
     }
 }
 
