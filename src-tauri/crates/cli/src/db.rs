@@ -1,10 +1,12 @@
-//! `hearth db`: look after the database.
+//! `hearth db`: look after the database. Stats and backups open it read-only, so they
+//! work when its disk cannot be written or the file is damaged (when a backup is most
+//! needed) and change nothing.
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use hearth_store::Store;
+use hearth_store::{default_db_path, Store, SCHEMA_VERSION};
 
 #[derive(Args, Debug)]
 pub struct DbArgs {
@@ -16,20 +18,23 @@ pub struct DbArgs {
 enum DbCommand {
     /// Size, row counts, schema version, WAL size (JSON).
     Stats,
-    /// Copy the live database to a file with SQLite's online backup (safe while Hearth runs).
+    /// Copy the live database to a file with SQLite's online backup (safe while Hearth runs, and on a read-only disk).
     Backup { dest: PathBuf },
     /// Run SQLite's integrity check; exits non-zero when the database is damaged.
     Check,
 }
 
 pub fn run(args: &DbArgs) -> Result<()> {
-    let store = Store::open_default()?;
     match &args.command {
-        DbCommand::Stats => println!("{}", serde_json::to_string_pretty(&store.stats()?)?),
-        DbCommand::Backup { dest } => println!("{}", serde_json::to_string(&store.backup_to(dest)?)?),
+        DbCommand::Stats => println!("{}", serde_json::to_string_pretty(&open_for_stats()?.stats()?)?),
+        DbCommand::Backup { dest } => println!("{}", serde_json::to_string(&open_for_reading()?.backup_to(dest)?)?),
         DbCommand::Check => {
+            let store = open_for_checking()?;
             let report = store.integrity_check()?;
             println!("{}", serde_json::to_string(&report)?);
+            for skipped in &report.skipped {
+                eprintln!("note: not checked: {skipped}");
+            }
             if !report.ok {
                 anyhow::bail!(
                     "{} is damaged: back up what you can with `hearth db backup FILE`, then move the file aside",
@@ -39,4 +44,42 @@ pub fn run(args: &DbArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The database for a command that only reads, opened read-only (see
+/// [`Store::open_read_only`]). An older schema is read as it is, and said so.
+pub fn open_for_reading() -> hearth_store::Result<Store> {
+    let store = Store::open_read_only(default_db_path())?;
+    let found = store.schema_version();
+    if found < SCHEMA_VERSION {
+        eprintln!(
+            "note: {} has schema version {found}, older than this Hearth's {SCHEMA_VERSION}; it is read as it is \
+             (the next `hearth chat` upgrades it)",
+            store.path().display()
+        );
+    }
+    Ok(store)
+}
+
+/// Read-only, except that a database not made yet is made (empty, as `hearth chat`
+/// would make it): its stats are then the new database's.
+fn open_for_stats() -> Result<Store> {
+    match open_for_reading() {
+        Err(hearth_store::StoreError::Missing { .. }) => Ok(Store::open_default()?),
+        opened => Ok(opened?),
+    }
+}
+
+/// Writable where possible: only then can the search index be compared with the
+/// messages (SQLite runs that check as a write statement). A database that cannot
+/// be written, or that opening refuses as damaged, is checked read-only.
+fn open_for_checking() -> Result<Store> {
+    match Store::open_default() {
+        Ok(store) => Ok(store),
+        Err(e) if e.is_history_disabling() => {
+            eprintln!("note: checking read-only: {e}");
+            Ok(open_for_reading()?)
+        }
+        Err(e) => Err(e.into()),
+    }
 }

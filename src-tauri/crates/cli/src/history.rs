@@ -17,8 +17,13 @@ pub fn log_generation(model: &str, metrics: &GenerationMetrics) {
 }
 
 /// A performance record outside a chat: opened, written, closed; a failure is logged, never fatal.
+/// A database that cannot be used (damaged, read-only, full) is also told on stderr, with
+/// what to do: the user would otherwise not know why the records stop.
 fn save_record(record: &PerfRecord) {
     if let Err(e) = Store::open_default().and_then(|store| store.log_perf(record)) {
         tracing::warn!(error = %e, operation = %record.operation, "performance record not saved");
+        if e.is_history_disabling() {
+            eprintln!("warning: the performance record was not saved: {e}");
+        }
     }
 }

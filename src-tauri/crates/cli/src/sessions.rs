@@ -1,12 +1,14 @@
 //! `hearth sessions`: the saved conversations (every chat turn, from the CLI and the
 //! app, is in the one database): list them, show one, export one as Markdown or JSON.
 //! A session is named by its id or any unique start of it, as `list` prints them.
+//! Every subcommand only reads, so the database is opened read-only: it works when
+//! the disk cannot be written, and changes nothing.
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use hearth_store::{export_session, ExportFormat, Session, SessionId, Store, LOCAL_USER};
+use hearth_store::{export_session, ExportFormat, Session, SessionId, Store, StoreError, LOCAL_USER};
 
 #[derive(Args, Debug)]
 pub struct SessionsArgs {
@@ -40,12 +42,22 @@ enum SessionsCommand {
 }
 
 pub fn run(args: &SessionsArgs) -> Result<()> {
-    let store = Store::open_default()?;
-    match args
-        .command
-        .as_ref()
-        .unwrap_or(&SessionsCommand::List { limit: 50, json: false })
-    {
+    let default = SessionsCommand::List { limit: 50, json: false };
+    let command = args.command.as_ref().unwrap_or(&default);
+    let store = match crate::db::open_for_reading() {
+        Ok(store) => store,
+        // No database yet: nothing was saved, which is what `list` says.
+        Err(StoreError::Missing { path }) if matches!(command, SessionsCommand::List { json: false, .. }) => {
+            println!(
+                "No saved conversations in {} yet: `hearth chat` starts one.",
+                path.display()
+            );
+            return Ok(());
+        }
+        Err(StoreError::Missing { .. }) if matches!(command, SessionsCommand::List { json: true, .. }) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    match command {
         SessionsCommand::List { limit, json } => list(&store, *limit, *json),
         SessionsCommand::Show { id } => {
             print!("{}", export(&store, id, ExportFormat::Markdown)?);

@@ -1,5 +1,6 @@
 //! `hearth generate` and `hearth chat` as a user runs them: through a worker process
-//! by default, in this process with `--in-process`; Ctrl-C stops a reply, not the chat.
+//! by default, in this process with `--in-process`; Ctrl-C stops a reply, not the chat;
+//! a damaged database gets nothing written into it.
 
 mod common;
 
@@ -8,9 +9,9 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{alive, base_model, chat_model, children_of, hearth, wait_gone};
+use common::{alive, base_model, chat_model, children_of, damage_model_evals, hearth, wait_gone};
 use hearth_core::Role;
-use hearth_store::{SessionId, Store};
+use hearth_store::{NewMessage, NewSession, SessionId, Store};
 
 fn generate_json(data_dir: &std::path::Path, extra: &[&str]) -> serde_json::Value {
     let output = Command::new(hearth())
@@ -146,7 +147,8 @@ async fn ctrl_c_stops_the_reply_not_the_chat_and_the_worker_goes_with_it() {
     let status = child.wait().expect("wait");
     assert!(status.success(), "chat exited with {status}");
     let _ = stdout_drain.join();
-    wait_gone(workers[0], Duration::from_secs(5)).await;
+    // A hang detector: the worker goes with the chat in milliseconds; an orphan never does.
+    wait_gone(workers[0], Duration::from_secs(60)).await;
 
     // The stopped reply is kept, marked incomplete.
     let store = Store::open(data.path().join("hearth.db")).expect("the database");
@@ -193,6 +195,77 @@ fn bench_switch_prints_its_figures() {
     ] {
         assert!(line[key].is_f64(), "{key} missing: {line}");
     }
-    // The retried turn waited out the backoff (1 s) before it started.
+    // The retried turn waited out the backoff (1 s) before it started. (A lower bound:
+    // a busy machine can only make it later.)
     assert!(line["ttft_with_one_retry_ms"].as_f64() >= Some(1000.0), "{line}");
+}
+
+#[test]
+fn a_damaged_database_gets_nothing_written_and_the_chat_goes_on_without_history() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let db = data.path().join("hearth.db");
+    {
+        let store = Store::open(&db).expect("the database");
+        let session = store.create_session(&NewSession::default()).expect("session");
+        store
+            .append_message(&session.id, &NewMessage::new(Role::User, "kept"))
+            .expect("message");
+    }
+    damage_model_evals(&db);
+    let before = std::fs::read(&db).expect("read");
+
+    // A chat (its worker logs the load, the turn saves a session, a message and a
+    // performance record) and a generation (two performance records).
+    let mut chat = Command::new(hearth())
+        .args(["chat", "--temperature", "0", "-n", "4", "-t", "1", "--ctx", "1024"])
+        .arg("--model")
+        .arg(chat_model())
+        .env("HEARTH_DATA_DIR", data.path())
+        .env("HEARTH_SETTINGS", data.path().join("settings.toml"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start hearth chat");
+    let mut stdin = chat.stdin.take().expect("stdin");
+    writeln!(stdin, "Say hi.\n/quit").expect("send");
+    drop(stdin);
+    let chat = chat.wait_with_output().expect("wait");
+    let said = String::from_utf8_lossy(&chat.stderr);
+    assert!(chat.status.success(), "{said}");
+    assert!(
+        said.contains("chat history is off for this run") && said.contains("is corrupt"),
+        "{said}"
+    );
+    generate_json(data.path(), &[]);
+    // The check finds the damage, and what is left can be backed up.
+    let hearth_db = |args: &[&str]| {
+        Command::new(hearth())
+            .arg("db")
+            .args(args)
+            .env("HEARTH_DATA_DIR", data.path())
+            .output()
+            .expect("run hearth db")
+    };
+    let check = hearth_db(&["check"]);
+    let report: serde_json::Value = serde_json::from_slice(&check.stdout).expect("a JSON report");
+    assert_eq!(report["ok"], false, "{report}");
+    assert!(!check.status.success());
+    assert!(String::from_utf8_lossy(&check.stderr).contains("hearth db backup FILE"));
+    let backup = data.path().join("backup.db");
+    let copied = hearth_db(&["backup", backup.to_str().expect("utf-8")]);
+    assert!(copied.status.success(), "{}", String::from_utf8_lossy(&copied.stderr));
+    assert!(backup.exists());
+
+    assert_eq!(
+        std::fs::read(&db).expect("read"),
+        before,
+        "something was written into the damaged file"
+    );
+    let wal = data.path().join("hearth.db-wal");
+    assert!(
+        std::fs::metadata(&wal).map_or(true, |m| m.len() == 0),
+        "changes wait in {}",
+        wal.display()
+    );
 }

@@ -1,7 +1,8 @@
 //! `hearth sessions` on a real database file: list, show by a unique id prefix, export
 //! to Markdown (the figures of each reply, a stopped one marked) and to JSON that
 //! reads back as exactly what is stored; unknown and ambiguous ids and a wrong format
-//! are refused with what to do.
+//! are refused with what to do. On a read-only database (a read-only mount: root
+//! ignores permission bits) the sessions and `hearth db stats/check/backup` still work.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -12,9 +13,14 @@ use hearth_store::{MessageMetadata, NewMessage, NewSession, Role, SessionId, Ses
 use serde_json::json;
 
 fn sessions(data: &std::path::Path, args: &[&str]) -> Output {
+    let mut all = vec!["sessions"];
+    all.extend_from_slice(args);
+    hearth(data, &all)
+}
+
+fn hearth(data: &std::path::Path, args: &[&str]) -> Output {
     Command::new(common::hearth())
         .env("HEARTH_DATA_DIR", data)
-        .arg("sessions")
         .args(args)
         .output()
         .unwrap()
@@ -125,4 +131,84 @@ fn list_show_and_export_a_conversation() {
     fails(&["show", "nope"], "hearth sessions list");
     fails(&["show", &id.as_str()[..4]], "give more of the id");
     fails(&["export", id.as_str(), "--format", "pdf"], "use md or json");
+}
+
+#[test]
+fn a_read_only_database_can_be_listed_shown_exported_checked_and_backed_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let id = conversation(&Store::open(data.join("hearth.db")).unwrap(), "Colours");
+    let _ro = common::ReadOnlyDir::new(&data);
+    let snapshot = || {
+        let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&data)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read(e.path()).unwrap(),
+                )
+            })
+            .collect();
+        files.sort();
+        files
+    };
+    let before = snapshot();
+
+    let table = ok(&sessions(&data, &["list"]));
+    assert!(table.contains(id.as_str()) && table.contains("Colours"), "{table}");
+    let markdown = ok(&sessions(&data, &["show", id.as_str()]));
+    assert!(markdown.starts_with("# Colours\n"), "{markdown}");
+    let exported = dir.path().join("colours.json");
+    ok(&sessions(
+        &data,
+        &[
+            "export",
+            id.as_str(),
+            "--format",
+            "json",
+            "-o",
+            exported.to_str().unwrap(),
+        ],
+    ));
+    let whole: SessionWithMessages = serde_json::from_str(&std::fs::read_to_string(&exported).unwrap()).unwrap();
+    assert_eq!(whole.messages.len(), 4);
+
+    let stats: serde_json::Value = serde_json::from_str(&ok(&hearth(&data, &["db", "stats"]))).unwrap();
+    assert_eq!(
+        (stats["read_only"].as_bool(), stats["messages"].as_i64()),
+        (Some(true), Some(4)),
+        "{stats}"
+    );
+    let check = hearth(&data, &["db", "check"]);
+    let report: serde_json::Value = serde_json::from_str(&ok(&check)).unwrap();
+    assert_eq!(report["ok"], true, "{report}");
+    let notes = String::from_utf8_lossy(&check.stderr);
+    assert!(
+        notes.contains("checking read-only") && notes.contains("not checked"),
+        "{notes}"
+    );
+    let backup = dir.path().join("backup.db");
+    ok(&hearth(&data, &["db", "backup", backup.to_str().unwrap()]));
+    let copy = Store::open(&backup).unwrap();
+    assert_eq!(copy.retrieve_session(&id).unwrap().unwrap(), whole);
+
+    assert_eq!(snapshot(), before, "a read-only command changed the data directory");
+}
+
+#[test]
+fn listing_without_a_database_creates_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = ok(&sessions(dir.path(), &["list"]));
+    assert!(empty.contains("No saved conversations"), "{empty}");
+    assert_eq!(ok(&sessions(dir.path(), &["list", "--json"])), "");
+    let out = hearth(dir.path(), &["db", "stats"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no database at") && err.contains("HEARTH_DATA_DIR"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "a file was created");
 }

@@ -12,9 +12,11 @@ use rusqlite::config::DbConfig;
 use rusqlite::{Connection, DatabaseName, OpenFlags, Transaction, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
+use crate::backup::quick_check;
 use crate::checkpoint::{restart_wal, Checkpointer};
 use crate::error::{Result, StoreError};
 use crate::migrate;
+use crate::read_only::{self, ReadOnlyMode};
 
 /// File name of the database inside the data directory.
 pub const DB_FILE_NAME: &str = "hearth.db";
@@ -117,13 +119,19 @@ impl std::fmt::Debug for Store {
 // Field order is drop order: the checkpointer stops before the readers close,
 // and the writer closes last, so its close does the final checkpoint.
 pub(crate) struct Inner {
-    checkpointer: Checkpointer,
+    /// `None` when opened read-only.
+    checkpointer: Option<Checkpointer>,
     readers: Mutex<Vec<Connection>>,
     reader_returned: Condvar,
     /// Held shared by every read transaction of the pool, exclusively while the
     /// WAL is restarted (see [`restart_wal`]).
     reader_gate: RwLock<()>,
-    writer: Mutex<Connection>,
+    /// `None` when opened read-only: every write is refused.
+    writer: Option<Mutex<Connection>>,
+    /// How the readers reach the file when opened read-only.
+    pub(crate) read_only: Option<ReadOnlyMode>,
+    /// `PRAGMA user_version` once opened (after the migrations, unless read-only).
+    schema_version: i64,
     pub(crate) path: PathBuf,
     pub(crate) options: StoreOptions,
 }
@@ -171,15 +179,64 @@ impl Store {
 
         Ok(Store {
             inner: Arc::new(Inner {
-                checkpointer,
+                checkpointer: Some(checkpointer),
                 readers: Mutex::new(readers),
                 reader_returned: Condvar::new(),
                 reader_gate: RwLock::new(()),
-                writer: Mutex::new(writer),
+                writer: Some(Mutex::new(writer)),
+                read_only: None,
+                schema_version: migrate::SCHEMA_VERSION,
                 path,
                 options,
             }),
         })
+    }
+
+    /// Opens the existing database at `path` read-only with default options; see
+    /// [`Store::open_read_only_with`].
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Store> {
+        Store::open_read_only_with(path, StoreOptions::default())
+    }
+
+    /// Opens the existing database at `path` for reading only: for reading,
+    /// exporting, checking and backing up a database whose file, directory or
+    /// disk cannot be written, or that is damaged. Nothing is written: no file
+    /// or directory is created (a missing file is [`StoreError::Missing`]), no
+    /// migration runs (see [`Store::schema_version`]: an older schema is read as
+    /// it is), no checkpoint. Every write method fails with
+    /// [`StoreError::ReadOnly`]. A database from a newer Hearth is refused.
+    ///
+    /// The file is not checked for damage on open (that is what
+    /// [`Store::integrity_check`] is for); reading a damaged part fails with
+    /// [`StoreError::Corrupt`].
+    pub fn open_read_only_with(path: impl AsRef<Path>, options: StoreOptions) -> Result<Store> {
+        let path = path.as_ref().to_path_buf();
+        let opened = read_only::open(&path, &options)?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                checkpointer: None,
+                readers: Mutex::new(opened.readers),
+                reader_returned: Condvar::new(),
+                reader_gate: RwLock::new(()),
+                writer: None,
+                read_only: Some(opened.mode),
+                schema_version: opened.schema_version,
+                path,
+                options,
+            }),
+        })
+    }
+
+    /// Whether the store was opened with [`Store::open_read_only`].
+    pub fn is_read_only(&self) -> bool {
+        self.inner.read_only.is_some()
+    }
+
+    /// The schema version of the file as opened: [`crate::SCHEMA_VERSION`]
+    /// after [`Store::open`] (it migrates), possibly older after
+    /// [`Store::open_read_only`] (it does not).
+    pub fn schema_version(&self) -> i64 {
+        self.inner.schema_version
     }
 
     /// The database file.
@@ -197,7 +254,13 @@ impl Store {
     /// mutex, so within this process no write ever sees `SQLITE_BUSY`.
     pub(crate) fn write<T>(&self, mut f: impl FnMut(&Transaction<'_>) -> Result<T>) -> Result<T> {
         let inner = &self.inner;
-        let mut conn = lock(&inner.writer);
+        let Some(writer) = &inner.writer else {
+            return Err(StoreError::ReadOnly {
+                path: inner.path.clone(),
+                detail: "it was opened read-only, for reading".into(),
+            });
+        };
+        let mut conn = lock(writer);
         let mut attempt = 0;
         loop {
             let result = (|| -> Result<T> {
@@ -208,7 +271,7 @@ impl Store {
             })();
             match result {
                 Ok(value) => {
-                    if inner.checkpointer.committed() {
+                    if inner.checkpointer.as_ref().is_some_and(Checkpointer::committed) {
                         restart_wal(&conn, &inner.reader_gate, inner.options.busy_timeout);
                     }
                     return Ok(value);
@@ -248,10 +311,15 @@ impl Store {
     }
 
     /// Reads an integer PRAGMA of the writer connection (settings such as
-    /// `synchronous` are per connection; the writer's are the ones that matter).
-    pub(crate) fn writer_pragma(&self, name: &str) -> Result<i64> {
-        let conn = lock(&self.inner.writer);
+    /// `synchronous` are per connection; the writer's are the ones that matter);
+    /// `None` when opened read-only.
+    pub(crate) fn writer_pragma(&self, name: &str) -> Result<Option<i64>> {
+        let Some(writer) = &self.inner.writer else {
+            return Ok(None);
+        };
+        let conn = lock(writer);
         conn.pragma_query_value(None, name, |r| r.get(0))
+            .map(Some)
             .map_err(|e| StoreError::from_sqlite(&self.inner.path, e))
     }
 
@@ -312,7 +380,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Reads the 100-byte SQLite header without SQLite: refuses a file that is not
 /// a database, or whose `user_version` (bytes 60..64) is newer than this build,
 /// before anything could modify it. A missing or empty file is a new database.
-fn precheck_header(path: &Path) -> Result<()> {
+pub(crate) fn precheck_header(path: &Path) -> Result<()> {
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -363,6 +431,10 @@ fn open_writer(path: &Path, options: &StoreOptions) -> Result<Connection> {
                 detail: "SQLite opened the file read-only".into(),
             });
         }
+        // Damage is found before anything is written: a session or a
+        // performance record written beside it would be lost with it, or make
+        // it worse. (Reading and backing up a damaged file: `open_read_only`.)
+        quick_check(conn, path)?;
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, false)?;
         let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
@@ -418,7 +490,7 @@ pub(crate) fn open_error(path: &Path, err: StoreError) -> StoreError {
 /// Tries to create (and removes) a file next to the database: SQLite needs to
 /// create the `-wal` and `-shm` files there. Root ignores permission bits, so
 /// only a real attempt tells (read-only mount, immutable directory).
-fn probe_dir_writable(db: &Path) -> Result<()> {
+pub(crate) fn probe_dir_writable(db: &Path) -> Result<()> {
     let dir = match db.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),

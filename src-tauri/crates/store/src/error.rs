@@ -58,6 +58,14 @@ pub enum StoreError {
     )]
     TooNew { path: PathBuf, found: i64, supported: i64 },
 
+    /// There is no database file (only a read-only open, which never creates
+    /// one, says so; [`crate::Store::open`] creates it).
+    #[error(
+        "there is no database at {path} yet: nothing has been saved there (HEARTH_DATA_DIR \
+         sets the directory Hearth keeps it in)"
+    )]
+    Missing { path: PathBuf },
+
     /// SQLite could not open the file for another reason (missing directory
     /// component, too many open files, ...).
     #[error("database {path} cannot be opened ({detail}): check that the path is usable")]
@@ -119,8 +127,9 @@ impl StoreError {
     /// True for conditions of the database file or its disk that persist until
     /// the user acts: not a database, corrupt, read-only, disk full, too new,
     /// cannot open, I/O error. False for per-call problems (not found, invalid
-    /// input, a transient lock, a bad JSON value, a failed task) and for generic
-    /// SQLite errors, which are bugs to report.
+    /// input, a transient lock, a bad JSON value, a failed task), for a missing
+    /// file (a read-only open found nothing to read) and for generic SQLite
+    /// errors, which are bugs to report.
     pub fn is_history_disabling(&self) -> bool {
         matches!(
             self,
@@ -149,6 +158,7 @@ impl StoreError {
             | StoreError::DiskFull { path }
             | StoreError::TooNew { path, .. }
             | StoreError::CannotOpen { path, .. }
+            | StoreError::Missing { path }
             | StoreError::Busy { path }
             | StoreError::DiskIo { path, .. }
             | StoreError::Sqlite { path, .. }

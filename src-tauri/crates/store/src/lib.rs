@@ -29,8 +29,11 @@
 //!
 //! Every failure is a [`StoreError`] naming the file and what to do. None loses
 //! committed data: writes are whole transactions, and a failed open never
-//! modifies the file. When [`StoreError::is_history_disabling`] is true the app
+//! modifies the file. A damaged file is refused on open, before anything is
+//! written into it. When [`StoreError::is_history_disabling`] is true the app
 //! should keep running with chat history turned off and show the message.
+//! [`Store::open_read_only`] reads, checks and backs up a database that cannot
+//! be written, or is damaged, without changing it.
 
 mod async_store;
 mod backup;
@@ -43,6 +46,7 @@ mod messages;
 mod migrate;
 mod model_evals;
 mod perf;
+mod read_only;
 mod sessions;
 
 pub use async_store::AsyncStore;

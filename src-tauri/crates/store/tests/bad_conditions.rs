@@ -1,5 +1,6 @@
 //! Bad conditions on real file systems: a file that is not a database, a
-//! corrupt one, a read-only directory, a full disk. Each is a typed error naming
+//! corrupt one (refused before anything is written into it), a read-only
+//! directory, a full disk. Each is a typed error naming
 //! the path, none panics, and nothing committed is lost.
 //!
 //! Root ignores permission bits, so "read-only" is made with a read-only bind
@@ -8,90 +9,10 @@
 //! it never fakes the condition, and never passes without checking it.
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
-use hearth_store::{MessageId, NewMessage, NewSession, Role, Store, StoreError};
-
-/// Every file in `dir` with its bytes.
-fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            (
-                e.file_name().to_string_lossy().into_owned(),
-                std::fs::read(e.path()).unwrap(),
-            )
-        })
-        .collect()
-}
-
-/// A mount that is undone on drop (also when the test panics).
-struct Mount {
-    point: PathBuf,
-}
-
-impl Mount {
-    fn run(args: &[&str]) -> Result<(), String> {
-        let out = Command::new(args[0])
-            .args(&args[1..])
-            .output()
-            .map_err(|e| format!("cannot run {}: {e}", args[0]))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "`{}` failed: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
-        }
-    }
-
-    fn tmpfs(point: &Path, size: &str) -> Result<Mount, String> {
-        let p = point.to_str().unwrap();
-        Mount::run(&[
-            "mount",
-            "-t",
-            "tmpfs",
-            "-o",
-            &format!("size={size},mode=0755"),
-            "tmpfs",
-            p,
-        ])?;
-        Ok(Mount {
-            point: point.to_path_buf(),
-        })
-    }
-
-    /// Makes `point` a read-only view of itself.
-    fn read_only_bind(point: &Path) -> Result<Mount, String> {
-        let p = point.to_str().unwrap();
-        Mount::run(&["mount", "--bind", p, p])?;
-        let mount = Mount {
-            point: point.to_path_buf(),
-        };
-        Mount::run(&["mount", "-o", "remount,ro,bind", p, p])?;
-        Ok(mount)
-    }
-
-    fn resize(&self, size: &str) -> Result<(), String> {
-        let p = self.point.to_str().unwrap();
-        Mount::run(&["mount", "-o", &format!("remount,size={size}"), p])
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Mount::run(&["umount", self.point.to_str().unwrap()]);
-    }
-}
-
-fn cannot_mount(what: &str, e: &str) -> ! {
-    panic!("{what} needs mount rights (run as root, as `make test` and CI do): {e}")
-}
+use common::{cannot_mount, damage_model_evals, snapshot, Mount};
+use hearth_store::{MessageId, NewMessage, NewSession, PerfRecord, Role, Store, StoreError};
 
 #[test]
 fn garbage_file_is_refused_untouched() {
@@ -147,6 +68,65 @@ fn corrupt_database_is_a_typed_error() {
         "{err:?}"
     );
     assert!(err.is_history_disabling());
+}
+
+#[test]
+fn a_damaged_database_is_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hearth.db");
+    let session = {
+        let store = Store::open(&db).unwrap();
+        let s = store.create_session(&NewSession::default()).unwrap();
+        for i in 0..20 {
+            store
+                .append_message(&s.id, &NewMessage::new(Role::User, format!("m {i}")))
+                .unwrap();
+        }
+        s.id
+    };
+    damage_model_evals(&db);
+    let before = std::fs::read(&db).unwrap();
+    // The main file as it was, and no change waiting in a -wal to be copied into
+    // it later (SQLite may leave an empty -wal and a -shm beside it).
+    let unchanged = || {
+        assert_eq!(
+            std::fs::read(&db).unwrap(),
+            before,
+            "something was written into the damaged file"
+        );
+        let wal = dir.path().join("hearth.db-wal");
+        assert!(
+            std::fs::metadata(&wal).map_or(true, |m| m.len() == 0),
+            "changes wait in the -wal"
+        );
+    };
+
+    // What a chat does on start: open, then save a session and a performance
+    // record. Each write would succeed (the damage is elsewhere in the file).
+    let opened = Store::open(&db);
+    if let Ok(store) = &opened {
+        let _ = store.create_session(&NewSession::default());
+        let _ = store.log_perf(&PerfRecord::default());
+    }
+    let err = opened.map(drop).unwrap_err();
+    unchanged();
+    assert!(
+        matches!(&err, StoreError::Corrupt { path, .. } if *path == db),
+        "{err:?}"
+    );
+    assert!(err.is_history_disabling());
+    assert!(err.to_string().contains("move the file"), "{err}");
+
+    // Read-only, what is left can still be read and backed up, and the full
+    // check finds the damage; nothing changes either.
+    let store = Store::open_read_only(&db).unwrap();
+    assert_eq!(store.list_messages(&session).unwrap().len(), 20);
+    let report = store.integrity_check().unwrap();
+    assert!(!report.ok && !report.problems.is_empty(), "{report:?}");
+    let backup = dir.path().join("backup").join("hearth.db");
+    store.backup_to(&backup).unwrap();
+    drop(store);
+    unchanged();
 }
 
 #[test]

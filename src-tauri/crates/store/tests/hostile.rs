@@ -135,16 +135,16 @@ fn hostile_search_input_never_errors() {
         )
         .unwrap();
     // FTS5's snippet() is quadratic in the matches within one message: the
-    // megabyte message must not turn a search into minutes of CPU.
-    let started = std::time::Instant::now();
+    // megabyte message must not turn a search into minutes of CPU. What shows it
+    // was not used (rather than a stopwatch, which a busy machine fools): FTS5
+    // marks every match in its snippet, the linear fallback only the first one,
+    // within about 200 bytes.
     let hits = store.search_messages("lorem ipsum", None, 5).unwrap();
     assert_eq!(hits.len(), 1);
-    assert!(hits[0].snippet.contains("\u{2}lorem\u{3}"), "{:?}", hits[0].snippet);
-    assert!(
-        started.elapsed() < std::time::Duration::from_secs(10),
-        "{:?}",
-        started.elapsed()
-    );
+    let snippet = &hits[0].snippet;
+    assert!(snippet.starts_with("\u{2}lorem\u{3} ipsum"), "{snippet:?}");
+    assert_eq!(snippet.matches('\u{2}').count(), 1, "FTS5's snippet() ran: {snippet:?}");
+    assert!(snippet.len() < 300, "{snippet:?}");
     for s in &strings {
         store.search_messages(s, None, 5).unwrap();
         store.search_messages(s, Some(&session.id), 5).unwrap();
