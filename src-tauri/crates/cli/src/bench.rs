@@ -104,6 +104,10 @@ pub struct BenchArgs {
     /// idle, then with a CPU-bound process beside the server.
     #[arg(long)]
     long_prompt: bool,
+    /// Serve benchmark: how many times each --long-prompt measurement is made (each
+    /// trial reads two documents).
+    #[arg(long, default_value_t = 3)]
+    long_prompt_trials: usize,
     /// Serve benchmark: every request is a passage given twice (and started a third time) as a plain
     /// completion, which the model continues by copying (where prompt-lookup drafting
     /// pays); the default asks chat questions, whose replies copy nothing.
@@ -300,6 +304,7 @@ fn run_serve(args: &BenchArgs) -> Result<()> {
             max_tokens: args.max_tokens,
             text: args.text,
             long_prompt: args.long_prompt,
+            long_prompt_trials: args.long_prompt_trials.max(1),
             copy: args.copy,
         })
         .await

@@ -28,6 +28,8 @@ pub struct ServeBench<'a> {
     pub text: bool,
     /// Also time a short question sent while a document of about 1,500 tokens is read.
     pub long_prompt: bool,
+    /// How many times each long-prompt measurement is made.
+    pub long_prompt_trials: usize,
     /// Each request a passage given twice, as a plain completion: replies that copy.
     pub copy: bool,
 }

@@ -21,15 +21,19 @@ use crate::options::{ModelOptions, Parallel, AUTO_PARALLEL_MOST};
 pub struct ServeArgs {
     #[command(flatten)]
     model: ModelOptions,
-    /// Address to listen on. Anything but loopback requires --token.
+    /// Address to listen on. Anything but loopback requires a token (--token-file, HEARTH_API_TOKEN or --token).
     #[arg(long, default_value = "127.0.0.1", env = "HEARTH_HOST")]
     host: IpAddr,
     /// Port to listen on (0: any free port; the chosen one is printed).
     #[arg(long, default_value_t = 8080, env = "HEARTH_PORT")]
     port: u16,
-    /// Bearer token clients must send (`Authorization: Bearer …`).
+    /// Bearer token clients must send (`Authorization: Bearer …`). Every local user can read it in `ps`
+    /// while the server runs: prefer --token-file or the HEARTH_API_TOKEN environment variable.
     #[arg(long, env = "HEARTH_API_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Read the bearer token from the first line of this file (kept out of `ps`; make it readable by you alone).
+    #[arg(long, value_name = "PATH")]
+    token_file: Option<std::path::PathBuf>,
     /// Host name clients may use besides localhost (repeatable; `*` accepts any, with --token only).
     #[arg(long = "allow-host")]
     allow_host: Vec<String>,
@@ -66,14 +70,11 @@ pub fn run(args: &ServeArgs) -> Result<()> {
 
 async fn serve(args: &ServeArgs, model: &ModelOptions, path: std::path::PathBuf) -> Result<()> {
     let addr = SocketAddr::new(args.host, args.port);
-    let mut config = ApiConfig::new(args.port).with_token(args.token.clone());
+    let mut config = ApiConfig::new(args.port).with_token(api_token(args)?);
     config.allow_any_host = args.allow_host.iter().any(|h| h == "*");
     config.allowed_hosts = args.allow_host.iter().filter(|h| *h != "*").cloned().collect();
     config.max_queued = args.queue;
-    config.max_concurrent = model.parallel.map_or(1, |p| match p {
-        Parallel::Exactly(n) => n as usize,
-        Parallel::Auto => 1,
-    });
+    config.max_concurrent = config_slots(model);
     config.validate(&addr)?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -102,7 +103,8 @@ async fn serve(args: &ServeArgs, model: &ModelOptions, path: std::path::PathBuf)
         let path = path.clone();
         tokio::spawn(async move { backend.load(&path.to_string_lossy()).await })
     };
-    let server = tokio::spawn(hearth_api::serve(listener, router, shutdown_signal()));
+    let limits = connection_limits(config_slots(model), args.queue);
+    let server = tokio::spawn(hearth_api::serve_with(listener, router, limits, shutdown_signal()));
     match loader.await? {
         Ok(()) => eprintln!("hearth serve: model ready"),
         Err(e) => {
@@ -116,6 +118,64 @@ async fn serve(args: &ServeArgs, model: &ModelOptions, path: std::path::PathBuf)
     backend.unload().await.ok();
     served??;
     Ok(())
+}
+
+/// The generation slots the server was configured with.
+fn config_slots(model: &ModelOptions) -> usize {
+    model.parallel.map_or(1, |p| match p {
+        Parallel::Exactly(n) => n as usize,
+        Parallel::Auto => 1,
+    })
+}
+
+/// The default limits, with room for a connection per slot and per queued request
+/// beside the clients that wait on `/health` or `/metrics`: a large `--queue` must not
+/// meet the connection cap first.
+fn connection_limits(slots: usize, queue: usize) -> hearth_api::ConnectionLimits {
+    let limits = hearth_api::ConnectionLimits::default();
+    hearth_api::ConnectionLimits {
+        max_connections: limits.max_connections.max(slots + queue + 32),
+        ..limits
+    }
+}
+
+/// The token from --token-file, else --token or HEARTH_API_TOKEN. A file others can read
+/// is used with a warning, not refused: container secrets are often mounted world-readable.
+fn api_token(args: &ServeArgs) -> Result<Option<String>> {
+    use std::io::{BufRead, Read};
+    let Some(file) = &args.token_file else {
+        return Ok(args.token.clone());
+    };
+    if args.token.is_some() {
+        bail!("--token-file and --token (or HEARTH_API_TOKEN) both give a token: use one");
+    }
+    let mut line = String::new();
+    // At most 64 KiB: a token is one short line, and /dev/zero must not fill the memory.
+    std::fs::File::open(file)
+        .and_then(|f| std::io::BufReader::new(f.take(64 * 1024)).read_line(&mut line))
+        .with_context(|| {
+            format!(
+                "cannot read the token file {}: give a readable text file with the token on its first line",
+                file.display()
+            )
+        })?;
+    let token = line.trim();
+    if token.is_empty() {
+        bail!(
+            "the token file {} has no token on its first line: write the token there",
+            file.display()
+        );
+    }
+    #[cfg(unix)]
+    if let Ok(meta) = std::fs::metadata(file) {
+        if std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o044 != 0 {
+            eprintln!(
+                "hearth serve: warning: other users can read the token file {0}: `chmod 600 {0}` keeps it yours",
+                file.display()
+            );
+        }
+    }
+    Ok(Some(token.to_owned()))
 }
 
 /// Ctrl-C or SIGTERM (a container stopping); the server then gives open streams at
@@ -138,4 +198,18 @@ async fn shutdown_signal() {
         _ = term => {}
     }
     eprintln!("hearth serve: stopping");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connection_cap_makes_room_for_every_slot_and_queued_request() {
+        let default = hearth_api::ConnectionLimits::default();
+        assert_eq!(connection_limits(4, 8), default);
+        let large = connection_limits(4, 500);
+        assert_eq!(large.max_connections, 4 + 500 + 32);
+        assert_eq!(large.body_read, default.body_read);
+    }
 }

@@ -291,15 +291,28 @@ fn bench_serve_prints_a_line_per_number_of_clients() {
             "--parallel",
             "2",
             "--long-prompt",
+            "--long-prompt-trials",
+            "1",
         ],
     ));
-    assert_eq!(lines.len(), 3, "{lines:?}");
-    // After the rounds, the question sent while a document is read.
-    let long = &lines[2];
-    assert_eq!(long["bench"], "serve_long_prompt");
-    assert_eq!(long["errors"], 0, "{long}");
-    for key in ["question_ttft_ms_p50", "question_ttft_ms_max", "document_ttft_ms_p50"] {
-        assert!(long[key].as_f64().is_some_and(|v| v > 0.0), "{key}: {long}");
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    // After the rounds, the long-prompt lines: idle, then beside a CPU-bound process.
+    for (long, busy) in lines[2..].iter().zip([false, true]) {
+        assert_eq!(long["bench"], "serve_long_prompt");
+        assert_eq!(long["busy"], busy, "{long}");
+        assert_eq!(long["trials"], 1, "{long}");
+        assert_eq!(long["errors"], 0, "{long}");
+        for key in [
+            "question_ttft_ms_p50",
+            "question_ttft_ms_max",
+            "document_ttft_ms_p50",
+            "decode_step_ms_p50",
+            "gap_steps_p50",
+        ] {
+            assert!(long[key].as_f64().is_some_and(|v| v > 0.0), "{key}: {long}");
+        }
+        // Some of the streams' tokens came while the document was read.
+        assert!(long["gaps_during_reading"].as_u64() > Some(0), "{long}");
     }
     for (line, clients) in lines.iter().zip([1, 2]) {
         assert_eq!(line["bench"], "serve");

@@ -1,6 +1,11 @@
 //! The real `hearth serve` binary with its worker and the real model, over HTTP:
 //! the official OpenAI Python client, bad requests, a client hanging up, the worker
-//! killed mid-stream, readiness, and no orphan when `hearth serve` itself is SIGKILLed.
+//! killed mid-stream, readiness, no orphan when `hearth serve` itself is SIGKILLed,
+//! and the token read from a file (kept out of `ps`).
+//!
+//! Time limits here are hang detectors, not performance claims: each waits for an
+//! event and fails only if it never comes (60 s on a 135M model that answers in well
+//! under a second), so a busy machine makes a test slower, never red.
 
 mod common;
 
@@ -88,7 +93,8 @@ async fn openai_python_client() {
 /// Sends raw bytes as a request body and returns the status line and body (no client-side checks).
 fn raw_post(port: u16, headers: &str, body: &[u8]) -> (u16, String) {
     let mut socket = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    socket.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    // A hang detector: the answer comes in milliseconds.
+    socket.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
     let head = format!(
         "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n{headers}Content-Length: {}\r\n\r\n",
         body.len()
@@ -221,13 +227,14 @@ async fn a_client_hanging_up_mid_stream_stops_decoding() {
     }
     assert_eq!(metric(&serve, "hearth_active_generations").await, Some(1.0));
     drop(chunks);
-    // Both the server's slot and the worker's decoding are released.
-    let deadline = Instant::now() + Duration::from_secs(5);
+    // Both the server's slot and the worker's decoding are released. (Hang-sized: the
+    // release takes milliseconds; only a slot that is never released reaches 60 s.)
+    let deadline = Instant::now() + Duration::from_secs(60);
     while metric(&serve, "hearth_active_generations").await != Some(0.0) {
         assert!(Instant::now() < deadline, "the active-generations gauge stayed up");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    wait_idle(worker, Duration::from_secs(5)).await;
+    wait_idle(worker, Duration::from_secs(60)).await;
     let ok = post(
         &serve,
         "/v1/chat/completions",
@@ -252,18 +259,20 @@ async fn the_worker_killed_mid_stream_then_ready_again() {
         ));
     }
     sigkill(worker);
-    let killed = Instant::now();
-    // The stream ends with an OpenAI-shaped error event, then [DONE], within 2 s.
+    // The stream ends with an OpenAI-shaped error event naming the crash, then [DONE].
+    // That the crash was seen (not a timeout) is what the code says; the 60 s only
+    // catches a stream that never ends.
     while !text.contains("data: [DONE]") {
-        match tokio::time::timeout(Duration::from_secs(2), chunks.next()).await {
+        match tokio::time::timeout(Duration::from_secs(60), chunks.next()).await {
             Ok(Some(Ok(bytes))) => text.push_str(&String::from_utf8_lossy(&bytes)),
-            other => panic!("the stream did not end cleanly within 2 s: {other:?}"),
+            other => panic!("the stream did not end cleanly: {other:?}"),
         }
     }
-    assert!(killed.elapsed() < Duration::from_secs(2));
     assert!(text.contains("\"code\":\"backend_crashed\""), "{text}");
     // Not ready while the worker is down, ready again after the automatic restart.
-    serve.wait_ready_status(503, Duration::from_secs(2)).await;
+    // (The restart reloads the model, so 503 lasts at least that long: a slower
+    // machine only widens the window this waits for.)
+    serve.wait_ready_status(503, Duration::from_secs(60)).await;
     serve.wait_ready_status(200, Duration::from_secs(60)).await;
     assert!(!alive(worker));
     assert_ne!(serve.worker_pid(), worker);
@@ -284,7 +293,8 @@ async fn killing_serve_with_sigkill_leaves_no_worker() {
     sigkill(serve.pid());
     let _ = serve.child.wait();
     // The kernel's parent-death signal (and the closed stdin pipe) end the worker.
-    wait_gone(worker, Duration::from_secs(2)).await;
+    // (Hang-sized: it goes in milliseconds; an orphan never does.)
+    wait_gone(worker, Duration::from_secs(60)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -329,7 +339,8 @@ async fn sigterm_stops_serve_and_its_worker() {
     let worker = serve.worker_pid();
     let pid = nix::unistd::Pid::from_raw(i32::try_from(serve.pid()).expect("pid"));
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("kill -TERM");
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // Hang-sized: the shutdown takes well under a second (no stream is open to drain).
+    let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
         if let Some(status) = serve.child.try_wait().expect("wait") {
             break status;
@@ -390,4 +401,103 @@ async fn with_parallel_2_two_clients_stream_at_once() {
         "the replies took turns instead of streaming together"
     );
     assert_eq!(metric(&serve, "hearth_slots").await, Some(2.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_can_come_from_a_file_and_stays_out_of_ps() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("token");
+    // The first line, trimmed, is the token; what follows is ignored.
+    std::fs::write(&file, format!("  {TOKEN}  \nnot the token\n")).expect("write");
+    let serve =
+        common::Serve::start_without_token(&common::chat_model(), &["--token-file", file.to_str().expect("utf-8")]);
+    serve.wait_ready_status(200, Duration::from_secs(60)).await;
+    let models = |token: Option<&str>| {
+        let request = client().get(format!("{}/v1/models", serve.url));
+        let request = match token {
+            Some(t) => request.bearer_auth(t),
+            None => request,
+        };
+        async move { request.send().await.expect("send").status().as_u16() }
+    };
+    assert_eq!(models(None).await, 401);
+    assert_eq!(models(Some("not the token")).await, 401);
+    assert_eq!(models(Some(TOKEN)).await, 200);
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", serve.pid())).expect("cmdline");
+    assert!(
+        !String::from_utf8_lossy(&cmdline).contains(TOKEN),
+        "the token is in argv"
+    );
+}
+
+#[test]
+fn token_file_mistakes_are_refused_and_a_readable_one_is_warned_about() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, "\n\nsecond line\n").expect("write");
+    let missing = dir.path().join("missing");
+    let given = dir.path().join("given");
+    std::fs::write(&given, "secret\n").expect("write");
+    std::fs::set_permissions(&given, std::os::unix::fs::PermissionsExt::from_mode(0o644)).expect("chmod");
+    // A port in use stops the server right after it read the token: the warning
+    // about a file others can read is out by then.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port().to_string();
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["--port", "0", "--token-file", empty.to_str().expect("utf-8")],
+            "no token on its first line",
+        ),
+        (
+            &["--port", "0", "--token-file", missing.to_str().expect("utf-8")],
+            "cannot read the token file",
+        ),
+        (
+            &[
+                "--port",
+                "0",
+                "--token-file",
+                given.to_str().expect("utf-8"),
+                "--token",
+                "other",
+            ],
+            "both give a token",
+        ),
+        (
+            &["--port", &port, "--token-file", given.to_str().expect("utf-8")],
+            "other users can read the token file",
+        ),
+    ];
+    for (args, words) in cases {
+        let output = std::process::Command::new(common::hearth())
+            .args(["serve", "--model"])
+            .arg(common::chat_model())
+            .args(args)
+            .env_remove("HEARTH_API_TOKEN")
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?} was accepted");
+        assert!(stderr.contains(words), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn help_warns_that_a_token_on_the_command_line_is_visible() {
+    let output = std::process::Command::new(common::hearth())
+        .args(["serve", "--help"])
+        .output()
+        .expect("run");
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    for words in [
+        "Every local user can read it in `ps`",
+        "prefer --token-file or the HEARTH_API_TOKEN environment variable",
+        "--token-file <PATH>",
+    ] {
+        assert!(help.contains(words), "{words:?} missing from:\n{help}");
+    }
 }

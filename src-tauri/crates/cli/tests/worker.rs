@@ -1,13 +1,17 @@
 //! The supervisor with the real worker process (`hearth worker`) on the real model:
-//! readiness, a SIGKILL mid-stream (typed error within 2 s, automatic restart), no
-//! orphans on unload or drop, the token kept out of argv.
+//! readiness, a SIGKILL mid-stream (a typed error naming the signal, automatic
+//! restart), no orphans on unload or drop, the token kept out of argv.
+//!
+//! Time limits here are hang detectors (60 s for events that take milliseconds, 120 s
+//! for a Vulkan load), never performance claims: a busy machine makes a test slower,
+//! not red.
 
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{alive, chat_model, hearth, sigkill, wait_gone, MODEL_ID};
 use futures_util::StreamExt;
@@ -30,6 +34,7 @@ async fn serve_api(backend: Arc<dyn Backend>) -> String {
 fn config() -> WorkerConfig {
     let mut config = WorkerConfig::new(hearth());
     config.args = ["--threads", "2", "--ctx", "2048"].map(Into::into).to_vec();
+    // A hang detector: the 135M model loads and answers its first token in about a second.
     config.ready_timeout = Duration::from_secs(60);
     config
 }
@@ -115,7 +120,7 @@ async fn health_tells_the_truth_and_unload_ends_the_process() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_killed_mid_stream_is_a_typed_error_within_2s_then_restarts() {
+async fn a_worker_killed_mid_stream_is_a_typed_error_then_restarts() {
     let supervisor = Supervisor::spawn(config(), chat_model()).await.expect("spawn");
     let pid = supervisor.pid().expect("pid");
     let mut events = supervisor.generate(endless()).await.expect("generate");
@@ -123,16 +128,15 @@ async fn a_worker_killed_mid_stream_is_a_typed_error_within_2s_then_restarts() {
         assert!(matches!(events.next().await, Some(Ok(GenerationEvent::Delta { .. }))));
     }
     sigkill(pid);
-    let killed = Instant::now();
+    // The error says the worker died of signal 9: the supervisor saw the exit, it did
+    // not wait out a timeout. The 60 s only catches a stream that never ends.
     let error = loop {
-        match tokio::time::timeout(Duration::from_secs(2), events.next()).await {
+        match tokio::time::timeout(Duration::from_secs(60), events.next()).await {
             Ok(Some(Ok(GenerationEvent::Delta { .. }))) => continue,
             Ok(Some(Err(e))) => break e,
-            other => panic!("expected a typed error within 2 s, got {other:?}"),
+            other => panic!("expected a typed error, got {other:?}"),
         }
     };
-    let waited = killed.elapsed();
-    assert!(waited < Duration::from_secs(2), "{waited:?}");
     assert!(
         matches!(&error, BackendError::Crashed { cause, .. } if cause.contains("signal 9")),
         "{error:?}"
@@ -148,9 +152,10 @@ async fn a_worker_killed_mid_stream_is_a_typed_error_within_2s_then_restarts() {
     let new_pid = supervisor.pid().expect("restarted");
     assert_ne!(new_pid, pid);
     assert!(supervisor.health().await.ready);
-    // Dropping the supervisor kills the worker: no orphan.
+    // Dropping the supervisor kills the worker: no orphan. (Hang-sized: it goes in
+    // milliseconds; an orphan never does.)
     drop(supervisor);
-    wait_gone(new_pid, Duration::from_secs(2)).await;
+    wait_gone(new_pid, Duration::from_secs(60)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -269,6 +274,7 @@ async fn a_worker_whose_gpu_ran_out_of_memory_restarts_with_fewer_layers_and_say
     ]
     .map(Into::into)
     .to_vec();
+    // A hang detector: a load on lavapipe (Vulkan on the CPU) takes a few seconds.
     config.ready_timeout = Duration::from_secs(120);
     let supervisor = Supervisor::spawn(config, chat_model()).await.expect("spawn");
     let model = supervisor.models().await.unwrap().remove(0);
@@ -279,7 +285,8 @@ async fn a_worker_whose_gpu_ran_out_of_memory_restarts_with_fewer_layers_and_say
     assert!(matches!(events.next().await, Some(Ok(GenerationEvent::Delta { .. }))));
     std::fs::write(dir.path().join("trigger"), b"").unwrap();
     let error = loop {
-        match tokio::time::timeout(Duration::from_secs(10), events.next()).await {
+        // Hang-sized: the injected crash ends the stream in milliseconds.
+        match tokio::time::timeout(Duration::from_secs(60), events.next()).await {
             Ok(Some(Ok(GenerationEvent::Delta { .. }))) => continue,
             Ok(Some(Err(e))) => break e,
             other => panic!("expected the crash as an error, got {other:?}"),

@@ -2,6 +2,11 @@
 //! what is retried, what falls back, what cools down, and that history is never
 //! duplicated or lost. Delays here are 10 ms; the 1/2/4 s schedule itself is checked
 //! with a paused clock in `paused_clock.rs`.
+//!
+//! No test here depends on the machine being fast: the assertions are on counts and
+//! decisions, the few on time are lower bounds (a timer never fires early), and the
+//! stall timeout is far above any pause of a healthy reply on loopback, so a busy
+//! machine cannot turn a slow answer into a "stall" and an extra retry.
 
 mod common;
 
@@ -16,15 +21,25 @@ use hearth_store::Role;
 
 const CHAT: &str = "/chat/completions";
 
+/// The stall timeout of every test but the stall's own: only a hang reaches it.
+const HANG_MS: u64 = 60_000;
+/// The stall test's: it must fire for the stalled request (the test waits this long)
+/// and never for the healthy retry, whose pauses on loopback are milliseconds.
+const STALL_MS: u64 = 10_000;
+
 struct Setup {
     fixture: common::Fixture,
     proxy: FaultProxy,
 }
 
 async fn setup() -> Setup {
+    setup_stalling_after(HANG_MS).await
+}
+
+async fn setup_stalling_after(stall_timeout_ms: u64) -> Setup {
     let (upstream, _) = scripted_server().await;
     let proxy = FaultProxy::start(upstream).await.expect("proxy");
-    let fixture = manager(settings(&format!("{}/v1", proxy.url()), 300)).await;
+    let fixture = manager(settings(&format!("{}/v1", proxy.url()), stall_timeout_ms)).await;
     // Loaded before any fault is queued: the load's own requests pass.
     fixture
         .manager
@@ -68,12 +83,13 @@ async fn transient_failures_before_the_first_token_are_retried() {
 
 #[tokio::test]
 async fn a_stalled_server_counts_as_transient() {
-    let s = setup().await;
+    let s = setup_stalling_after(STALL_MS).await;
     s.proxy.push([Fault::Stall]);
     let started = Instant::now();
     let turn = send(&s, "hello").await.expect("the retry answers");
+    // A lower bound: the timer cannot fire early, however busy the machine.
     assert!(
-        started.elapsed() >= Duration::from_millis(300),
+        started.elapsed() >= Duration::from_millis(STALL_MS),
         "gave up before the stall timeout"
     );
     assert_eq!((turn.backend, turn.retries), (BackendKind::Vllm, 1));
@@ -164,7 +180,7 @@ async fn a_refused_connection_falls_back() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}/v1", closed.local_addr().expect("addr"));
     drop(closed);
-    let fixture = manager(settings(&url, 300)).await;
+    let fixture = manager(settings(&url, HANG_MS)).await;
     let turn = fixture
         .manager
         .send("hello", SamplingParams::greedy(64), &StopSignal::default(), |_| {})
@@ -218,6 +234,7 @@ async fn a_429_waits_for_retry_after() {
     let started = Instant::now();
     let turn = send(&s, "hello").await.expect("the retry answers");
     assert_eq!((turn.backend, turn.retries), (BackendKind::Vllm, 1));
+    // A lower bound: the retry cannot come before the server's Retry-After, however busy the machine.
     assert!(
         started.elapsed() >= Duration::from_secs(1),
         "retried after {:?}, before Retry-After",
@@ -245,6 +262,8 @@ async fn a_backend_failing_repeatedly_cools_down_and_is_skipped() {
         .iter()
         .find(|b| b.backend == BackendKind::Vllm)
         .expect("vllm");
+    // Of the 600 s cooldown, more than 500 s are left: only a test that hung for
+    // 100 s between the failure and this line could see less.
     assert!(vllm.cooling_secs.is_some_and(|s| s > 500.0), "{vllm:?}");
 
     let report = send(&s, "turn 3").await.expect("fallback");

@@ -45,8 +45,6 @@ struct LongPromptLine {
     gap_steps_max_outside: f64,
 }
 
-/// How many times each measurement is made.
-const TRIALS: usize = 3;
 const QUESTION_AFTER: Duration = Duration::from_millis(200);
 /// Streams beside the document, and their length: long enough to outlast the reading.
 const STREAMS: usize = 3;
@@ -134,11 +132,12 @@ async fn joined(task: tokio::task::JoinHandle<anyhow::Result<Reply>>) -> anyhow:
 async fn measure(bench: &ServeBench<'_>, http: &reqwest::Client, busy: bool) -> LongPromptLine {
     let (mut questions, mut documents, mut errors) = (Vec::new(), Vec::new(), Vec::new());
     let (mut steps, mut inside, mut outside) = (Vec::new(), Vec::new(), Vec::new());
-    for trial in 0..TRIALS {
+    let trials = bench.long_prompt_trials;
+    for trial in 0..trials {
         // The question sent while the document is read.
         let doc = spawn_one(bench, http, document(trial), bench.max_tokens);
         tokio::time::sleep(QUESTION_AFTER).await;
-        let q = question(TRIALS, trial, 0);
+        let q = question(trials, trial, 0);
         match stream_one(
             http,
             &bench.url,
@@ -156,12 +155,12 @@ async fn measure(bench: &ServeBench<'_>, http: &reqwest::Client, busy: bool) -> 
         }
         // Streams replying while the document is read.
         let streams: Vec<_> = (0..STREAMS)
-            .map(|s| spawn_one(bench, http, question(TRIALS + 1, trial, s), STREAM_TOKENS))
+            .map(|s| spawn_one(bench, http, question(trials + 1, trial, s), STREAM_TOKENS))
             .collect();
         // Let every stream start replying (its prompt read) before the document comes.
         tokio::time::sleep(Duration::from_secs(2)).await;
         let submitted = Instant::now();
-        let answered = match joined(spawn_one(bench, http, document(TRIALS + trial), 8)).await {
+        let answered = match joined(spawn_one(bench, http, document(trials + trial), 8)).await {
             Ok(reply) => submitted + Duration::from_secs_f64(reply.ttft_ms / 1000.0),
             Err(e) => {
                 errors.push(format!("{e:#}"));
@@ -190,7 +189,7 @@ async fn measure(bench: &ServeBench<'_>, http: &reqwest::Client, busy: bool) -> 
         url: bench.url.clone(),
         model: bench.model.clone(),
         busy,
-        trials: TRIALS,
+        trials,
         errors: errors.len(),
         first_error: errors.into_iter().next(),
         question_after_ms: QUESTION_AFTER.as_millis() as u64,

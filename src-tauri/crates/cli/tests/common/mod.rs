@@ -1,5 +1,6 @@
 //! Helpers for the tests that run the real `hearth` binary: start `hearth serve`,
-//! find its worker, watch processes through /proc.
+//! find its worker, watch processes through /proc, make a directory read-only, damage
+//! a database.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
@@ -43,21 +44,19 @@ impl Serve {
 
     /// Starts `hearth serve` on a free port with `model` and `extra` arguments.
     pub fn start_model(model: &std::path::Path, extra: &[&str]) -> Self {
+        let mut with_token = vec!["--token", TOKEN];
+        with_token.extend_from_slice(extra);
+        Self::start_without_token(model, &with_token)
+    }
+
+    /// Starts `hearth serve` on a free port with `model` and `extra` arguments, which
+    /// give the token if there is to be one (`HEARTH_API_TOKEN` is cleared).
+    pub fn start_without_token(model: &std::path::Path, extra: &[&str]) -> Self {
         let mut child = Command::new(hearth())
-            .args([
-                "serve",
-                "--port",
-                "0",
-                "--token",
-                TOKEN,
-                "--threads",
-                "2",
-                "--ctx",
-                "2048",
-                "--model",
-            ])
+            .args(["serve", "--port", "0", "--threads", "2", "--ctx", "2048", "--model"])
             .arg(model)
             .args(extra)
+            .env_remove("HEARTH_API_TOKEN")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -108,7 +107,8 @@ impl Serve {
 
 impl Drop for Serve {
     /// Stops it as a service manager would (SIGTERM, then SIGKILL after 10 s), so the
-    /// server's own shutdown runs; a test that needs a kill sends one itself.
+    /// server's own shutdown runs; a test that needs a kill sends one itself. (Not an
+    /// assertion: a slow stop only ends in the SIGKILL.)
     fn drop(&mut self) {
         let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).expect("pid"));
         if nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).is_ok() {
@@ -185,4 +185,70 @@ pub async fn wait_idle(pid: u32, limit: Duration) {
 pub fn sigkill(pid: u32) {
     let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).expect("pid"));
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).expect("kill -9");
+}
+
+/// A read-only view of a directory (a read-only bind mount: root ignores permission
+/// bits, so a chmod would prove nothing), undone on drop.
+pub struct ReadOnlyDir {
+    point: PathBuf,
+}
+
+impl ReadOnlyDir {
+    /// Fails the test (never skips it) where mounting is impossible, and checks that
+    /// even root cannot write there.
+    pub fn new(point: &std::path::Path) -> Self {
+        let p = point.to_str().expect("a UTF-8 path");
+        mount(&["--bind", p, p]);
+        let dir = Self {
+            point: point.to_path_buf(),
+        };
+        mount(&["-o", "remount,ro,bind", p, p]);
+        assert!(
+            std::fs::write(point.join("probe"), b"x").is_err(),
+            "{} is still writable",
+            point.display()
+        );
+        dir
+    }
+}
+
+impl Drop for ReadOnlyDir {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.point).status();
+    }
+}
+
+fn mount(args: &[&str]) {
+    let out = Command::new("mount").args(args).output().expect("run mount");
+    assert!(
+        out.status.success(),
+        "`mount {}` failed (a read-only directory needs mount rights: run as root, as `make test` and CI do): {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+}
+
+/// Damages the (empty) `model_evals` table's only page of the database at `db`: a
+/// table no chat write touches, so only a check of the whole file notices it.
+pub fn damage_model_evals(db: &std::path::Path) {
+    let (root, page_size) = {
+        // Read-write, so that closing it removes the -wal and -shm it made.
+        let conn = rusqlite::Connection::open(db).expect("open");
+        let root: u64 = conn
+            .query_row(
+                "SELECT rootpage FROM sqlite_schema WHERE name = 'model_evals'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("model_evals");
+        let page_size: u64 = conn
+            .pragma_query_value(None, "page_size", |r| r.get(0))
+            .expect("page size");
+        (root, page_size)
+    };
+    let mut bytes = std::fs::read(db).expect("read");
+    let at = usize::try_from((root - 1) * page_size).expect("offset");
+    assert_eq!(bytes[at], 0x0d, "model_evals' root is not an empty table leaf");
+    bytes[at] = 0x55; // no b-tree page has this type
+    std::fs::write(db, &bytes).expect("write");
 }
