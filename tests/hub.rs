@@ -93,7 +93,7 @@ fn get_models_searches_judges_recommends_and_downloads() {
         let args = args.clone();
         std::thread::spawn(move || invoke_on(&webview, "download_model", args))
     };
-    wait_for("progress", Duration::from_secs(30), || {
+    wait_for("progress", Duration::from_secs(60), || {
         h.received(channel_id)
             .iter()
             .any(|r| r.message["doneBytes"].as_u64().unwrap_or(0) > 0)

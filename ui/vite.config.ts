@@ -25,5 +25,9 @@ export default defineConfig({
     setupFiles: ["tests/setup.ts"],
     pool: "threads",
     maxWorkers: 2,
+    // Bounds on a hang only (a busy machine must not fail a test); every wait polls
+    // for what it expects (see tests/setup.ts for vi.waitFor's).
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
   },
 });
