@@ -26,7 +26,7 @@ enum DbCommand {
 
 pub fn run(args: &DbArgs) -> Result<()> {
     match &args.command {
-        DbCommand::Stats => println!("{}", serde_json::to_string_pretty(&open_for_stats()?.stats()?)?),
+        DbCommand::Stats => println!("{}", serde_json::to_string_pretty(&open_for_reading()?.stats()?)?),
         DbCommand::Backup { dest } => println!("{}", serde_json::to_string(&open_for_reading()?.backup_to(dest)?)?),
         DbCommand::Check => {
             let store = open_for_checking()?;
@@ -59,15 +59,6 @@ pub fn open_for_reading() -> hearth_store::Result<Store> {
         );
     }
     Ok(store)
-}
-
-/// Read-only, except that a database not made yet is made (empty, as `hearth chat`
-/// would make it): its stats are then the new database's.
-fn open_for_stats() -> Result<Store> {
-    match open_for_reading() {
-        Err(hearth_store::StoreError::Missing { .. }) => Ok(Store::open_default()?),
-        opened => Ok(opened?),
-    }
 }
 
 /// Writable where possible: only then can the search index be compared with the

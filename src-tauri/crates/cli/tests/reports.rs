@@ -71,6 +71,8 @@ fn hw_describes_this_machine_in_words_and_json() {
 #[test]
 fn db_stats_backup_and_check_on_the_data_folder() {
     let data = tempfile::tempdir().expect("tempdir");
+    // A new database, as the first chat makes it (reading commands never create one).
+    drop(hearth_store::Store::open(data.path().join("hearth.db")).expect("a new database"));
     let stats: serde_json::Value = serde_json::from_str(&run_ok(data.path(), &["db", "stats"])).expect("JSON");
     assert_eq!(stats["user_version"], stats["supported_version"], "{stats}");
     assert_eq!(stats["journal_mode"], "wal");
@@ -98,7 +100,7 @@ fn db_stats_backup_and_check_on_the_data_folder() {
 #[test]
 fn db_check_fails_on_a_damaged_database_and_says_what_to_do() {
     let data = tempfile::tempdir().expect("tempdir");
-    run_ok(data.path(), &["db", "stats"]); // creates it
+    drop(hearth_store::Store::open(data.path().join("hearth.db")).expect("a new database"));
     let db = data.path().join("hearth.db");
     // Overwrite the root page of an index: the database still opens (nothing reads
     // that index on open), and only the integrity check finds it.
