@@ -413,16 +413,51 @@ fn questions_arriving_beside_a_reply_are_each_read_in_one_step() {
         "the companion is replying"
     );
     // Three questions join while it replies: each is read whole in a step beside it
-    // (its asker waits for one step, not for chunks of three quarters of a decode step).
+    // (its asker waits for one step, not for chunks of three quarters of a decode step),
+    // as far as the step budget allows.
     let replies = engine.generate_traced_many(requests, TRACE_TOP).unwrap();
     let companion = metrics_of(events.find(|e| !matches!(e, GenerationEvent::Delta { .. })));
     assert!(
         companion.decode_batch_sequences.len() > 1,
         "the questions were answered while the companion replied: {companion:?}"
     );
+    // The rule, on the plan: a question the step's budget holds is read in that one
+    // step. (The budget is the pace's decision from measured costs: on a machine so
+    // busy that a step's measured cost balloons it can fall below a question's length,
+    // and then the question is read in budget-sized chunks, which is also checked.)
+    let steps = engine.step_plans();
+    let beside: Vec<&StepPlan> = steps
+        .iter()
+        .filter(|s| !s.replying.is_empty() && s.prompt_tokens() > 0)
+        .collect();
+    let questions: std::collections::BTreeSet<i32> =
+        beside.iter().flat_map(|s| s.reads.iter().map(|&(q, _)| q)).collect();
+    assert_eq!(
+        questions.len(),
+        replies.len(),
+        "questions read beside the reply: {questions:?}"
+    );
+    for &q in &questions {
+        let reading: Vec<&&StepPlan> = beside.iter().filter(|s| s.read_by(q) > 0).collect();
+        let total: usize = reading.iter().map(|s| s.read_by(q)).sum();
+        for step in &reading {
+            assert!(step.prompt_tokens() <= step.step_budget, "{step:?}");
+        }
+        if reading.len() > 1 {
+            assert!(
+                reading[0].step_budget < total,
+                "question (sequence {q}, {total} tokens) was split although the step budget held it: {reading:?}"
+            );
+            eprintln!(
+                "question (sequence {q}, {total} tokens) read in {} steps: the busy machine's budget was {}",
+                reading.len(),
+                reading[0].step_budget
+            );
+        }
+    }
     for (i, (reference, reply)) in references.iter().zip(&replies).enumerate() {
         let m = &reply.metrics;
-        assert_eq!(m.prompt_steps, 1, "question {i}: {m:?}");
+        assert!(m.prompt_steps >= 1, "question {i}: {m:?}");
         assert_same_or_near_tie(&format!("question {i} beside a reply"), true, reference, reply);
     }
 }
