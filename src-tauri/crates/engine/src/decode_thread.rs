@@ -1,6 +1,6 @@
 //! The decode thread: loads the model, makes its context (one sequence with a cache
-//! that grows, or several at once), warms it up, reports what was loaded, then serves
-//! the engine's commands until the engine is dropped.
+//! that grows, or several at once), warms it up, reports what was loaded, then runs
+//! the scheduler on the engine's commands until the engine is dropped.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -14,7 +14,7 @@ use llama_cpp_2::model::LlamaModel;
 
 use crate::context::{initial_size, padded, ContextShape};
 use crate::engine::{Command, ModelInfo};
-use crate::session::{Growth, Session};
+use crate::scheduler::{Growth, Scheduler, SlotsShape};
 use crate::{EngineConfig, EngineError};
 
 fn model_name(path: &Path) -> String {
@@ -27,7 +27,7 @@ pub(crate) fn engine_thread(
     config: EngineConfig,
     n_swa: u32,
     allocated: Arc<AtomicU32>,
-    steps: Arc<crate::parallel::StepLog>,
+    steps: Arc<crate::scheduler::StepLog>,
     ready: SyncSender<Result<ModelInfo, EngineError>>,
     commands: Receiver<Command>,
 ) {
@@ -122,48 +122,33 @@ pub(crate) fn engine_thread(
     } else {
         config.max_draft as usize
     };
-    if info.n_parallel > 1 {
+    let n = info.n_parallel;
+    let (params, growth) = if n > 1 {
         // Several sequences: each gets the whole configured context, allocated at load
         // (the fit planner sized it; growing would copy every sequence's state).
-        let n = info.n_parallel;
         let params = shape
             .params(ceiling.saturating_mul(n))
             .with_n_seq_max(n)
             .with_kv_unified(false);
-        let ctx = match model.new_context(backend, params) {
-            Ok(ctx) => ctx,
-            Err(e) => {
-                let _ = ready.send(Err(EngineError::ContextFailed {
-                    path,
-                    n_ctx: ceiling.saturating_mul(n),
-                    reason: e.to_string(),
-                }));
-                return;
-            }
+        (params, None)
+    } else {
+        // One sequence: its cache starts small and grows with the conversation.
+        let growth = Growth {
+            backend,
+            shape,
+            ceiling,
+            path: path.clone(),
+            allocated: Arc::clone(&allocated),
         };
-        allocated.store(ctx.n_ctx(), Ordering::Release);
-        let mut scheduler = crate::parallel::Scheduler::new(&model, ctx, name, n, n_swa, max_draft, steps);
-        if config.warmup {
-            if let Err(e) = scheduler.warm_up() {
-                let _ = ready.send(Err(e));
-                return;
-            }
-        }
-        info.load_ms = started.elapsed().as_secs_f64() * 1000.0;
-        scheduler.set_load_ms(info.load_ms);
-        info.n_ctx = scheduler.n_ctx_seq();
-        info.n_ctx_initial = info.n_ctx;
-        if ready.send(Ok(info)).is_ok() {
-            scheduler.run(&commands);
-        }
-        return;
-    }
-    let ctx = match model.new_context(backend, shape.params(initial)) {
+        (shape.params(initial), Some(growth))
+    };
+    let n_ctx_asked = params.n_ctx().map_or(0, std::num::NonZeroU32::get);
+    let ctx = match model.new_context(backend, params) {
         Ok(ctx) => ctx,
         Err(e) => {
             let _ = ready.send(Err(EngineError::ContextFailed {
                 path,
-                n_ctx: initial,
+                n_ctx: n_ctx_asked,
                 reason: e.to_string(),
             }));
             return;
@@ -171,49 +156,28 @@ pub(crate) fn engine_thread(
     };
     let n_ctx_initial = ctx.n_ctx();
     allocated.store(n_ctx_initial, Ordering::Release);
-    let growth = Growth {
-        backend,
-        shape,
+    let growth = growth.map(|g| Growth {
         ceiling: ceiling.max(n_ctx_initial),
-        path: path.clone(),
-        allocated,
+        ..g
+    });
+    let shape = SlotsShape {
+        name,
+        n_parallel: n,
+        n_swa,
+        max_draft,
     };
-    let mut session = Session::new(&model, ctx, growth, name.clone(), n_swa, max_draft);
+    let mut scheduler = Scheduler::new(&model, ctx, shape, growth, steps);
     if config.warmup {
-        if let Err(e) = session.warm_up() {
+        if let Err(e) = scheduler.warm_up() {
             let _ = ready.send(Err(e));
             return;
         }
     }
-    let load_ms = started.elapsed().as_secs_f64() * 1000.0;
-    session.set_load_ms(load_ms);
-    info.load_ms = load_ms;
-    info.n_ctx = ceiling.max(n_ctx_initial);
-    info.n_ctx_initial = n_ctx_initial;
-
-    if ready.send(Ok(info)).is_err() {
-        return;
-    }
-    for command in commands {
-        match command {
-            Command::Generate(job) => session.run(*job),
-            Command::GenerateMany(jobs) => jobs.into_iter().for_each(|job| session.run(job)),
-            Command::ResetCache => session.reset(),
-            Command::Tokenize(prompt, reply) => {
-                let _ = reply.send(
-                    session
-                        .tokenize_prompt(&prompt)
-                        .map(|t| t.into_iter().map(|t| t.0).collect()),
-                );
-            }
-            Command::Score(tokens, from, out) => session.score(&tokens, from, &out),
-            Command::CountTokens(prompt, reply) => {
-                let _ = reply.send(
-                    session
-                        .tokenize_prompt(&prompt)
-                        .map(|t| u32::try_from(t.len()).unwrap_or(u32::MAX)),
-                );
-            }
-        }
+    info.load_ms = started.elapsed().as_secs_f64() * 1000.0;
+    scheduler.set_load_ms(info.load_ms);
+    info.n_ctx = scheduler.n_ctx_limit();
+    info.n_ctx_initial = if n > 1 { info.n_ctx } else { n_ctx_initial };
+    if ready.send(Ok(info)).is_ok() {
+        scheduler.run(&commands);
     }
 }

@@ -124,13 +124,6 @@ impl StepCosts {
         }
     }
 
-    /// Relative costs by draft length, for the log.
-    pub(crate) fn table(&self) -> Vec<f64> {
-        (0..=MAX_DRAFT)
-            .map(|k| (self.relative(k) * 100.0).round() / 100.0)
-            .collect()
-    }
-
     /// The cost of a step verifying `k` drafts, in single-token steps: measured, or
     /// drawn between the nearest measured lengths, or the cautious prior.
     pub(crate) fn relative(&self, k: usize) -> f64 {
@@ -160,6 +153,25 @@ impl StepCosts {
             None => prior,
         }
     }
+}
+
+/// How many tokens of its guess a sequence replying alone verifies: the length that
+/// gives the most expected tokens per unit of step cost (`chances[j]`: the chance that
+/// the guess holds up to its token `j`; `costs`: what a step verifying `k` guesses costs
+/// here relative to a plain one), or 0 when none beats a plain step by [`MIN_GAIN`].
+pub(crate) fn lone_length(chances: &[f64], costs: &StepCosts) -> usize {
+    let (mut best, mut best_gain) = (0, MIN_GAIN);
+    // Expected tokens from a step verifying k guesses: the sampled one, plus each guess
+    // that holds (all before it must hold too).
+    let mut expected = 1.0;
+    for (k, chance) in (1..).zip(chances) {
+        expected += chance;
+        let gain = expected / costs.relative(k);
+        if gain > best_gain {
+            (best, best_gain) = (k, gain);
+        }
+    }
+    best
 }
 
 /// A continuation found in the history: where it starts and how long it may be.
@@ -209,23 +221,15 @@ impl<T: PartialEq + Copy> Drafter<T> {
 
     /// The draft length that maximises expected tokens per unit of step cost (0 when no
     /// draft beats a single step by [`MIN_GAIN`]).
+    #[cfg(test)]
     fn best_length(&self, guess: &Guess, costs: &StepCosts) -> usize {
-        let (mut best, mut best_gain) = (0, MIN_GAIN);
-        // Expected tokens from a step verifying k drafts: the sampled one, plus each
-        // draft that holds (all before it must hold too).
-        let mut expected = 1.0;
-        for (k, chance) in (1..).zip(self.chances(guess)) {
-            expected += chance;
-            let gain = expected / costs.relative(k);
-            if gain > best_gain {
-                (best, best_gain) = (k, gain);
-            }
-        }
-        best
+        lone_length(&self.chances(guess), costs)
     }
 
     /// Fills `draft` with the tokens to verify after the last token of `history`
-    /// (at most `limit`); empty when there is no guess or it is not worth a batch.
+    /// (at most `limit`); empty when there is no guess or it is not worth a batch. What
+    /// the scheduler's plan does for a lone reply, in one call for these tests.
+    #[cfg(test)]
     pub(crate) fn propose(&mut self, history: &[T], limit: usize, costs: &StepCosts, draft: &mut Vec<T>) {
         draft.clear();
         if let Some(guess) = self.guess(history, limit) {

@@ -163,7 +163,7 @@ pub struct Engine {
     /// Tokens the KV cache holds room for now (written by the decode thread).
     allocated: Arc<AtomicU32>,
     /// The parallel engine's steps as planned (written by the decode thread).
-    steps: Arc<crate::parallel::StepLog>,
+    steps: Arc<crate::scheduler::StepLog>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -299,7 +299,7 @@ impl Engine {
             .map_or(0, |w| u32::try_from(w).unwrap_or(u32::MAX));
         let allocated = Arc::new(AtomicU32::new(0));
         let allocated_by_thread = Arc::clone(&allocated);
-        let steps = Arc::new(crate::parallel::StepLog::default());
+        let steps = Arc::new(crate::scheduler::StepLog::default());
         let steps_by_thread = Arc::clone(&steps);
         let thread = std::thread::Builder::new()
             .name("hearth-decode".into())
@@ -356,9 +356,8 @@ impl Engine {
         self.allocated.load(Ordering::Acquire)
     }
 
-    /// The most recent steps of an engine of several sequences, oldest first, as the
-    /// scheduler planned them (what each batch held, the predicted cost, who got a
-    /// token): where its rules are checked. Empty for an engine of one sequence.
+    /// The most recent steps, oldest first, as the scheduler planned them (what each
+    /// batch held, the predicted cost, who got a token): where its rules are checked.
     pub fn step_plans(&self) -> Vec<crate::StepPlan> {
         self.steps.snapshot()
     }

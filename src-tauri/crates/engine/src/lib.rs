@@ -17,10 +17,11 @@ mod engine;
 mod error;
 mod eval;
 mod modules;
-mod parallel;
+mod prompt;
 mod quantize;
+mod reply;
 mod sampler;
-mod session;
+mod scheduler;
 mod stop;
 mod trace;
 mod utf8;
@@ -39,8 +40,8 @@ pub use eval::{
     PositionScore, Reference, ReferenceSpool, SpooledPosition, TAIL_CUT,
 };
 pub use modules::{gpu_modules, module_dirs, GpuModule, GPU_MODULES};
-pub use parallel::{StepPlan, DOCUMENT_CHUNK_DECODE_STEPS, MIN_PROMPT_CHUNK};
 pub use quantize::{
     is_unquantized, quantize_file, QuantType, QuantizeError, QuantizeOptions, QuantizeProgress, QuantizeReport,
 };
+pub use scheduler::{StepPlan, DOCUMENT_CHUNK_DECODE_STEPS, MIN_PROMPT_CHUNK};
 pub use trace::{TokenTrace, MAX_TRACE_TOP};

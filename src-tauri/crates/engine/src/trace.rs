@@ -73,11 +73,6 @@ impl TraceRecorder {
         });
     }
 
-    /// Drops tokens sampled ahead (a verified draft) that the reply never reached.
-    pub(crate) fn truncate(&mut self, consumed: usize) {
-        self.tokens.truncate(consumed);
-    }
-
     pub(crate) fn finish(self) -> Vec<TokenTrace> {
         self.tokens
     }
@@ -113,8 +108,6 @@ mod tests {
     fn a_trace_knows_the_gap_and_the_logits_it_kept() {
         let mut rec = TraceRecorder::new(2);
         rec.record(1, "a".into(), &[1.0, 4.0, 3.5, 0.0]);
-        rec.record(3, "b".into(), &[1.0, 4.0, 3.5, 0.0]);
-        rec.truncate(1);
         let trace = rec.finish();
         assert_eq!(trace.len(), 1);
         assert_eq!(trace[0].top_gap(), Some(0.5));

@@ -1,6 +1,7 @@
 //! The KV cache starts small and grows with the conversation, carrying what is cached:
 //! a growing engine gives exactly the replies of one that allocated everything at load,
-//! and a follow-up turn after a growth still evaluates only its new tokens.
+//! and a follow-up turn after a growth still evaluates only its new tokens. One sequence
+//! is the scheduler with one slot (and this growth): its plan shows it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -130,4 +131,41 @@ fn a_sliding_window_model_grows_and_continues_the_same() {
         m.prompt_tokens_evaluated,
         m.prompt_tokens
     );
+}
+
+#[test]
+fn one_sequence_is_the_scheduler_with_one_slot() {
+    let _g = serial();
+    let engine = load_undrafted(smollm(), 1024);
+    let prompt = Prompt::Text("Once upon a time, in a small village by the sea, there lived".into());
+    let request = hearth_engine::GenerationRequest {
+        prompt,
+        params: SamplingParams::greedy(16),
+    };
+    let out = engine.generate_text(request).unwrap();
+    let m = &out.metrics;
+    let steps = engine.step_plans();
+    // Nothing measured yet and the prompt within a batch: read whole, in one step.
+    let reading: Vec<_> = steps.iter().filter(|s| s.read_by(0) > 0).collect();
+    assert_eq!(reading.len(), 1, "{steps:#?}");
+    assert_eq!(reading[0].read_by(0) as u32, m.prompt_tokens_evaluated);
+    assert_eq!(reading[0].sampled, [0], "the first token comes from the prompt's step");
+    assert_eq!(m.prompt_steps, 1);
+    // Then a row a step for the only sequence, each sampled.
+    let decoding: Vec<_> = steps.iter().filter(|s| !s.replying.is_empty()).collect();
+    for step in &decoding {
+        assert_eq!(
+            (step.replying.as_slice(), step.decode_rows),
+            ([0].as_slice(), 1),
+            "{step:?}"
+        );
+        assert_eq!(step.sampled, [0]);
+        assert!(!step.drafting, "drafting is off");
+    }
+    let decoded = match m.finish_reason {
+        hearth_core::FinishReason::Length => m.completion_tokens - 1,
+        _ => m.completion_tokens,
+    };
+    assert_eq!(decoding.len() as u32, decoded, "{m:?}");
+    assert_eq!(m.decode_batch_sequences, [decoded]);
 }

@@ -1,4 +1,4 @@
-//! The parallel engine's steps as it planned them: what each batch held, what the pace
+//! The scheduler's steps as it planned them: what each batch held, what the pace
 //! predicted it would cost, and who got a token. Kept so that the scheduling rules are
 //! checked on the scheduler's decisions (tests, `hearth bench`), not on a stopwatch:
 //! a busy machine stretches every step, but does not change what a step was planned
@@ -16,8 +16,8 @@ pub const DOCUMENT_CHUNK_DECODE_STEPS: f64 = 0.75;
 /// never cut below it: a step of a token or two says nothing about a token's cost).
 pub const MIN_PROMPT_CHUNK: usize = 4;
 
-/// One step of the parallel engine, as planned and as it went.
-#[derive(Debug, Clone, PartialEq)]
+/// One step of the scheduler, as planned and as it went.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct StepPlan {
     /// Steps counted from the engine's start (0 for the first).
     pub index: u64,
@@ -25,6 +25,11 @@ pub struct StepPlan {
     pub replying: Vec<i32>,
     /// Rows with logits for the replies: their tokens and any guesses to verify.
     pub decode_rows: usize,
+    /// Whether the replies' rows are checked against guesses from their conversations
+    /// (no prompt is read beside them, and drafting is on).
+    pub drafting: bool,
+    /// Guess tokens verified after a reply's token, by sequence (only where drafting).
+    pub drafts: Vec<(i32, usize)>,
     /// Prompt tokens read, by sequence, in the order they were laid in the batch.
     pub reads: Vec<(i32, usize)>,
     /// The most prompt tokens a step may hold (a question is read whole within it).
@@ -97,6 +102,8 @@ mod tests {
             index,
             replying: vec![0, 1],
             decode_rows: 2,
+            drafting: false,
+            drafts: Vec::new(),
             reads: vec![(2, 30), (3, 5), (2, 1)],
             step_budget: 200,
             beside_budget: 40,
