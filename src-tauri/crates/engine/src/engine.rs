@@ -6,16 +6,17 @@
 //! back through a bounded channel, which also gives back-pressure.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use hearth_core::{ChatMessage, GenerationEvent, GenerationMetrics, SamplingParams};
-use llama_cpp_2::llama_backend::LlamaBackend;
+use hearth_core::{ChatMessage, GenerationEvent, SamplingParams};
 use serde::Serialize;
 
+pub use crate::generation::{CancelToken, Generation, GenerationOutput, TracedOutput};
+pub(crate) use crate::llama_backend::backend;
 use crate::trace::TokenTrace;
 use crate::{EngineConfig, EngineError, LayerFallback};
 
@@ -67,66 +68,6 @@ pub struct ModelInfo {
     /// The start token a text begins with, when the model uses one.
     pub bos_token: Option<i32>,
     pub load_ms: f64,
-}
-
-/// Stops a running generation. Cheap to clone; the decode loop checks it before
-/// every token and between prompt batches.
-#[derive(Debug, Clone, Default)]
-pub struct CancelToken(Arc<AtomicBool>);
-
-impl CancelToken {
-    pub fn cancel(&self) {
-        self.0.store(true, Ordering::Release);
-    }
-
-    pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::Acquire)
-    }
-}
-
-/// A generation in progress: read `events` until `Done` or `Error`.
-#[derive(Debug)]
-pub struct Generation {
-    pub events: Receiver<GenerationEvent>,
-    pub cancel: CancelToken,
-}
-
-/// A reply with what the sampler saw at each of its tokens ([`Engine::generate_traced`]).
-#[derive(Debug, Clone, Serialize)]
-pub struct TracedOutput {
-    pub text: String,
-    pub metrics: GenerationMetrics,
-    /// One entry per sampled token, in order, the end-of-generation token included.
-    pub tokens: Vec<TokenTrace>,
-}
-
-/// The whole result of a generation, for callers that do not stream.
-#[derive(Debug, Clone, Serialize)]
-pub struct GenerationOutput {
-    pub text: String,
-    pub metrics: GenerationMetrics,
-}
-
-impl Generation {
-    /// Reads the stream to its end, calling `on_delta` for each piece of text.
-    pub fn collect_with(self, mut on_delta: impl FnMut(&str)) -> Result<GenerationOutput, EngineError> {
-        let mut text = String::new();
-        for event in self.events.iter() {
-            match event {
-                GenerationEvent::Delta { text: delta } => {
-                    on_delta(&delta);
-                    text.push_str(&delta);
-                }
-                GenerationEvent::Done { metrics } => return Ok(GenerationOutput { text, metrics }),
-                GenerationEvent::Error { message } => return Err(EngineError::DecodeFailed(message)),
-            }
-        }
-        Err(EngineError::EngineStopped)
-    }
-
-    pub fn collect(self) -> Result<GenerationOutput, EngineError> {
-        self.collect_with(|_| {})
-    }
 }
 
 pub(crate) struct Job {
@@ -181,45 +122,6 @@ fn panic_words(panic: &(dyn std::any::Any + Send)) -> String {
         .map(|s| (*s).to_owned())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a panic without a message".to_owned())
-}
-
-/// llama.cpp's backend may be initialised once per process.
-pub(crate) fn backend() -> Result<&'static LlamaBackend, EngineError> {
-    static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
-    BACKEND
-        .get_or_init(|| {
-            // llama.cpp logs through tracing (target llama_cpp_2), filtered like our own logs.
-            llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
-            load_cpu_variants();
-            crate::modules::gpu_modules();
-            LlamaBackend::init().map_err(|e| e.to_string())
-        })
-        .as_ref()
-        .map_err(|e| EngineError::LoadFailed {
-            path: PathBuf::new(),
-            reason: format!("llama.cpp backend failed to start: {e}"),
-        })
-}
-
-/// Distributable builds (`cpu-variants`) carry GGML's CPU code compiled for several
-/// x86-64 levels as loadable modules; GGML picks the best one this CPU supports.
-/// `HEARTH_BACKENDS_DIR` points at them when they are not where the build put them.
-#[cfg(feature = "cpu-variants")]
-fn load_cpu_variants() {
-    match std::env::var_os("HEARTH_BACKENDS_DIR") {
-        Some(dir) => llama_cpp_2::llama_backend::load_backends_from_path(std::path::Path::new(&dir)),
-        None => llama_cpp_2::llama_backend::load_backends(),
-    }
-}
-
-/// Native builds (the default) compile GGML for this machine's CPU: nothing to load.
-#[cfg(not(feature = "cpu-variants"))]
-fn load_cpu_variants() {}
-
-/// Whether this llama.cpp build can offload layers to a GPU (CUDA, Vulkan, Metal …).
-/// A CPU-only build ignores `n_gpu_layers`, so callers plan for the CPU.
-pub fn gpu_offload_supported() -> bool {
-    backend().map(|b| b.supports_gpu_offload()).unwrap_or(false)
 }
 
 impl Engine {

@@ -16,6 +16,8 @@ mod draft;
 mod engine;
 mod error;
 mod eval;
+mod generation;
+mod llama_backend;
 mod modules;
 mod prompt;
 mod quantize;
@@ -31,14 +33,14 @@ pub use context::INITIAL_CONTEXT;
 pub use devices::{devices, resolve_device, Device, DeviceChoice};
 pub use draft::MAX_DRAFT;
 pub use engine::{
-    gpu_offload_supported, CancelToken, Engine, Generation, GenerationOutput, GenerationRequest, ModelInfo, Prompt,
-    TracedOutput,
+    CancelToken, Engine, Generation, GenerationOutput, GenerationRequest, ModelInfo, Prompt, TracedOutput,
 };
 pub use error::EngineError;
 pub use eval::{
     evaluate, log_sum_exp, score_against_spooled, score_position, spool_position, summarize, windows, EvalReport,
     PositionScore, Reference, ReferenceSpool, SpooledPosition, TAIL_CUT,
 };
+pub use llama_backend::gpu_offload_supported;
 pub use modules::{gpu_modules, module_dirs, GpuModule, GPU_MODULES};
 pub use quantize::{
     is_unquantized, quantize_file, QuantType, QuantizeError, QuantizeOptions, QuantizeProgress, QuantizeReport,
