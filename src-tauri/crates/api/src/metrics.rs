@@ -63,103 +63,107 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("hearth");
-        let requests = Family::<RequestLabels, Counter>::default();
+        let mut metrics = Self {
+            registry: Registry::with_prefix("hearth"),
+            requests: Family::default(),
+            // Until the response head is ready: for a stream, that is once the generation started.
+            request_seconds: Histogram::new([0.005, 0.05, 0.25, 1.0, 5.0, 30.0, 120.0, 600.0]),
+            errors: Family::default(),
+            generations: Family::default(),
+            completion_tokens: Counter::default(),
+            prompt_tokens: Counter::default(),
+            draft_tokens: Counter::default(),
+            draft_accepted: Counter::default(),
+            decode_batch: Histogram::new([1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0, 48.0, 64.0]),
+            ttft: Histogram::new([0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            decode_rate: Histogram::new([1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0]),
+            active: Gauge::default(),
+            slots: Gauge::default(),
+            queued: Gauge::default(),
+            rss: Gauge::default(),
+        };
+        // Registered in this order, which is the order of the exposition text.
+        metrics.register_requests();
+        metrics.register_generations();
+        metrics.register_gauges();
+        metrics
+    }
+
+    /// HTTP requests, their duration and errors.
+    fn register_requests(&mut self) {
+        let registry = &mut self.registry;
         registry.register(
             "http_requests",
             "HTTP requests by route, method and status",
-            requests.clone(),
+            self.requests.clone(),
         );
-        // Until the response head is ready: for a stream, that is once the generation started.
-        let request_seconds = Histogram::new([0.005, 0.05, 0.25, 1.0, 5.0, 30.0, 120.0, 600.0]);
         registry.register_with_unit(
             "http_request_duration",
             "Time until the response head (a stream goes on after it)",
             Unit::Seconds,
-            request_seconds.clone(),
+            self.request_seconds.clone(),
         );
-        let errors = Family::<ErrorLabels, Counter>::default();
         registry.register(
             "errors",
             "Error responses and failed generations by code",
-            errors.clone(),
+            self.errors.clone(),
         );
-        let generations = Family::<FinishLabels, Counter>::default();
+    }
+
+    /// Finished generations, their tokens and speeds.
+    fn register_generations(&mut self) {
+        let registry = &mut self.registry;
         registry.register(
             "generations",
             "Finished generations by finish reason",
-            generations.clone(),
+            self.generations.clone(),
         );
-        let completion_tokens = Counter::default();
-        registry.register("completion_tokens", "Tokens generated", completion_tokens.clone());
-        let prompt_tokens = Counter::default();
-        registry.register("prompt_tokens", "Prompt tokens processed", prompt_tokens.clone());
-        let draft_tokens = Counter::default();
+        registry.register("completion_tokens", "Tokens generated", self.completion_tokens.clone());
+        registry.register("prompt_tokens", "Prompt tokens processed", self.prompt_tokens.clone());
         registry.register(
             "draft_tokens",
             "Tokens guessed from the conversation and verified in a batch",
-            draft_tokens.clone(),
+            self.draft_tokens.clone(),
         );
-        let draft_accepted = Counter::default();
         registry.register(
             "draft_accepted_tokens",
             "Guessed tokens the sampler agreed with (each saved a decode step)",
-            draft_accepted.clone(),
+            self.draft_accepted.clone(),
         );
-        let decode_batch = Histogram::new([1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0, 48.0, 64.0]);
         registry.register(
             "decode_batch_sequences",
             "For each generated token, how many sequences were decoded in its step (continuous batching)",
-            decode_batch.clone(),
+            self.decode_batch.clone(),
         );
-        let ttft = Histogram::new([0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]);
         registry.register_with_unit(
             "time_to_first_token",
             "Time to the first token",
             Unit::Seconds,
-            ttft.clone(),
+            self.ttft.clone(),
         );
-        let decode_rate = Histogram::new([1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0]);
         registry.register(
             "decode_tokens_per_second",
             "Decode speed per generation",
-            decode_rate.clone(),
+            self.decode_rate.clone(),
         );
-        let active = Gauge::default();
-        registry.register("active_generations", "Generations running now", active.clone());
-        let slots = Gauge::default();
-        registry.register("slots", "Generations the server runs at once", slots.clone());
-        let queued = Gauge::default();
+    }
+
+    /// What is going on now: generations, slots, the queue and memory.
+    fn register_gauges(&mut self) {
+        let registry = &mut self.registry;
+        registry.register("active_generations", "Generations running now", self.active.clone());
+        registry.register("slots", "Generations the server runs at once", self.slots.clone());
         registry.register(
             "queued_requests",
             "Requests waiting for a generation slot",
-            queued.clone(),
+            self.queued.clone(),
         );
-        let rss = Gauge::default();
         registry.register_with_unit(
             "process_resident_memory",
             "Resident memory of this process",
             Unit::Bytes,
-            rss.clone(),
+            self.rss.clone(),
         );
-        Self {
-            registry,
-            requests,
-            request_seconds,
-            errors,
-            generations,
-            completion_tokens,
-            prompt_tokens,
-            draft_tokens,
-            draft_accepted,
-            decode_batch,
-            ttft,
-            decode_rate,
-            active,
-            slots,
-            queued,
-            rss,
-        }
     }
 
     /// Generations running now (for tests and status pages).

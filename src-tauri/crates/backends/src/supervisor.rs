@@ -8,19 +8,20 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hearth_core::backend::BoxFuture;
 use hearth_core::{Backend, BackendError, EventStream, GenerateRequest, Health, ModelDescriptor};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 use tokio::sync::{oneshot, watch};
 
 use crate::gpu_oom::{restart_note, with_gpu_layers, StderrTail};
-use crate::handshake::{Handshake, PARENT_ENV, TOKEN_ENV};
-use crate::openai::{FailureClassifier, OpenAiBackend};
+use crate::openai::OpenAiBackend;
+
+mod launch;
+
+use launch::launch;
 
 const BACKEND: &str = "the model worker";
 
@@ -234,105 +235,6 @@ fn describe(status: std::io::Result<ExitStatus>) -> String {
     }
 }
 
-fn random_token() -> Result<String, BackendError> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| unavailable(format!("no randomness for the worker token: {e}")))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-/// Starts one worker and reads its handshake. The child's stdin stays open: the worker
-/// stops when it closes.
-async fn launch(
-    config: &WorkerConfig,
-    model: &std::path::Path,
-    state: &Arc<watch::Sender<WorkerState>>,
-) -> Result<(Child, Running, StderrTail), BackendError> {
-    let token = random_token()?;
-    let mut command = Command::new(&config.program);
-    command
-        .arg("worker")
-        .arg("--model")
-        .arg(model)
-        .args(&config.args)
-        .env(TOKEN_ENV, &token)
-        .env(PARENT_ENV, std::process::id().to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    // Spawned from a runtime thread, never a blocking-pool one: the worker's death signal
-    // fires when the *thread* that spawned it exits, and pool threads exit when idle.
-    let mut child = command
-        .spawn()
-        .map_err(|e| unavailable(format!("could not start {}: {e}", config.program.display())))?;
-    let tail = child.stderr.take().map(StderrTail::follow).unwrap_or_default();
-    let stdout = child.stdout.take().ok_or_else(|| unavailable("no stdout pipe"))?;
-    let mut lines = BufReader::new(stdout).lines();
-    let handshake = tokio::time::timeout(config.ready_timeout, async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(fraction) = crate::handshake::LoadingLine::parse(&line) {
-                state.send_replace(WorkerState::Starting { loaded: Some(fraction) });
-                continue;
-            }
-            if let Ok(handshake) = serde_json::from_str::<Handshake>(line.trim()) {
-                return Some(handshake);
-            }
-        }
-        None
-    })
-    .await;
-    let handshake = match handshake {
-        Ok(Some(h)) => h,
-        Ok(None) => {
-            let status = child.wait().await;
-            return Err(unavailable(format!(
-                "the worker stopped before it was ready ({})",
-                describe(status)
-            )));
-        }
-        Err(_) => {
-            let _ = child.kill().await;
-            return Err(unavailable(format!(
-                "the worker was not ready within {:?}",
-                config.ready_timeout
-            )));
-        }
-    };
-    // Keep draining stdout so a stray print can never block the worker.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    let (true, Some(port)) = (handshake.ready, handshake.port) else {
-        let _ = child.wait().await;
-        let error = handshake.error.unwrap_or_else(|| crate::handshake::HandshakeError {
-            code: "load_failed".into(),
-            message: "the worker could not load the model".into(),
-        });
-        return Err(BackendError::Failed {
-            code: error.code,
-            message: error.message,
-        });
-    };
-    let pid = child.id().unwrap_or(handshake.pid);
-    let classifier = Arc::new(CrashClassifier {
-        state: state.subscribe(),
-        pid,
-    });
-    let model = handshake.model.unwrap_or_default();
-    let client = OpenAiBackend::new(BACKEND, &format!("http://127.0.0.1:{port}/v1"), Some(token))?
-        .with_classifier(classifier)
-        .with_default_model(Some(model.clone()));
-    tracing::info!(pid, port, model = %model, "worker ready");
-    Ok((
-        child,
-        Running {
-            pid,
-            port,
-            model,
-            client: Arc::new(client),
-        },
-        tail,
-    ))
-}
-
 /// What the monitor reports to the supervisor.
 struct Worker {
     state: Arc<watch::Sender<WorkerState>>,
@@ -343,6 +245,45 @@ struct Worker {
 async fn placement(running: &Running) -> Option<(String, u32)> {
     let model = running.client.models().await.ok()?.into_iter().next()?;
     Some((model.device?, model.gpu_layers?))
+}
+
+/// Why a ready worker died, for the log and the `Crashed` state. When it ran out of GPU
+/// memory, `config` is changed so the restart puts fewer layers on the GPU, and the
+/// user's placement note says so.
+async fn death_cause(
+    status: std::io::Result<ExitStatus>,
+    tail: &StderrTail,
+    placed: Option<(String, u32)>,
+    config: &mut WorkerConfig,
+    placement_note: &Mutex<Option<String>>,
+) -> String {
+    let died = describe(status);
+    tail.drained(Duration::from_secs(1)).await;
+    match placed {
+        Some((device, layers)) if layers > 0 && device != "CPU" && tail.ran_out_of_gpu_memory() => {
+            // The same layers would run out again: fewer, down to none.
+            let next = layers / 2;
+            config.args = with_gpu_layers(&config.args, next);
+            let note = restart_note(&device, layers, next);
+            tracing::warn!(status = %died, "{note}");
+            if let Ok(mut shown) = placement_note.lock() {
+                *shown = Some(note.clone());
+            }
+            note
+        }
+        _ => died,
+    }
+}
+
+/// The wait before restarting after the `crashes`-th crash in a row (counted from 1):
+/// `restart_delays` in turn, the last one repeating.
+fn restart_delay(config: &WorkerConfig, crashes: u32) -> Duration {
+    let delays = &config.restart_delays;
+    delays
+        .get((crashes as usize).saturating_sub(1))
+        .or(delays.last())
+        .copied()
+        .unwrap_or_default()
 }
 
 /// One model's worker for its whole life: start, watch, restart (with fewer GPU
@@ -382,22 +323,7 @@ async fn monitor(
                         if started.elapsed() >= config.stable_after {
                             crashes = 0;
                         }
-                        let died = describe(status);
-                        tail.drained(Duration::from_secs(1)).await;
-                        match placed {
-                            Some((device, layers)) if layers > 0 && device != "CPU" && tail.ran_out_of_gpu_memory() => {
-                                // The same layers would run out again: fewer, down to none.
-                                let next = layers / 2;
-                                config.args = with_gpu_layers(&config.args, next);
-                                let note = restart_note(&device, layers, next);
-                                tracing::warn!(status = %died, "{note}");
-                                if let Ok(mut shown) = worker.placement_note.lock() {
-                                    *shown = Some(note.clone());
-                                }
-                                note
-                            }
-                            _ => died,
-                        }
+                        death_cause(status, &tail, placed, &mut config, &worker.placement_note).await
                     }
                     _ = &mut stop => {
                         let _ = child.kill().await;
@@ -427,57 +353,13 @@ async fn monitor(
             return;
         }
         state.send_replace(WorkerState::Crashed { cause });
-        let delays = &config.restart_delays;
-        let delay = delays
-            .get((crashes as usize).saturating_sub(1))
-            .or(delays.last())
-            .copied()
-            .unwrap_or_default();
         tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
+            _ = tokio::time::sleep(restart_delay(&config, crashes)) => {}
             _ = &mut stop => {
                 state.send_replace(WorkerState::Stopped);
                 return;
             }
         }
-    }
-}
-
-/// Turns a broken connection into `Crashed` when the worker process is found dead.
-struct CrashClassifier {
-    state: watch::Receiver<WorkerState>,
-    pid: u32,
-}
-
-/// How long a broken connection waits for the monitor to see the process exit. A
-/// killed process closes its sockets and is reaped within milliseconds.
-const CRASH_GRACE: Duration = Duration::from_millis(1500);
-
-impl FailureClassifier for CrashClassifier {
-    fn classify(&self, cause: String) -> BoxFuture<'static, BackendError> {
-        let mut state = self.state.clone();
-        let pid = self.pid;
-        Box::pin(async move {
-            let gone = tokio::time::timeout(
-                CRASH_GRACE,
-                state.wait_for(|s| !matches!(s, WorkerState::Ready(r) if r.pid == pid)),
-            )
-            .await;
-            match gone {
-                Ok(Ok(s)) => match &*s {
-                    WorkerState::Crashed { cause } => BackendError::Crashed {
-                        backend: BACKEND.into(),
-                        cause: cause.clone(),
-                    },
-                    WorkerState::Failed(e) => e.clone(),
-                    _ => BackendError::Crashed {
-                        backend: BACKEND.into(),
-                        cause,
-                    },
-                },
-                _ => unavailable(cause),
-            }
-        })
     }
 }
 

@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use hearth_api::fault_proxy::{Fault, FaultProxy};
 use hearth_core::SamplingParams;
 use hearth_manager::settings::{EmbeddedSettings, RetrySettings, Secret, VllmSettings};
-use hearth_manager::{BackendKind, BackendManager, ManagerOptions, Settings, StopSignal};
+use hearth_manager::{BackendKind, BackendManager, ManagerOptions, Settings, StopSignal, SwitchReport};
 use hearth_store::{AsyncStore, StoreOptions};
 
 /// `hearth serve` as a child, killed when dropped.
@@ -121,26 +121,7 @@ async fn measure(model_a: &Path, model_b: &Path, threads: u32, reps: usize) -> R
     let store = AsyncStore::open(dir.path().join("bench.db"), StoreOptions::default()).await?;
     let retry = RetrySettings::default();
     let backoff_ms = retry.first_delay_ms as f64;
-    let settings = Settings {
-        active: BackendKind::Embedded,
-        // Both stay loaded, so switching back and forth measures the switch itself.
-        fallback: vec![BackendKind::Embedded, BackendKind::Vllm],
-        embedded: EmbeddedSettings {
-            model: model_a.to_string_lossy().into_owned(),
-            ctx: 2048,
-            gpu_layers: "auto".into(),
-            threads: Some(threads),
-            ..EmbeddedSettings::default()
-        },
-        vllm: Some(VllmSettings {
-            url: format!("{}/v1", proxy.url()),
-            model: None,
-            api_key: Some(Secret::new(token)),
-            stall_timeout_ms: 60_000,
-        }),
-        retry,
-        ..Settings::default()
-    };
+    let settings = bench_settings(model_a, threads, &proxy, token, retry);
     settings.validate().map_err(|p| anyhow::anyhow!("{p:?}"))?;
     let manager = BackendManager::new(settings, ManagerOptions::new(&program), store);
     let load = manager
@@ -151,41 +132,8 @@ async fn measure(model_a: &Path, model_b: &Path, threads: u32, reps: usize) -> R
             .send(question, SamplingParams::greedy(24), &StopSignal::default(), |_| {})
             .await?;
     }
-    // The first switch loads nothing (the server is up) but carries the three turns.
-    let first = manager.switch_backend(BackendKind::Vllm, true).await?;
-    let mut warm = vec![first.switch_ms];
-    for _ in 1..reps {
-        warm.push(manager.switch_backend(BackendKind::Embedded, true).await?.switch_ms);
-        warm.push(manager.switch_backend(BackendKind::Vllm, true).await?.switch_ms);
-    }
-    // A switch to a backend whose model is not loaded: the worker starts and loads it.
-    manager.unload(BackendKind::Embedded).await;
-    let cold = manager.switch_backend(BackendKind::Embedded, true).await?;
-    manager.switch_backend(BackendKind::Vllm, true).await?;
-
-    // What a retry adds: the same short turn with and without one injected failure
-    // (a reset before any answer), alternating, each in a fresh conversation so both
-    // send the same number of tokens.
-    let (mut clean, mut retried) = (Vec::new(), Vec::new());
-    for rep in 0..=reps {
-        for with_fault in [rep % 2 == 0, rep % 2 != 0] {
-            manager.conversation().start_new();
-            if with_fault {
-                proxy.push([Fault::Reset]);
-            }
-            let (ms, retries) = first_text_ms(
-                &manager,
-                &format!("Question {rep}{}: name a fruit.", u8::from(with_fault)),
-            )
-            .await?;
-            if retries != u32::from(with_fault) {
-                bail!("expected {} retries, saw {retries}", u8::from(with_fault));
-            }
-            if rep > 0 {
-                if with_fault { &mut retried } else { &mut clean }.push(ms);
-            }
-        }
-    }
+    let Switches { first, warm, cold } = measure_switches(&manager, reps).await?;
+    let (clean, retried) = measure_retry(&manager, &proxy, reps).await?;
     let (clean, retried) = (median(clean), median(retried));
     let line = serde_json::json!({
         "bench": "switch",
@@ -208,4 +156,82 @@ async fn measure(model_a: &Path, model_b: &Path, threads: u32, reps: usize) -> R
     drop(manager);
     drop(server);
     Ok(())
+}
+
+/// The chat starts on the embedded engine (model A); the vLLM backend is `hearth serve`
+/// (model B) behind `proxy`.
+fn bench_settings(model_a: &Path, threads: u32, proxy: &FaultProxy, token: &str, retry: RetrySettings) -> Settings {
+    Settings {
+        active: BackendKind::Embedded,
+        // Both stay loaded, so switching back and forth measures the switch itself.
+        fallback: vec![BackendKind::Embedded, BackendKind::Vllm],
+        embedded: EmbeddedSettings {
+            model: model_a.to_string_lossy().into_owned(),
+            ctx: 2048,
+            gpu_layers: "auto".into(),
+            threads: Some(threads),
+            ..EmbeddedSettings::default()
+        },
+        vllm: Some(VllmSettings {
+            url: format!("{}/v1", proxy.url()),
+            model: None,
+            api_key: Some(Secret::new(token)),
+            stall_timeout_ms: 60_000,
+        }),
+        retry,
+        ..Settings::default()
+    }
+}
+
+/// The switches measured, starting on the embedded engine and ending on vLLM.
+struct Switches {
+    /// The first switch to vLLM, carrying the opening turns.
+    first: SwitchReport,
+    /// Every switch between the two loaded backends, in milliseconds.
+    warm: Vec<f64>,
+    /// A switch back to the embedded engine after its model was unloaded.
+    cold: SwitchReport,
+}
+
+async fn measure_switches(manager: &BackendManager, reps: usize) -> Result<Switches> {
+    // The first switch loads nothing (the server is up) but carries the three turns.
+    let first = manager.switch_backend(BackendKind::Vllm, true).await?;
+    let mut warm = vec![first.switch_ms];
+    for _ in 1..reps {
+        warm.push(manager.switch_backend(BackendKind::Embedded, true).await?.switch_ms);
+        warm.push(manager.switch_backend(BackendKind::Vllm, true).await?.switch_ms);
+    }
+    // A switch to a backend whose model is not loaded: the worker starts and loads it.
+    manager.unload(BackendKind::Embedded).await;
+    let cold = manager.switch_backend(BackendKind::Embedded, true).await?;
+    manager.switch_backend(BackendKind::Vllm, true).await?;
+    Ok(Switches { first, warm, cold })
+}
+
+/// What a retry adds: the same short turn with and without one injected failure
+/// (a reset before any answer), alternating, each in a fresh conversation so both
+/// send the same number of tokens. Returns the times to first text, (clean, retried),
+/// leaving out the first round as a warm-up.
+async fn measure_retry(manager: &BackendManager, proxy: &FaultProxy, reps: usize) -> Result<(Vec<f64>, Vec<f64>)> {
+    let (mut clean, mut retried) = (Vec::new(), Vec::new());
+    for rep in 0..=reps {
+        for with_fault in [rep % 2 == 0, rep % 2 != 0] {
+            manager.conversation().start_new();
+            if with_fault {
+                proxy.push([Fault::Reset]);
+            }
+            let (ms, retries) = first_text_ms(
+                manager,
+                &format!("Question {rep}{}: name a fruit.", u8::from(with_fault)),
+            )
+            .await?;
+            if retries != u32::from(with_fault) {
+                bail!("expected {} retries, saw {retries}", u8::from(with_fault));
+            }
+            if rep > 0 {
+                if with_fault { &mut retried } else { &mut clean }.push(ms);
+            }
+        }
+    }
+    Ok((clean, retried))
 }

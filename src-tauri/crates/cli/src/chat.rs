@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use hearth_core::GenerationMetrics;
 use hearth_engine_backend::EngineBackend;
-use hearth_manager::{BackendKind, BackendManager, ManagerOptions, Settings, StopSignal};
+use hearth_manager::{BackendKind, BackendManager, ManagerOptions, Settings, StopSignal, TurnReport};
 use hearth_store::{AsyncStore, SessionId, StoreOptions};
 
 use crate::line_input::{Input, LineInput};
@@ -103,8 +103,34 @@ pub fn run(args: &ChatArgs) -> Result<()> {
 async fn chat(args: &ChatArgs, settings: Settings) -> Result<()> {
     let (store, _scratch) = open_store().await?;
     let program = std::env::current_exe().context("locating the hearth executable")?;
-    let active = settings.active;
     let manager = BackendManager::new(settings.clone(), ManagerOptions::new(program), store);
+    start_backend(args, &settings, &manager).await?;
+    announce_ready(args, &settings, &manager).await;
+    open_conversation(args, &manager).await?;
+
+    // Ctrl-C stops the reply in progress; at the prompt it only reminds how to quit.
+    let stop = StopSignal::default();
+    let replying = Arc::new(AtomicBool::new(false));
+    on_ctrl_c(stop.clone(), Arc::clone(&replying))?;
+
+    let reader = LineInput::open(Some(hearth_core::paths::data_dir().join("chat_history.txt")))?;
+    ChatLoop {
+        args,
+        manager: &manager,
+        stop,
+        replying,
+        last: None,
+        history_warned: false,
+        stdout: std::io::stdout(),
+    }
+    .run(reader)
+    .await
+}
+
+/// Loads the active backend: the embedded engine in this process with `--in-process`,
+/// otherwise through the manager (a worker process, or a server it reaches).
+async fn start_backend(args: &ChatArgs, settings: &Settings, manager: &BackendManager) -> Result<()> {
+    let active = settings.active;
     if args.in_process && active == BackendKind::Embedded {
         let engine = args.model.load()?;
         let path = engine.info().path.clone();
@@ -119,27 +145,39 @@ async fn chat(args: &ChatArgs, settings: Settings) -> Result<()> {
         if active == BackendKind::Embedded {
             eprintln!("loading {} in a worker process …", settings.embedded.model);
         }
-        let loading = manager.initialize_backend(active, None, None, None);
-        tokio::pin!(loading);
-        // How far the load is, on one line that rewrites itself ("loading the model: 42%").
-        let mut shown = String::new();
-        let loaded = loop {
-            tokio::select! {
-                done = &mut loading => break done,
-                () = tokio::time::sleep(std::time::Duration::from_millis(100)) => {
-                    let reason = manager.health().await.reason.unwrap_or_default();
-                    if reason.starts_with("loading") && reason != shown {
-                        eprint!("\r{reason}");
-                        shown = reason;
-                    }
+        initialize_showing_progress(manager, active).await?;
+    }
+    Ok(())
+}
+
+/// Initializes `kind`, showing how far the load is on one line that rewrites itself
+/// ("loading the model: 42%").
+async fn initialize_showing_progress(manager: &BackendManager, kind: BackendKind) -> Result<()> {
+    let loading = manager.initialize_backend(kind, None, None, None);
+    tokio::pin!(loading);
+    let mut shown = String::new();
+    let loaded = loop {
+        tokio::select! {
+            done = &mut loading => break done,
+            () = tokio::time::sleep(std::time::Duration::from_millis(100)) => {
+                let reason = manager.health().await.reason.unwrap_or_default();
+                if reason.starts_with("loading") && reason != shown {
+                    eprint!("\r{reason}");
+                    shown = reason;
                 }
             }
-        };
-        if !shown.is_empty() {
-            eprintln!();
         }
-        loaded?;
+    };
+    if !shown.is_empty() {
+        eprintln!();
     }
+    loaded?;
+    Ok(())
+}
+
+/// Says where the model runs, which model is ready and how, and the commands.
+async fn announce_ready(args: &ChatArgs, settings: &Settings, manager: &BackendManager) {
+    let active = settings.active;
     let status = manager.health().await;
     if let Some(line) = placement_line(&status) {
         eprintln!("{line}");
@@ -155,6 +193,10 @@ async fn chat(args: &ChatArgs, settings: Settings) -> Result<()> {
         loaded.and_then(|b| b.loaded_model.clone()).unwrap_or_default(),
         settings.embedded.ctx
     );
+}
+
+/// Resumes the `--session` conversation, or opens a new one with the `--system` prompt.
+async fn open_conversation(args: &ChatArgs, manager: &BackendManager) -> Result<()> {
     if let Some(id) = &args.session {
         let n = manager
             .conversation()
@@ -171,61 +213,88 @@ async fn chat(args: &ChatArgs, settings: Settings) -> Result<()> {
             manager.conversation().open_with_system_prompt(system, None).await;
         }
     }
+    Ok(())
+}
 
-    // Ctrl-C stops the reply in progress; at the prompt it only reminds how to quit.
-    let stop = StopSignal::default();
-    let replying = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        let replying = Arc::clone(&replying);
-        ctrlc::set_handler(move || {
-            if replying.load(Ordering::Acquire) {
-                stop.stop();
-            } else {
-                eprint!("\n(type /quit or press Ctrl-D to leave)\n> ");
+/// Ctrl-C sets `stop` while a reply is being written (`replying`); at the prompt it
+/// only reminds how to leave.
+fn on_ctrl_c(stop: StopSignal, replying: Arc<AtomicBool>) -> Result<()> {
+    ctrlc::set_handler(move || {
+        if replying.load(Ordering::Acquire) {
+            stop.stop();
+        } else {
+            eprint!("\n(type /quit or press Ctrl-D to leave)\n> ");
+        }
+    })?;
+    Ok(())
+}
+
+/// What to do after a line has been read.
+enum Next {
+    /// Read the next line (the line was empty or a command, now handled).
+    Prompt,
+    /// Send the line as the user's message.
+    Send,
+    /// Leave the chat.
+    Quit,
+}
+
+/// The prompt loop and what it keeps between turns.
+struct ChatLoop<'a> {
+    args: &'a ChatArgs,
+    manager: &'a BackendManager,
+    /// Stops the reply in progress (set by Ctrl-C).
+    stop: StopSignal,
+    /// Whether a reply is being written, so Ctrl-C knows what to do.
+    replying: Arc<AtomicBool>,
+    /// The last reply's figures, for `/stats`.
+    last: Option<GenerationMetrics>,
+    /// History failures are reported once per run, not on every turn.
+    history_warned: bool,
+    stdout: std::io::Stdout,
+}
+
+impl ChatLoop<'_> {
+    async fn run(mut self, mut reader: LineInput) -> Result<()> {
+        loop {
+            let line = match reader.message("> ").await? {
+                Input::Message(line) => line,
+                Input::Interrupted => {
+                    eprintln!("(type /quit or press Ctrl-D to leave)");
+                    continue;
+                }
+                Input::End => {
+                    eprintln!();
+                    break;
+                }
+            };
+            match self.command(&line).await? {
+                Next::Prompt => continue,
+                Next::Quit => break,
+                Next::Send => self.send(&line).await,
             }
-        })?;
+        }
+        Ok(())
     }
 
-    let mut reader = LineInput::open(Some(hearth_core::paths::data_dir().join("chat_history.txt")))?;
-    let mut last: Option<GenerationMetrics> = None;
-    let mut history_warned = false;
-    let mut stdout = std::io::stdout();
-    loop {
-        let line = match reader.message("> ").await? {
-            Input::Message(line) => line,
-            Input::Interrupted => {
-                eprintln!("(type /quit or press Ctrl-D to leave)");
-                continue;
-            }
-            Input::End => {
-                eprintln!();
-                break;
-            }
-        };
-        let input = line.as_str();
+    /// Handles `input` when it is empty or a command; otherwise it is a message to send.
+    async fn command(&self, input: &str) -> Result<Next> {
+        let manager = self.manager;
         match input.trim() {
-            "" => continue,
-            "/quit" | "/exit" => break,
-            "/help" => {
-                eprintln!("{HELP}");
-                continue;
-            }
+            "" => {}
+            "/quit" | "/exit" => return Ok(Next::Quit),
+            "/help" => eprintln!("{HELP}"),
             "/reset" => {
                 manager.conversation().start_new();
-                if let Some(system) = &args.system {
+                if let Some(system) = &self.args.system {
                     manager.conversation().open_with_system_prompt(system, None).await;
                 }
                 eprintln!("(new conversation)");
-                continue;
             }
-            "/stats" => {
-                match &last {
-                    Some(m) => eprintln!("{}", serde_json::to_string_pretty(m)?),
-                    None => eprintln!("(no reply yet)"),
-                }
-                continue;
-            }
+            "/stats" => match &self.last {
+                Some(m) => eprintln!("{}", serde_json::to_string_pretty(m)?),
+                None => eprintln!("(no reply yet)"),
+            },
             "/status" => {
                 let health = manager.health().await;
                 if let Some(line) = placement_line(&health) {
@@ -233,78 +302,84 @@ async fn chat(args: &ChatArgs, settings: Settings) -> Result<()> {
                 }
                 eprintln!("{}", serde_json::to_string_pretty(&health)?);
                 eprintln!("counters: {}", serde_json::to_string(&manager.counters())?);
-                continue;
             }
             cmd if cmd.starts_with("/backend") => {
-                switch(&manager, cmd.trim_start_matches("/backend").trim()).await;
-                continue;
+                switch(manager, cmd.trim_start_matches("/backend").trim()).await;
             }
-            cmd if cmd.starts_with('/') => {
-                eprintln!("unknown command {cmd}. {HELP}");
-                continue;
-            }
-            _ => {}
+            cmd if cmd.starts_with('/') => eprintln!("unknown command {cmd}. {HELP}"),
+            _ => return Ok(Next::Send),
         }
+        Ok(Next::Prompt)
+    }
+
+    /// Sends `input`, streams the reply to stdout, then a line of figures to stderr.
+    async fn send(&mut self, input: &str) {
+        let manager = self.manager;
         if manager.conversation().session().is_none() {
             if let Some(id) = manager.conversation().session_for(input).await {
                 eprintln!("(saving as session {id}; resume with --session {id})");
             }
         }
-        replying.store(true, Ordering::Release);
+        self.replying.store(true, Ordering::Release);
+        let stdout = &mut self.stdout;
         let result = manager
-            .send(input, args.sampling.params(), &stop, |delta| {
+            .send(input, self.args.sampling.params(), &self.stop, |delta| {
                 let _ = stdout.write_all(delta.as_bytes());
                 let _ = stdout.flush();
             })
             .await;
-        replying.store(false, Ordering::Release);
+        self.replying.store(false, Ordering::Release);
         println!();
         match result {
             Ok(turn) => {
-                if !turn.saved && !history_warned {
-                    history_warned = true;
+                if !turn.saved && !self.history_warned {
+                    self.history_warned = true;
                     let why = manager.health().await.history.unwrap_or_default();
                     eprintln!("warning: chat history is off for the rest of this run ({why}); the chat goes on");
                 }
-                let m = &turn.metrics;
-                let mut notes = Vec::new();
-                if m.prompt_tokens_evaluated < m.prompt_tokens {
-                    notes.push(format!(
-                        "reused {} of {} prompt tokens",
-                        m.prompt_tokens - m.prompt_tokens_evaluated,
-                        m.prompt_tokens
-                    ));
-                }
-                if m.draft_accepted > 0 {
-                    notes.push(format!(
-                        "{} of {} guessed tokens held",
-                        m.draft_accepted, m.draft_tokens
-                    ));
-                }
-                if turn.retries > 0 {
-                    notes.push(format!("{} retries", turn.retries));
-                }
-                if turn.fallbacks > 0 {
-                    notes.push(format!(
-                        "answered by {} after {} fallback(s)",
-                        turn.backend, turn.fallbacks
-                    ));
-                }
-                eprintln!(
-                    "[{} | {} tokens | ttft {:.0} ms | {:.1} tok/s | {}{}]",
-                    turn.model,
-                    m.completion_tokens,
-                    m.ttft_ms,
-                    m.decode_tps,
-                    m.finish_reason.as_str(),
-                    notes.iter().map(|n| format!(" | {n}")).collect::<String>()
-                );
-                last = Some(turn.metrics);
+                eprintln!("{}", turn_line(&turn));
+                self.last = Some(turn.metrics);
             }
             Err(e) => eprintln!("error: {e}"),
         }
     }
-    Ok(())
+}
+
+/// The figures shown after a reply: "[model | tokens | ttft | tok/s | finish | notes…]".
+fn turn_line(turn: &TurnReport) -> String {
+    let m = &turn.metrics;
+    let mut notes = Vec::new();
+    if m.prompt_tokens_evaluated < m.prompt_tokens {
+        notes.push(format!(
+            "reused {} of {} prompt tokens",
+            m.prompt_tokens - m.prompt_tokens_evaluated,
+            m.prompt_tokens
+        ));
+    }
+    if m.draft_accepted > 0 {
+        notes.push(format!(
+            "{} of {} guessed tokens held",
+            m.draft_accepted, m.draft_tokens
+        ));
+    }
+    if turn.retries > 0 {
+        notes.push(format!("{} retries", turn.retries));
+    }
+    if turn.fallbacks > 0 {
+        notes.push(format!(
+            "answered by {} after {} fallback(s)",
+            turn.backend, turn.fallbacks
+        ));
+    }
+    format!(
+        "[{} | {} tokens | ttft {:.0} ms | {:.1} tok/s | {}{}]",
+        turn.model,
+        m.completion_tokens,
+        m.ttft_ms,
+        m.decode_tps,
+        m.finish_reason.as_str(),
+        notes.iter().map(|n| format!(" | {n}")).collect::<String>()
+    )
 }
 
 async fn switch(manager: &BackendManager, name: &str) {

@@ -132,21 +132,6 @@ impl GgmlType {
         }
         (n_elements / self.block_size()).checked_mul(self.type_size())
     }
-
-    /// True for block-quantized types (everything but plain floats and ints).
-    pub fn is_quantized(self) -> bool {
-        !matches!(
-            self,
-            GgmlType::F32
-                | GgmlType::F16
-                | GgmlType::BF16
-                | GgmlType::F64
-                | GgmlType::I8
-                | GgmlType::I16
-                | GgmlType::I32
-                | GgmlType::I64
-        )
-    }
 }
 
 impl std::fmt::Display for GgmlType {

@@ -197,23 +197,7 @@ impl Hub {
             transferred: 0,
             run_started: Instant::now(),
         };
-        // Delays 1 s, 2 s, 4 s between tries, each resuming where the last stopped.
-        let mut delays = tokio_retry::strategy::ExponentialBackoff::from_millis(2)
-            .factor(500)
-            .take(3);
-        loop {
-            match transfer.run(cancel, on_progress).await {
-                Ok(()) => break,
-                Err(e) if e.is_transient() => match delays.next() {
-                    Some(delay) => {
-                        tracing::warn!(file = %name, at = transfer.offset, error = %e, ?delay, "download interrupted; resuming");
-                        tokio::time::sleep(delay).await;
-                    }
-                    None => return Err(e),
-                },
-                Err(e) => return Err(e),
-            }
-        }
+        transfer.run_resuming(cancel, on_progress).await?;
         transfer.verify()?;
         files.finish()?;
         Ok(Pulled {
@@ -279,6 +263,31 @@ struct Transfer<'a> {
 }
 
 impl Transfer<'_> {
+    /// Runs the transfer, resuming it after a transient failure.
+    async fn run_resuming(
+        &mut self,
+        cancel: &AtomicBool,
+        on_progress: &mut (dyn FnMut(&Progress) + Send),
+    ) -> Result<(), HubError> {
+        // Delays 1 s, 2 s, 4 s between tries, each resuming where the last stopped.
+        let mut delays = tokio_retry::strategy::ExponentialBackoff::from_millis(2)
+            .factor(500)
+            .take(3);
+        loop {
+            match self.run(cancel, on_progress).await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.is_transient() => match delays.next() {
+                    Some(delay) => {
+                        tracing::warn!(file = %self.name, at = self.offset, error = %e, ?delay, "download interrupted; resuming");
+                        tokio::time::sleep(delay).await;
+                    }
+                    None => return Err(e),
+                },
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// One request: from `offset` to the end, or to the first failure.
     async fn run(
         &mut self,
@@ -288,42 +297,9 @@ impl Transfer<'_> {
         if self.offset == self.meta.size {
             return Ok(());
         }
-        let mut extra = HeaderMap::new();
-        if self.offset > 0 {
-            let range =
-                HeaderValue::from_str(&format!("bytes={}-", self.offset)).map_err(|e| HubError::BadResponse {
-                    url: self.meta.download_url.to_string(),
-                    detail: e.to_string(),
-                })?;
-            extra.insert(RANGE, range);
-        }
-        let what = format!("{} in {}", self.target.file, self.target.repo);
-        let response = self
-            .hub
-            .send_following(Method::GET, &self.meta.download_url, extra, &self.target.repo, &what)
-            .await?;
+        let response = self.request().await?;
         let url = response.url().clone();
-        match response.status() {
-            StatusCode::PARTIAL_CONTENT => {
-                let from = header(response.headers(), CONTENT_RANGE.as_str())
-                    .and_then(|r| r.strip_prefix("bytes "))
-                    .and_then(|r| r.split('-').next())
-                    .and_then(|s| s.parse::<u64>().ok());
-                if from != Some(self.offset) {
-                    return Err(HubError::BadResponse {
-                        url: url.to_string(),
-                        detail: format!("asked for bytes from {}, got Content-Range {from:?}", self.offset),
-                    });
-                }
-            }
-            _ if self.offset > 0 => {
-                tracing::info!(file = %self.name, had = self.offset, "the server ignored the range and sent the whole file: starting over");
-                self.offset = 0;
-                self.hasher = Sha256::new();
-                self.restarted = true;
-            }
-            _ => {}
-        }
+        self.accept_start(&response)?;
         let mut file = tokio::fs::OpenOptions::new()
             .create(true)
             .write(true)
@@ -371,6 +347,50 @@ impl Transfer<'_> {
             self.files.discard()?;
         }
         outcome
+    }
+
+    /// Asks for the bytes from `offset` on (a range when there are some already).
+    async fn request(&self) -> Result<reqwest::Response, HubError> {
+        let mut extra = HeaderMap::new();
+        if self.offset > 0 {
+            let range =
+                HeaderValue::from_str(&format!("bytes={}-", self.offset)).map_err(|e| HubError::BadResponse {
+                    url: self.meta.download_url.to_string(),
+                    detail: e.to_string(),
+                })?;
+            extra.insert(RANGE, range);
+        }
+        let what = format!("{} in {}", self.target.file, self.target.repo);
+        self.hub
+            .send_following(Method::GET, &self.meta.download_url, extra, &self.target.repo, &what)
+            .await
+    }
+
+    /// Checks where the answer's bytes start: a range must start at `offset`; a whole
+    /// file instead of a range starts the transfer over.
+    fn accept_start(&mut self, response: &reqwest::Response) -> Result<(), HubError> {
+        match response.status() {
+            StatusCode::PARTIAL_CONTENT => {
+                let from = header(response.headers(), CONTENT_RANGE.as_str())
+                    .and_then(|r| r.strip_prefix("bytes "))
+                    .and_then(|r| r.split('-').next())
+                    .and_then(|s| s.parse::<u64>().ok());
+                if from != Some(self.offset) {
+                    return Err(HubError::BadResponse {
+                        url: response.url().to_string(),
+                        detail: format!("asked for bytes from {}, got Content-Range {from:?}", self.offset),
+                    });
+                }
+            }
+            _ if self.offset > 0 => {
+                tracing::info!(file = %self.name, had = self.offset, "the server ignored the range and sent the whole file: starting over");
+                self.offset = 0;
+                self.hasher = Sha256::new();
+                self.restarted = true;
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     fn progress(&self) -> Progress {

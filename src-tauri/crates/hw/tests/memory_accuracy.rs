@@ -10,6 +10,8 @@
 //! back llama.cpp's own buffer-size log lines, printed with the table.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -264,19 +266,7 @@ fn logged_mib(stderr: &str, label: &str) -> Option<f64> {
 }
 
 fn resident() -> u64 {
-    let text = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let kib = |key: &str| -> u64 {
-        text.lines()
-            .find_map(|l| {
-                l.strip_prefix(key)?
-                    .strip_prefix(':')?
-                    .split_whitespace()
-                    .next()?
-                    .parse()
-                    .ok()
-            })
-            .unwrap_or(0)
-    };
+    let kib = |key: &str| common::proc_kib("/proc/self/status", key).unwrap_or(0);
     (kib("RssAnon") + kib("RssFile")) * 1024
 }
 

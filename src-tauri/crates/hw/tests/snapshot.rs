@@ -1,6 +1,8 @@
 //! The snapshot on this machine against /proc, its JSON schema, and the sampler.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
@@ -30,17 +32,7 @@ fn proc_cpu_counts() -> (u32, u32) {
 }
 
 fn meminfo_kib(key: &str) -> u64 {
-    let text = std::fs::read_to_string("/proc/meminfo").unwrap();
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(key)?
-                .strip_prefix(':')?
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        })
-        .unwrap()
+    common::proc_kib("/proc/meminfo", key).unwrap_or_else(|| panic!("{key} in /proc/meminfo"))
 }
 
 #[test]

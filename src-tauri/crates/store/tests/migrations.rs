@@ -10,7 +10,8 @@
 //! and review the diff of `tests/expected_schema.sql` like any other change.
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use hearth_store::{migration_names, Store, StoreError, SCHEMA_VERSION};
@@ -50,20 +51,6 @@ fn schema_of(db: &Path) -> String {
         }
     }
     out
-}
-
-/// Every file next to the database, with its bytes.
-fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            (
-                e.file_name().to_string_lossy().into_owned(),
-                std::fs::read(e.path()).unwrap(),
-            )
-        })
-        .collect()
 }
 
 #[test]
@@ -110,19 +97,19 @@ fn opening_again_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("hearth.db");
     drop(Store::open(&db).unwrap());
-    let first = snapshot(dir.path());
+    let first = common::snapshot(dir.path());
     assert_eq!(
         first.keys().collect::<Vec<_>>(),
         vec!["hearth.db"],
         "WAL left after close"
     );
     let schema = schema_of(&db);
-    let first = snapshot(dir.path()); // schema_of opened it too
+    let first = common::snapshot(dir.path()); // schema_of opened it too
     for _ in 0..2 {
         let store = Store::open(&db).unwrap();
         assert_eq!(store.stats().unwrap().user_version, SCHEMA_VERSION);
         drop(store);
-        assert_eq!(snapshot(dir.path()), first);
+        assert_eq!(common::snapshot(dir.path()), first);
     }
     assert_eq!(schema_of(&db), schema);
 }
@@ -167,13 +154,13 @@ fn newer_database_is_refused_untouched() {
         conn.pragma_update(None, "user_version", newer).unwrap();
         conn.execute_batch("CREATE TABLE from_the_future (x)").unwrap();
     }
-    let before = snapshot(dir.path());
+    let before = common::snapshot(dir.path());
     assert_eq!(before.len(), 1);
     for _ in 0..2 {
         let err = Store::open(&db).unwrap_err();
         assert!(err.is_history_disabling());
         assert_too_new(err, &db, newer);
-        assert_eq!(snapshot(dir.path()), before, "a refused database was modified");
+        assert_eq!(common::snapshot(dir.path()), before, "a refused database was modified");
     }
 }
 

@@ -123,6 +123,30 @@ impl OpenAiBackend {
         }
     }
 
+    /// Posts a generation `body` and returns the answer, its event stream still unread. A
+    /// server that does not answer within the stall timeout counts as broken; a model
+    /// the server does not know is named from the body when the server names none.
+    async fn post_generation(&self, path: &str, body: &Value) -> Result<reqwest::Response, BackendError> {
+        let sent = self.send(self.http.post(self.url(path)).json(body));
+        let sent = match self.stall_timeout {
+            Some(limit) => match tokio::time::timeout(limit, sent).await {
+                Ok(sent) => sent,
+                Err(_) => {
+                    let cause = format!("no answer within {} ms", limit.as_millis());
+                    return Err(self.broken(cause).await);
+                }
+            },
+            None => sent.await,
+        };
+        match sent {
+            Ok(response) => Ok(response),
+            Err(BackendError::ModelNotFound { model }) if model.is_empty() => Err(BackendError::ModelNotFound {
+                model: body["model"].as_str().unwrap_or("").to_owned(),
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The model to use when a request names none: the loaded one, else the first the
     /// server lists (vLLM serves exactly one, under the name it was started with).
     async fn model_for(&self, request: &GenerateRequest) -> Result<Option<String>, BackendError> {
@@ -355,26 +379,7 @@ impl Backend for OpenAiBackend {
             let model = self.model_for(&request).await?;
             let (path, body) = self.body(&request, model)?;
             let started = Instant::now();
-            let sent = self.send(self.http.post(self.url(&path)).json(&body));
-            let sent = match self.stall_timeout {
-                Some(limit) => match tokio::time::timeout(limit, sent).await {
-                    Ok(sent) => sent,
-                    Err(_) => {
-                        let cause = format!("no answer within {} ms", limit.as_millis());
-                        return Err(self.broken(cause).await);
-                    }
-                },
-                None => sent.await,
-            };
-            let response = match sent {
-                Ok(response) => response,
-                Err(BackendError::ModelNotFound { model }) if model.is_empty() => {
-                    return Err(BackendError::ModelNotFound {
-                        model: body["model"].as_str().unwrap_or("").to_owned(),
-                    })
-                }
-                Err(e) => return Err(e),
-            };
+            let response = self.post_generation(&path, &body).await?;
             let sse = response.bytes_stream().eventsource();
             let tally = Tally {
                 started,

@@ -57,55 +57,12 @@ impl BackendManager {
             kind,
             model,
             first,
-            mut rest,
+            rest,
             retries,
             fallbacks,
         } = started;
-        let mut reply = String::new();
-        let mut next = Some(Ok(first));
-        let outcome = loop {
-            let event = match next.take() {
-                Some(event) => Some(event),
-                None => tokio::select! {
-                    biased;
-                    _ = stop.stopped() => break Outcome::Stopped,
-                    event = rest.next() => event,
-                },
-            };
-            match event {
-                Some(Ok(GenerationEvent::Delta { text })) => {
-                    clock.delta_at(Instant::now());
-                    on_delta(&text);
-                    reply.push_str(&text);
-                }
-                Some(Ok(GenerationEvent::Done { metrics })) => break Outcome::Done(metrics),
-                Some(Ok(GenerationEvent::Error { message })) => {
-                    break Outcome::Failed(BackendError::Failed {
-                        code: "generation_failed".into(),
-                        message,
-                    })
-                }
-                Some(Err(e)) => break Outcome::Failed(e),
-                None => {
-                    break Outcome::Failed(BackendError::Unavailable {
-                        backend: kind.to_string(),
-                        cause: "the stream ended before the reply was complete".into(),
-                    })
-                }
-            }
-        };
-        drop(rest);
-        let (metrics, failure) = match outcome {
-            Outcome::Done(metrics) => {
-                lock(&self.cooldowns).success(kind);
-                (metrics, None)
-            }
-            Outcome::Stopped => (clock.metrics(FinishReason::Cancelled, Instant::now()), None),
-            Outcome::Failed(error) => {
-                self.failed(kind, &error);
-                (clock.metrics(FinishReason::Error, Instant::now()), Some(error))
-            }
-        };
+        let (reply, outcome) = stream_reply(kind, first, rest, stop, &mut clock, &mut on_delta).await;
+        let (metrics, failure) = self.settle(kind, outcome, &clock);
         // Saved even when cut short (marked incomplete), never regenerated behind the user's back.
         let incomplete = metrics.finish_reason == FinishReason::Cancelled || failure.is_some();
         // A failure before any text leaves nothing to keep.
@@ -143,6 +100,26 @@ impl BackendManager {
             user_message,
             message,
         })
+    }
+
+    /// The reply's figures and, if it broke off, why; the backend's cooldown is told how it went.
+    fn settle(
+        &self,
+        kind: BackendKind,
+        outcome: Outcome,
+        clock: &ReplyClock,
+    ) -> (GenerationMetrics, Option<BackendError>) {
+        match outcome {
+            Outcome::Done(metrics) => {
+                lock(&self.cooldowns).success(kind);
+                (metrics, None)
+            }
+            Outcome::Stopped => (clock.metrics(FinishReason::Cancelled, Instant::now()), None),
+            Outcome::Failed(error) => {
+                self.failed(kind, &error);
+                (clock.metrics(FinishReason::Error, Instant::now()), Some(error))
+            }
+        }
     }
 
     fn failed(&self, kind: BackendKind, error: &BackendError) {
@@ -236,6 +213,53 @@ struct Started {
     rest: EventStream,
     retries: u32,
     fallbacks: u32,
+}
+
+/// Streams the reply on from its first event to `on_delta` until it is done, stopped or
+/// broken off, returning the text so far with how it ended. The stream is dropped on return.
+async fn stream_reply(
+    kind: BackendKind,
+    first: GenerationEvent,
+    mut rest: EventStream,
+    stop: &StopSignal,
+    clock: &mut ReplyClock,
+    on_delta: &mut impl FnMut(&str),
+) -> (String, Outcome) {
+    let mut reply = String::new();
+    let mut next = Some(Ok(first));
+    let outcome = loop {
+        let event = match next.take() {
+            Some(event) => Some(event),
+            None => tokio::select! {
+                biased;
+                _ = stop.stopped() => break Outcome::Stopped,
+                event = rest.next() => event,
+            },
+        };
+        match event {
+            Some(Ok(GenerationEvent::Delta { text })) => {
+                clock.delta_at(Instant::now());
+                on_delta(&text);
+                reply.push_str(&text);
+            }
+            Some(Ok(GenerationEvent::Done { metrics })) => break Outcome::Done(metrics),
+            Some(Ok(GenerationEvent::Error { message })) => {
+                break Outcome::Failed(BackendError::Failed {
+                    code: "generation_failed".into(),
+                    message,
+                })
+            }
+            Some(Err(e)) => break Outcome::Failed(e),
+            None => {
+                break Outcome::Failed(BackendError::Unavailable {
+                    backend: kind.to_string(),
+                    cause: "the stream ended before the reply was complete".into(),
+                })
+            }
+        }
+    };
+    drop(rest);
+    (reply, outcome)
 }
 
 /// Errors another backend would give too (the request itself is wrong): no fallback.

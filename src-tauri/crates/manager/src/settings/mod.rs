@@ -370,17 +370,6 @@ impl Settings {
         Ok(settings)
     }
 
-    /// The configured backends, active first, then the fallback order.
-    pub fn order(&self) -> Vec<BackendKind> {
-        let mut order = vec![self.active];
-        for kind in &self.fallback {
-            if !order.contains(kind) {
-                order.push(*kind);
-            }
-        }
-        order
-    }
-
     pub fn is_configured(&self, kind: BackendKind) -> bool {
         crate::registry::configured(kind, self)
     }
@@ -554,7 +543,8 @@ mod tests {
     fn no_file_means_the_embedded_engine_alone() {
         let settings = load(None, &[]).expect("defaults");
         assert_eq!(settings, Settings::default());
-        assert_eq!(settings.order(), [BackendKind::Embedded]);
+        assert_eq!(settings.active, BackendKind::Embedded);
+        assert!(settings.fallback.is_empty(), "{:?}", settings.fallback);
     }
 
     #[test]
@@ -566,10 +556,7 @@ mod tests {
         .expect("valid");
         assert_eq!(settings.active, BackendKind::Ollama);
         assert_eq!(settings.ollama.as_ref().map(|o| o.num_ctx), Some(8192));
-        assert_eq!(
-            settings.order(),
-            [BackendKind::Ollama, BackendKind::Vllm, BackendKind::Embedded]
-        );
+        assert_eq!(settings.fallback, [BackendKind::Vllm, BackendKind::Embedded]);
     }
 
     #[test]

@@ -12,6 +12,18 @@ impl Settings {
                 message,
             })
         };
+        self.check_backend_choice(&mut problem);
+        self.check_embedded(&mut problem);
+        self.check_services(&mut problem);
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// The active backend and the fallbacks: each configured, none listed twice.
+    fn check_backend_choice(&self, problem: &mut impl FnMut(&str, String)) {
         if !self.is_configured(self.active) {
             problem(
                 "active",
@@ -32,7 +44,11 @@ impl Settings {
                 problem("fallback", format!("{kind} is listed twice"));
             }
         }
-        check_ctx(&mut problem, "embedded.ctx", self.embedded.ctx);
+    }
+
+    /// The `[embedded]` section.
+    fn check_embedded(&self, problem: &mut impl FnMut(&str, String)) {
+        check_ctx(problem, "embedded.ctx", self.embedded.ctx);
         if self.embedded.model.trim().is_empty() {
             problem(
                 "embedded.model",
@@ -63,6 +79,10 @@ impl Settings {
                 format!("must be `auto` or a number of sequences from 1 to {most}, not {parallel:?}"),
             );
         }
+    }
+
+    /// The API token, the external backends' sections, retries and cooldowns.
+    fn check_services(&self, problem: &mut impl FnMut(&str, String)) {
         if let Some(token) = &self.api.token {
             let token = token.expose();
             if token.is_empty() || token.chars().any(char::is_whitespace) {
@@ -73,14 +93,14 @@ impl Settings {
             }
         }
         if let Some(ollama) = &self.ollama {
-            check_url(&mut problem, "ollama.url", &ollama.url, "http://127.0.0.1:11434");
+            check_url(problem, "ollama.url", &ollama.url, "http://127.0.0.1:11434");
             if ollama.model.trim().is_empty() {
                 problem("ollama.model", "is empty: name a model pulled in Ollama".into());
             }
-            check_ctx(&mut problem, "ollama.num_ctx", ollama.num_ctx);
+            check_ctx(problem, "ollama.num_ctx", ollama.num_ctx);
         }
         if let Some(vllm) = &self.vllm {
-            check_url(&mut problem, "vllm.url", &vllm.url, "http://127.0.0.1:8000/v1");
+            check_url(problem, "vllm.url", &vllm.url, "http://127.0.0.1:8000/v1");
             if vllm.stall_timeout_ms < 10 {
                 problem("vllm.stall_timeout_ms", "must be at least 10".into());
             }
@@ -99,11 +119,6 @@ impl Settings {
         }
         if self.cooldown.window_secs == 0 {
             problem("cooldown.window_secs", "must be at least 1".into());
-        }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(problems)
         }
     }
 }

@@ -161,22 +161,9 @@ pub fn measure(
     on_window: &mut dyn FnMut(Progress),
 ) -> Result<Measurement> {
     let text = request.text.as_deref().unwrap_or(DEFAULT_TEXT);
-    let load = |path: &Path| -> Result<Engine> {
-        let mut config = EngineConfig::new(path.to_path_buf()).with_n_ctx(request.ctx);
-        if let Some(threads) = request.threads {
-            config = config.with_threads(threads);
-        }
-        Engine::load(config).with_context(|| format!("cannot load {}", path.display()))
-    };
+    let load = |path: &Path| load_engine(request, path);
     let window = request.ctx as usize;
-    let pass = match &request.reference {
-        None => None,
-        Some(reference) => Some(match request.reference_pass {
-            ReferencePass::Auto if fit_together(&request.model, reference, request.ctx)? => ReferencePass::Together,
-            ReferencePass::Auto => ReferencePass::Spooled,
-            chosen => chosen,
-        }),
-    };
+    let pass = reference_pass(request)?;
     let mut report_progress = |pass_index: u32, passes: u32, done: usize, total: usize| {
         let (done, total) = (
             u32::try_from(done).unwrap_or(u32::MAX),
@@ -224,15 +211,7 @@ pub fn measure(
     let report = hearth_engine::evaluate(&model, reference, text, window, cancel, &mut |done, total| {
         report_progress(passes - 1, passes, done, total)
     })?;
-    let reference_run = match (&spool, pass) {
-        (Some(spool), _) => Some(ReferenceRun::Spooled {
-            spool_bytes: spool.bytes(),
-            top_k: spool.top_k(),
-            max_tail_mass: spool.max_tail_mass(),
-        }),
-        (None, Some(_)) => Some(ReferenceRun::Together),
-        (None, None) => None,
-    };
+    let reference_run = reference_run(spool.as_ref(), pass);
     let info = hearth_gguf::read(&request.model)?;
     Ok(Measurement {
         delta_ppl_percent: report
@@ -249,6 +228,42 @@ pub fn measure(
         reference_run,
         report,
     })
+}
+
+/// Loads a model file with the request's window and threads.
+fn load_engine(request: &MeasureRequest, path: &Path) -> Result<Engine> {
+    let mut config = EngineConfig::new(path.to_path_buf()).with_n_ctx(request.ctx);
+    if let Some(threads) = request.threads {
+        config = config.with_threads(threads);
+    }
+    Engine::load(config).with_context(|| format!("cannot load {}", path.display()))
+}
+
+/// How the reference will be run (none without one): `Auto` becomes together or spooled
+/// as the fit planner says.
+fn reference_pass(request: &MeasureRequest) -> Result<Option<ReferencePass>> {
+    Ok(match &request.reference {
+        None => None,
+        Some(reference) => Some(match request.reference_pass {
+            ReferencePass::Auto if fit_together(&request.model, reference, request.ctx)? => ReferencePass::Together,
+            ReferencePass::Auto => ReferencePass::Spooled,
+            chosen => chosen,
+        }),
+    })
+}
+
+/// How the reference was run, for the measurement: spooled if there is a spool, else
+/// together if there was a reference at all.
+fn reference_run(spool: Option<&ReferenceSpool>, pass: Option<ReferencePass>) -> Option<ReferenceRun> {
+    match (spool, pass) {
+        (Some(spool), _) => Some(ReferenceRun::Spooled {
+            spool_bytes: spool.bytes(),
+            top_k: spool.top_k(),
+            max_tail_mass: spool.max_tail_mass(),
+        }),
+        (None, Some(_)) => Some(ReferenceRun::Together),
+        (None, None) => None,
+    }
 }
 
 /// Whether the fit planner says the model and its reference fit in memory at once, at
