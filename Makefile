@@ -98,6 +98,7 @@ $(CUDA_MODULE): Cargo.lock scripts/build_cuda_module.sh scripts/gpu_module_commo
 	bash scripts/build_cuda_module.sh $(CARGO_TARGET_DIR)/release
 
 lint: fmt ui
+	python3 scripts/check_sizes.py
 	$(CARGO) clippy --release --workspace --all-targets --locked -- -D warnings
 
 fmt:

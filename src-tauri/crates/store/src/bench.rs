@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use hearth_core::Role;
@@ -184,6 +185,22 @@ fn percentile_ms(sorted_us: &[u64], p: f64) -> f64 {
     sorted_us[rank.clamp(1, sorted_us.len()) - 1] as f64 / 1e3
 }
 
+/// What every load thread shares: the store, the sessions the load is spread
+/// over, the flag that stops the run and the count of failed calls.
+#[derive(Clone)]
+struct Load {
+    store: Store,
+    sessions: Arc<Vec<SessionId>>,
+    stop: Arc<AtomicBool>,
+    errors: Arc<AtomicU64>,
+}
+
+/// What a load thread returns: whether it wrote, and the latency of each of
+/// its calls in microseconds.
+type Latencies = (bool, Vec<u64>);
+
+/// Seeds the sessions, runs the writer and reader threads for
+/// `options.duration`, and reports their latencies.
 fn run(path: &Path, options: &BenchOptions) -> Result<StoreBenchReport> {
     let store = Store::open_with(
         path,
@@ -193,6 +210,45 @@ fn run(path: &Path, options: &BenchOptions) -> Result<StoreBenchReport> {
             ..StoreOptions::default()
         },
     )?;
+    let sessions = seed_sessions(&store, options)?;
+    let load = Load {
+        store,
+        sessions: Arc::new(sessions),
+        stop: Arc::new(AtomicBool::new(false)),
+        errors: Arc::new(AtomicU64::new(0)),
+    };
+
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for w in 0..options.writers {
+        handles.push(spawn_writer(load.clone(), w, options));
+    }
+    for r in 0..options.readers {
+        handles.push(spawn_reader(load.clone(), r, options));
+    }
+    std::thread::sleep(options.duration);
+    load.stop.store(true, Ordering::Relaxed);
+    let mut writes = Vec::new();
+    let mut reads = Vec::new();
+    for handle in handles {
+        let (is_writer, latencies) = handle
+            .join()
+            .map_err(|_| StoreError::Task("a benchmark thread panicked".into()))?;
+        if is_writer {
+            writes.extend(latencies);
+        } else {
+            reads.extend(latencies);
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    writes.sort_unstable();
+    reads.sort_unstable();
+    report(path, options, &load, elapsed, &writes, &reads)
+}
+
+/// Creates the sessions the load is spread over, each with
+/// `options.seed_messages` messages so that reads return full pages.
+fn seed_sessions(store: &Store, options: &BenchOptions) -> Result<Vec<SessionId>> {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut sessions: Vec<SessionId> = Vec::new();
     for i in 0..options.sessions.max(1) {
@@ -209,76 +265,81 @@ fn run(path: &Path, options: &BenchOptions) -> Result<StoreBenchReport> {
         store.store_session(&session, &seed)?;
         sessions.push(session.id);
     }
-    let sessions = Arc::new(sessions);
-    let stop = Arc::new(AtomicBool::new(false));
-    let errors = Arc::new(AtomicU64::new(0));
+    Ok(sessions)
+}
 
-    let started = Instant::now();
-    let mut handles = Vec::new();
-    for w in 0..options.writers {
-        let (store, sessions, stop, errors) = (store.clone(), sessions.clone(), stop.clone(), errors.clone());
-        let bytes = options.message_bytes;
-        let think = options.think_time;
-        handles.push(std::thread::spawn(move || {
-            let mut rng = Rng(0xA076_1D64_78BD_642F ^ (w as u64 + 1));
-            let mut latencies = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                let session = &sessions[rng.below(sessions.len())];
-                let message = NewMessage::new(Role::Assistant, text(&mut rng, bytes)).with_metadata(MessageMetadata {
-                    backend: Some("bench".into()),
-                    model: Some("bench-model".into()),
-                    ..MessageMetadata::default()
-                });
-                let t = Instant::now();
-                let result = store.append_message(session, &message);
-                latencies.push(t.elapsed().as_micros() as u64);
-                if result.is_err() {
-                    errors.fetch_add(1, Ordering::Relaxed);
-                }
-                pause(think);
+/// Writer thread `w`: appends a message to a random session until stopped.
+fn spawn_writer(load: Load, w: usize, options: &BenchOptions) -> JoinHandle<Latencies> {
+    let Load {
+        store,
+        sessions,
+        stop,
+        errors,
+    } = load;
+    let bytes = options.message_bytes;
+    let think = options.think_time;
+    std::thread::spawn(move || {
+        let mut rng = Rng(0xA076_1D64_78BD_642F ^ (w as u64 + 1));
+        let mut latencies = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            let session = &sessions[rng.below(sessions.len())];
+            let message = NewMessage::new(Role::Assistant, text(&mut rng, bytes)).with_metadata(MessageMetadata {
+                backend: Some("bench".into()),
+                model: Some("bench-model".into()),
+                ..MessageMetadata::default()
+            });
+            let t = Instant::now();
+            let result = store.append_message(session, &message);
+            latencies.push(t.elapsed().as_micros() as u64);
+            if result.is_err() {
+                errors.fetch_add(1, Ordering::Relaxed);
             }
-            (true, latencies)
-        }));
-    }
-    for r in 0..options.readers {
-        let (store, sessions, stop, errors) = (store.clone(), sessions.clone(), stop.clone(), errors.clone());
-        let think = options.think_time;
-        handles.push(std::thread::spawn(move || {
-            let mut rng = Rng(0xE703_7ED1_A0B4_28DB ^ (r as u64 + 1));
-            let mut latencies = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                let session = &sessions[rng.below(sessions.len())];
-                let t = Instant::now();
-                let result = store.recent_messages(session, 50);
-                latencies.push(t.elapsed().as_micros() as u64);
-                if result.is_err() {
-                    errors.fetch_add(1, Ordering::Relaxed);
-                }
-                pause(think);
-            }
-            (false, latencies)
-        }));
-    }
-    std::thread::sleep(options.duration);
-    stop.store(true, Ordering::Relaxed);
-    let mut writes = Vec::new();
-    let mut reads = Vec::new();
-    for handle in handles {
-        let (is_writer, latencies) = handle
-            .join()
-            .map_err(|_| StoreError::Task("a benchmark thread panicked".into()))?;
-        if is_writer {
-            writes.extend(latencies);
-        } else {
-            reads.extend(latencies);
+            pause(think);
         }
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    writes.sort_unstable();
-    reads.sort_unstable();
-    let stats = store.stats()?;
-    let write_p99 = percentile_ms(&writes, 99.0);
-    let read_p99 = percentile_ms(&reads, 99.0);
+        (true, latencies)
+    })
+}
+
+/// Reader thread `r`: reads the last 50 messages of a random session until stopped.
+fn spawn_reader(load: Load, r: usize, options: &BenchOptions) -> JoinHandle<Latencies> {
+    let Load {
+        store,
+        sessions,
+        stop,
+        errors,
+    } = load;
+    let think = options.think_time;
+    std::thread::spawn(move || {
+        let mut rng = Rng(0xE703_7ED1_A0B4_28DB ^ (r as u64 + 1));
+        let mut latencies = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            let session = &sessions[rng.below(sessions.len())];
+            let t = Instant::now();
+            let result = store.recent_messages(session, 50);
+            latencies.push(t.elapsed().as_micros() as u64);
+            if result.is_err() {
+                errors.fetch_add(1, Ordering::Relaxed);
+            }
+            pause(think);
+        }
+        (false, latencies)
+    })
+}
+
+/// The report of a run that took `elapsed` seconds, from the sorted latencies
+/// of its `writes` and `reads` (microseconds) and the files as they are now.
+fn report(
+    path: &Path,
+    options: &BenchOptions,
+    load: &Load,
+    elapsed: f64,
+    writes: &[u64],
+    reads: &[u64],
+) -> Result<StoreBenchReport> {
+    let stats = load.store.stats()?;
+    let write_p99 = percentile_ms(writes, 99.0);
+    let read_p99 = percentile_ms(reads, 99.0);
+    let errors = &load.errors;
     Ok(StoreBenchReport {
         bench: "store",
         path: path.to_path_buf(),
@@ -292,10 +353,10 @@ fn run(path: &Path, options: &BenchOptions) -> Result<StoreBenchReport> {
         writes: writes.len() as u64,
         reads: reads.len() as u64,
         errors: errors.load(Ordering::Relaxed),
-        write_p50_ms: percentile_ms(&writes, 50.0),
+        write_p50_ms: percentile_ms(writes, 50.0),
         write_p99_ms: write_p99,
         write_max_ms: writes.last().map_or(0.0, |&us| us as f64 / 1e3),
-        read_p50_ms: percentile_ms(&reads, 50.0),
+        read_p50_ms: percentile_ms(reads, 50.0),
         read_p99_ms: read_p99,
         read_max_ms: reads.last().map_or(0.0, |&us| us as f64 / 1e3),
         messages_per_sec: writes.len() as f64 / elapsed,

@@ -143,6 +143,27 @@ fn suggestions(pl: &Planner<'_>, p: &FitPlan) -> Vec<String> {
         }
         _ => {}
     }
+    out.extend(kv_cache_hint(pl, p));
+    out.extend(quantization_hint(pl, p));
+    out.extend(swa_hint(pl, p));
+    out
+}
+
+/// `pl`'s best plan at `n_ctx` had `request` been asked for instead.
+fn best_with(pl: &Planner<'_>, request: &PlanRequest, n_ctx: u32) -> FitPlan {
+    Planner {
+        facts: pl.facts,
+        request,
+        hw: pl.hw,
+    }
+    .best(n_ctx)
+}
+
+/// The first cheaper KV cache type that makes the model fit, or puts more
+/// layers on the GPU, with what it saves and gains.
+fn kv_cache_hint(pl: &Planner<'_>, p: &FitPlan) -> Option<String> {
+    let full_offload = p.n_layer + 1;
+    let has_gpu = !pl.hw.gpus.is_empty();
     for kv in KvCacheType::ALL {
         let cheaper = pl.request.kv_type.ggml_type().type_size() * kv.ggml_type().block_size()
             > kv.ggml_type().type_size() * pl.request.kv_type.ggml_type().block_size();
@@ -153,12 +174,7 @@ fn suggestions(pl: &Planner<'_>, p: &FitPlan) -> Vec<String> {
             kv_type: kv,
             ..pl.request.clone()
         };
-        let alt = Planner {
-            facts: pl.facts,
-            request: &request,
-            hw: pl.hw,
-        }
-        .best(p.n_ctx_requested);
+        let alt = best_with(pl, &request, p.n_ctx_requested);
         let kv_now: u64 = p.cpu.kv_cache_bytes + p.gpus.iter().map(|g| g.kv_cache_bytes).sum::<u64>();
         let kv_alt: u64 = alt.cpu.kv_cache_bytes + alt.gpus.iter().map(|g| g.kv_cache_bytes).sum::<u64>();
         let better = (alt.fits() && !p.fits()) || (alt.fits() && alt.gpu_layers > p.gpu_layers);
@@ -170,36 +186,33 @@ fn suggestions(pl: &Planner<'_>, p: &FitPlan) -> Vec<String> {
             } else {
                 "the model then fits".to_string()
             };
-            out.push(format!(
+            return Some(format!(
                 "a {kv} KV cache (--kv {kv}) needs {} less: {gain}",
                 mib(kv_now - kv_alt)
             ));
-            break;
         }
     }
-    if let Some(s) = quantization_hint(pl, p) {
-        out.push(s);
+    None
+}
+
+/// What a window-sized cache on sliding-window layers would save, when they
+/// keep a full-size one and the saving is worth mentioning (16 MiB or more).
+fn swa_hint(pl: &Planner<'_>, p: &FitPlan) -> Option<String> {
+    if !p.swa_full || p.swa_layer_kv_bytes.is_none() {
+        return None;
     }
-    if p.swa_full && p.swa_layer_kv_bytes.is_some() {
-        let request = PlanRequest {
-            swa_full: false,
-            ..pl.request.clone()
-        };
-        let alt = Planner {
-            facts: pl.facts,
-            request: &request,
-            hw: pl.hw,
-        }
-        .best(p.n_ctx_requested);
-        let saved = p.total_bytes().saturating_sub(alt.total_bytes());
-        if saved >= 16 * 1024 * 1024 {
-            out.push(format!(
-                "sliding-window layers keep a full-size KV cache (llama.cpp's swa_full); a window-sized cache would save {}",
-                mib(saved)
-            ));
-        }
-    }
-    out
+    let request = PlanRequest {
+        swa_full: false,
+        ..pl.request.clone()
+    };
+    let alt = best_with(pl, &request, p.n_ctx_requested);
+    let saved = p.total_bytes().saturating_sub(alt.total_bytes());
+    (saved >= 16 * 1024 * 1024).then(|| {
+        format!(
+            "sliding-window layers keep a full-size KV cache (llama.cpp's swa_full); a window-sized cache would save {}",
+            mib(saved)
+        )
+    })
 }
 
 /// The largest context (multiple of 256) for which `ok` holds. Memory grows
@@ -277,8 +290,6 @@ fn quantization_hint(pl: &Planner<'_>, p: &FitPlan) -> Option<String> {
 }
 
 impl FitPlan {
-    /// The plan in words: verdict and reason, each term in MiB per device,
-    /// and what to change.
     /// The verdict in a few words: "fits on GPU", "partial offload: 20 of 33 layers on
     /// GPU", "CPU only", "does not fit".
     pub fn verdict_words(&self) -> String {
@@ -301,8 +312,18 @@ impl FitPlan {
         }
     }
 
+    /// The plan in words: verdict and reason, each term in MiB per device,
+    /// and what to change.
     pub fn explain(&self) -> String {
         let mut s = String::new();
+        self.explain_settings(&mut s);
+        self.explain_devices(&mut s);
+        self.explain_notes(&mut s);
+        s
+    }
+
+    /// The model, the context and cache asked for, the verdict and the sizes of one layer.
+    fn explain_settings(&self, s: &mut String) {
         let verdict = self.verdict_words();
         let _ = writeln!(
             s,
@@ -342,6 +363,10 @@ impl FitPlan {
                 .map(|b| format!(" ({:.1} MiB on sliding-window layers)", b as f64 / MIB))
                 .unwrap_or_default()
         );
+    }
+
+    /// The table: each term in MiB per device, and what the numbers mean.
+    fn explain_devices(&self, s: &mut String) {
         let _ = writeln!(
             s,
             "{:<40} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
@@ -364,6 +389,10 @@ impl FitPlan {
             );
         }
         let _ = writeln!(s, "(MiB; budget = free memory less headroom; CPU compute counts what use touches of the {:.0} MiB llama.cpp reserves)", self.cpu.compute_reserved_bytes as f64 / MIB);
+    }
+
+    /// The resident size, the context and sequences that fit, and what to change.
+    fn explain_notes(&self, s: &mut String) {
         if self.cpu.reclaimable_bytes > 0 {
             let _ = writeln!(
                 s,
@@ -394,7 +423,6 @@ impl FitPlan {
         for tip in &self.suggestions {
             let _ = writeln!(s, "try: {tip}");
         }
-        s
     }
 }
 

@@ -278,7 +278,6 @@ impl Planner<'_> {
         let n_batch = r.n_batch.clamp(1, n_ctx_capped);
         let n_ubatch = u64::from(n_batch);
         let cells = layer_cells(f, n_ctx, n_ubatch, r.swa_full);
-        let kv = layer_kv_bytes(f, &cells, r.kv_type);
         // One attention mask per cache: the full one, and the sliding-window one if any layer slides.
         let mask_cells = n_ctx
             + cells
@@ -293,60 +292,19 @@ impl Planner<'_> {
         } else {
             n_gpu_layers.min(n_layer + 1)
         };
-        // Layer `n_layer` is the output layer; `owner[i]` is the GPU holding layer i.
-        let owner = assign_layers(gpus, n_layer, n_gpu_layers);
-        let on_cpu = |i: u32| owner[i as usize].is_none();
-        let cpu_layers: Vec<u32> = (0..n_layer).filter(|&i| on_cpu(i)).collect();
-        let output_on_cpu = on_cpu(n_layer);
-
-        let sum = |v: &[u64], layers: &[u32]| layers.iter().map(|&i| v[i as usize]).sum::<u64>();
-        let cpu = DevicePlan {
-            device: "CPU".to_string(),
-            kind: DeviceKind::Cpu,
-            gpu_index: None,
-            layers: cpu_layers.len() as u32,
-            output_layer: output_on_cpu,
-            weights_bytes: f.token_embd_bytes
-                + f.other_bytes
-                + sum(&f.layer_weights, &cpu_layers)
-                + if output_on_cpu { f.output_bytes_cpu } else { 0 },
-            reclaimable_bytes: sum(&f.layer_repack, &cpu_layers) + if output_on_cpu { f.output_repack } else { 0 },
-            kv_cache_bytes: sum(&kv, &cpu_layers),
-            compute_bytes: compute::cpu_compute_resident(f, n_ubatch, output_on_cpu, !cpu_layers.is_empty()),
-            compute_reserved_bytes: compute::cpu_compute_reserved(f, n_ubatch, mask_cells, output_on_cpu),
-            overhead_bytes: compute::cpu_overhead(f),
-            free_bytes: self.hw.memory.available_bytes,
-            headroom_bytes: r.ram_headroom_bytes,
+        let split = Split {
+            owner: assign_layers(gpus, n_layer, n_gpu_layers),
+            kv: layer_kv_bytes(f, &cells, r.kv_type),
+            n_ubatch,
+            mask_cells,
         };
+        let cpu = self.cpu_plan(&split);
         let gpu_plans = gpus
             .iter()
             .enumerate()
-            .map(|(d, g)| {
-                let layers: Vec<u32> = (0..n_layer).filter(|&i| owner[i as usize] == Some(d)).collect();
-                let output = owner[n_layer as usize] == Some(d);
-                let used = output || !layers.is_empty();
-                let compute = if used {
-                    compute::gpu_compute(f, n_ubatch, mask_cells, output, !cpu_layers.is_empty())
-                } else {
-                    0
-                };
-                DevicePlan {
-                    device: format!("GPU {} ({})", g.index, g.name),
-                    kind: DeviceKind::Gpu,
-                    gpu_index: Some(g.index),
-                    layers: layers.len() as u32,
-                    output_layer: output,
-                    weights_bytes: sum(&f.layer_weights, &layers) + if output { f.output_bytes_gpu } else { 0 },
-                    kv_cache_bytes: sum(&kv, &layers),
-                    compute_bytes: compute,
-                    compute_reserved_bytes: compute,
-                    overhead_bytes: if used { compute::GPU_CONTEXT_BYTES } else { 0 },
-                    reclaimable_bytes: 0,
-                    free_bytes: g.vram_free_bytes,
-                    headroom_bytes: r.gpu_headroom_bytes,
-                }
-            })
+            .map(|(d, g)| self.gpu_plan(&split, d, g, cpu.layers > 0))
             .collect::<Vec<_>>();
+        let kv = &split.kv;
         let full = kv.iter().zip(&f.layer_swa).find(|(_, swa)| !**swa).map(|(b, _)| *b);
         let swa = kv.iter().zip(&f.layer_swa).find(|(_, swa)| **swa).map(|(b, _)| *b);
         FitPlan {
@@ -360,7 +318,7 @@ impl Planner<'_> {
             kv_type: r.kv_type,
             swa_full: r.swa_full,
             n_gpu_layers,
-            gpu_layers: n_layer - cpu_layers.len() as u32,
+            gpu_layers: n_layer - cpu.layers,
             layer_weights_bytes: f.layer_weights.iter().copied().max().unwrap_or(0),
             layer_kv_bytes: full.or(swa).unwrap_or(0),
             swa_layer_kv_bytes: swa.filter(|_| full.is_some()),
@@ -370,6 +328,67 @@ impl Planner<'_> {
             reason: String::new(),
             suggestions: Vec::new(),
             max_context: None,
+        }
+    }
+
+    /// The CPU's share of a layout: the token embedding (always in RAM), the
+    /// layers no GPU holds, and the output layer when no GPU holds it.
+    fn cpu_plan(&self, split: &Split) -> DevicePlan {
+        let f = self.facts;
+        let n_layer = f.n_layer;
+        let on_cpu = |i: u32| split.owner[i as usize].is_none();
+        let cpu_layers: Vec<u32> = (0..n_layer).filter(|&i| on_cpu(i)).collect();
+        let output_on_cpu = on_cpu(n_layer);
+        let n_ubatch = split.n_ubatch;
+        DevicePlan {
+            device: "CPU".to_string(),
+            kind: DeviceKind::Cpu,
+            gpu_index: None,
+            layers: cpu_layers.len() as u32,
+            output_layer: output_on_cpu,
+            weights_bytes: f.token_embd_bytes
+                + f.other_bytes
+                + layer_sum(&f.layer_weights, &cpu_layers)
+                + if output_on_cpu { f.output_bytes_cpu } else { 0 },
+            reclaimable_bytes: layer_sum(&f.layer_repack, &cpu_layers)
+                + if output_on_cpu { f.output_repack } else { 0 },
+            kv_cache_bytes: layer_sum(&split.kv, &cpu_layers),
+            compute_bytes: compute::cpu_compute_resident(f, n_ubatch, output_on_cpu, !cpu_layers.is_empty()),
+            compute_reserved_bytes: compute::cpu_compute_reserved(f, n_ubatch, split.mask_cells, output_on_cpu),
+            overhead_bytes: compute::cpu_overhead(f),
+            free_bytes: self.hw.memory.available_bytes,
+            headroom_bytes: self.request.ram_headroom_bytes,
+        }
+    }
+
+    /// The share of GPU `g` (the `d`th) in a layout: the layers `split` gives
+    /// it, and, once it holds anything, its compute buffers and CUDA context.
+    /// `cpu_has_layers`: whether some repeating layers stay on the CPU.
+    fn gpu_plan(&self, split: &Split, d: usize, g: &GpuInfo, cpu_has_layers: bool) -> DevicePlan {
+        let f = self.facts;
+        let n_layer = f.n_layer;
+        let layers: Vec<u32> = (0..n_layer).filter(|&i| split.owner[i as usize] == Some(d)).collect();
+        let output = split.owner[n_layer as usize] == Some(d);
+        let used = output || !layers.is_empty();
+        let compute = if used {
+            compute::gpu_compute(f, split.n_ubatch, split.mask_cells, output, cpu_has_layers)
+        } else {
+            0
+        };
+        DevicePlan {
+            device: format!("GPU {} ({})", g.index, g.name),
+            kind: DeviceKind::Gpu,
+            gpu_index: Some(g.index),
+            layers: layers.len() as u32,
+            output_layer: output,
+            weights_bytes: layer_sum(&f.layer_weights, &layers) + if output { f.output_bytes_gpu } else { 0 },
+            kv_cache_bytes: layer_sum(&split.kv, &layers),
+            compute_bytes: compute,
+            compute_reserved_bytes: compute,
+            overhead_bytes: if used { compute::GPU_CONTEXT_BYTES } else { 0 },
+            reclaimable_bytes: 0,
+            free_bytes: g.vram_free_bytes,
+            headroom_bytes: self.request.gpu_headroom_bytes,
         }
     }
 
@@ -383,6 +402,24 @@ impl Planner<'_> {
         };
         explain::max_ctx_where(self, ok)
     }
+}
+
+/// Where a layout puts each layer, and the sizes every device's share of it
+/// is computed from.
+struct Split {
+    /// Layer `n_layer` is the output layer; `owner[i]` is the GPU holding layer i.
+    owner: Vec<Option<usize>>,
+    /// KV cache of each repeating layer.
+    kv: Vec<u64>,
+    /// Tokens per micro-batch.
+    n_ubatch: u64,
+    /// Cells of the attention masks, one per cache.
+    mask_cells: u64,
+}
+
+/// The sum of `per_layer` over `layers`.
+fn layer_sum(per_layer: &[u64], layers: &[u32]) -> u64 {
+    layers.iter().map(|&i| per_layer[i as usize]).sum::<u64>()
 }
 
 /// Which GPU holds each of layers `0..=n_layer` (the last is the output
