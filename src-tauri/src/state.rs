@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
+use hearth_core::ErrorCode;
 use hearth_core::SamplingParams;
 use hearth_manager::{BackendManager, ManagerOptions, Settings, StopSignal};
 use hearth_store::{AsyncStore, StoreOptions};
@@ -116,7 +117,7 @@ impl UiSettings {
         let text = serde_json::to_string_pretty(self).map_err(AppError::internal)?;
         write_atomically(path, text.as_bytes()).map_err(|e| {
             AppError::new(
-                "settings_not_saved",
+                ErrorCode::SettingsNotSaved,
                 format!(
                     "{} cannot be written ({e}): check the folder's permissions",
                     path.display()

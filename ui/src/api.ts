@@ -8,6 +8,7 @@ import { Channel } from "@tauri-apps/api/core";
 import { open as openDialog } from "@tauri-apps/plugin-dialog";
 import { BACKENDS as GENERATED_BACKENDS, commands, events } from "./bindings";
 import type {
+  ErrorCode,
   AppError,
   AppStatus,
   BackendKind,
@@ -58,12 +59,17 @@ export type {
 /** The backend kinds, each registered once in the manager's registry (generated). */
 export const BACKENDS: readonly BackendSpec[] = GENERATED_BACKENDS;
 
+/** A failure of the IPC itself: the UI's own code, beside the shell's `ErrorCode`s. */
+export const IPC_ERROR = "ipc";
+/** Every code an ApiError can carry: the shell's (generated) or the IPC's. */
+export type UiErrorCode = ErrorCode | typeof IPC_ERROR;
+
 /** An AppError from the shell, or a failure of the IPC itself (`code: "ipc"`). */
 export class ApiError extends Error {
-  readonly code: string;
+  readonly code: UiErrorCode;
   /** The shell's error as sent, with its fields (`field`, `needed`, `limit`, …); null for IPC failures. */
   readonly details: AppError | null;
-  constructor(code: string, message: string, details: AppError | null = null) {
+  constructor(code: UiErrorCode, message: string, details: AppError | null = null) {
     super(message);
     this.name = "ApiError";
     this.code = code;
@@ -84,8 +90,8 @@ export function isAppError(value: unknown): value is AppError {
 export function toApiError(e: unknown): ApiError {
   if (e instanceof ApiError) return e;
   if (isAppError(e)) return new ApiError(e.code, e.message, e);
-  if (e instanceof Error) return new ApiError("ipc", e.message);
-  return new ApiError("ipc", String(e));
+  if (e instanceof Error) return new ApiError(IPC_ERROR, e.message);
+  return new ApiError(IPC_ERROR, String(e));
 }
 
 export async function unwrap<T>(pending: Promise<Result<T, AppError>>): Promise<T> {

@@ -364,9 +364,9 @@ running: number;
 error: string | null }
 export type AppError = { 
 /**
- * Machine-readable: `model_not_found`, `invalid_settings`, `busy`, `backend_unavailable`, …
+ * Machine-readable: the UI decides by it where the user can act.
  */
-code: string; 
+code: ErrorCode; 
 /**
  * For the user, with what to do about it.
  */
@@ -466,7 +466,7 @@ export type ChatEvent =
 /**
  * The reply failed; the text received so far is kept (marked incomplete).
  */
-{ kind: "error"; code: string; message: string }
+{ kind: "error"; code: ErrorCode; message: string }
 /**
  * A device the settings' `device` can name.
  */
@@ -525,6 +525,34 @@ etaSecs: number | null;
  * Bytes that were already on disk from an earlier, stopped download.
  */
 resumedFrom: number }
+/**
+ * A stable, machine-readable error code (the snake_case name on the wire).
+ */
+export type ErrorCode = 
+/**
+ * The model asked for is not installed, pulled or served.
+ */
+"model_not_found" | 
+/**
+ * No model is loaded yet.
+ */
+"model_not_loaded" | 
+/**
+ * The app's model is still loading.
+ */
+"model_loading" | "context_length_exceeded" | "no_chat_template" | "invalid_request" | "busy" | "backend_unavailable" | "backend_crashed" | 
+/**
+ * Another server's error whose code Hearth does not know (or that sent none).
+ */
+"upstream_error" | 
+/**
+ * A generation stream that reported a failure without a code of its own.
+ */
+"generation_failed" | 
+/**
+ * A generation stream that ended without its final event.
+ */
+"generation_incomplete" | "internal" | "invalid_model" | "load_failed" | "context_failed" | "template_failed" | "invalid_settings" | "invalid_sampling" | "decode_failed" | "engine_stopped" | "scratch_file" | "ollama_error" | "ollama_bad_response" | "ollama_bad_chunk" | "ollama_request" | "not_found" | "unsupported_media_type" | "request_too_large" | "invalid_api_key" | "host_not_allowed" | "method_not_allowed" | "rate_limit_exceeded" | "overloaded" | "request_timeout" | "too_many_connections" | "request_header_fields_too_large" | "uri_too_long" | "malformed_request" | "not_configured" | "nothing_to_regenerate" | "history_unavailable" | "history_error" | "settings_not_saved" | "export_failed" | "models_unreadable" | "model_exists" | "import_failed" | "devices_unavailable" | "downloads_off" | "unauthorized" | "network" | "disk_full" | "corrupt_download" | "download_failed" | "cancelled" | "invalid_type" | "already_quantized" | "quantize_failed"
 /**
  * Where a file would run here, as a badge.
  */

@@ -2,7 +2,7 @@
 // store. Views subscribe and receive the action with the new state, so they can
 // patch the DOM for exactly what changed (a delta appends text; it never
 // re-renders the thread).
-import type { AppStatus } from "./api";
+import type { AppStatus, UiErrorCode } from "./api";
 import { addTokens, NO_TOKENS, tokensPerSecond, type TokenRate } from "./chat/rate";
 
 export type Tab = "chat" | "models" | "settings" | "dashboard";
@@ -17,7 +17,7 @@ export interface SessionSummary {
 }
 
 export interface ChatError {
-  code: string;
+  code: UiErrorCode;
   message: string;
 }
 

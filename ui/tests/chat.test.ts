@@ -269,11 +269,13 @@ describe("badges and advice", () => {
     expect(formatBadge({ backend: "vllm", model: null })).toBe("vllm");
   });
 
-  it("picks the card's button by code, whatever its spelling", () => {
+  it("picks the card's button by code", () => {
     expect(actionFor("model_not_found")).toBe("settings");
-    expect(actionFor("ModelNotFound")).toBe("settings");
-    expect(actionFor("cuda_out_of_memory")).toBe("settings");
+    expect(actionFor("context_length_exceeded")).toBe("settings");
     expect(actionFor("model_loading")).toBeNull();
-    expect(actionFor("something_new")).toBe("retry");
+    expect(actionFor("decode_failed")).toBe("retry");
+    expect(actionFor("backend_crashed")).toBe("retry");
+    // The IPC's own failure is no shell code, and a retry may get through.
+    expect(actionFor("ipc")).toBe("retry");
   });
 });

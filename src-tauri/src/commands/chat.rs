@@ -5,6 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use hearth_core::ErrorCode;
 use hearth_manager::TurnReport;
 use hearth_store::MessageId;
 use serde::Serialize;
@@ -36,7 +37,7 @@ pub enum ChatEvent {
         finish_reason: String,
     },
     /// The reply failed; the text received so far is kept (marked incomplete).
-    Error { code: String, message: String },
+    Error { code: ErrorCode, message: String },
 }
 
 /// One finished turn.
@@ -131,7 +132,7 @@ pub async fn edit_and_resend(
 fn require_text(text: &str) -> AppResult<()> {
     if text.trim().is_empty() {
         return Err(AppError::new(
-            "invalid_request",
+            ErrorCode::InvalidRequest,
             "The message is empty: type something first",
         ));
     }
@@ -151,7 +152,7 @@ async fn generate(state: &AppState, text: &str, on_event: &Channel<ChatEvent>) -
     if state.loading() {
         // The backend is being replaced: a reply now would go to a half-loaded model.
         return Err(AppError::new(
-            "model_loading",
+            ErrorCode::ModelLoading,
             "The model is still loading: send again when the status says Ready",
         ));
     }
@@ -217,7 +218,7 @@ async fn run_turn(state: &AppState, text: &str, on_event: &Channel<ChatEvent>) -
             send_event(
                 on_event,
                 ChatEvent::Error {
-                    code: e.code.clone(),
+                    code: e.code,
                     message: e.message.clone(),
                 },
             );

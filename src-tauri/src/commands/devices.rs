@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use hearth_core::ErrorCode;
 use serde::{Deserialize, Serialize};
 use tauri::State;
 
@@ -90,7 +91,7 @@ impl From<ListedDevice> for DeviceView {
 }
 
 fn unavailable(message: String) -> AppError {
-    AppError::new("devices_unavailable", message)
+    AppError::new(ErrorCode::DevicesUnavailable, message)
 }
 
 /// The devices in what `hearth-app devices` printed: its last line (anything a driver
@@ -210,7 +211,7 @@ mod tests {
             "camelCase for the UI: {json}"
         );
         let e = parse_listing("Segmentation fault\n").expect_err("not JSON");
-        assert_eq!(e.code, "devices_unavailable");
+        assert_eq!(e.code, ErrorCode::DevicesUnavailable);
         assert!(e.message.contains("type the device instead"), "{}", e.message);
     }
 
@@ -232,7 +233,7 @@ mod tests {
         let e = run_lister(Path::new("/bin/sh"), &sh(script), LIST_TIMEOUT)
             .await
             .expect_err("failed");
-        assert_eq!(e.code, "devices_unavailable");
+        assert_eq!(e.code, ErrorCode::DevicesUnavailable);
         assert!(
             e.message.contains("error: ggml_cuda_init: out of memory"),
             "{}",

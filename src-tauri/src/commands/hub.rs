@@ -6,6 +6,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use hearth_core::ErrorCode;
 use hearth_hub::{Hub, HubConfig, HubError, PullTarget, RepoFile};
 use hearth_hw::{FitPlan, PlanRequest, Verdict};
 use serde::Serialize;
@@ -88,14 +89,14 @@ fn hub(state: &AppState) -> AppResult<Hub> {
 /// One code per condition the page handles; the words come from the hub crate.
 pub(crate) fn hub_error(e: HubError) -> AppError {
     let code = match &e {
-        HubError::Disabled { .. } => "downloads_off",
-        HubError::Unauthorized { .. } => "unauthorized",
-        HubError::NotFound { .. } | HubError::NoMatch { .. } => "not_found",
-        HubError::Network { .. } | HubError::Status { .. } => "network",
-        HubError::NoSpace { .. } => "disk_full",
-        HubError::HashMismatch { .. } | HubError::SizeMismatch { .. } => "corrupt_download",
-        HubError::Cancelled { .. } => "cancelled",
-        _ => "download_failed",
+        HubError::Disabled { .. } => ErrorCode::DownloadsOff,
+        HubError::Unauthorized { .. } => ErrorCode::Unauthorized,
+        HubError::NotFound { .. } | HubError::NoMatch { .. } => ErrorCode::NotFound,
+        HubError::Network { .. } | HubError::Status { .. } => ErrorCode::Network,
+        HubError::NoSpace { .. } => ErrorCode::DiskFull,
+        HubError::HashMismatch { .. } | HubError::SizeMismatch { .. } => ErrorCode::CorruptDownload,
+        HubError::Cancelled { .. } => ErrorCode::Cancelled,
+        _ => ErrorCode::DownloadFailed,
     };
     AppError::new(code, e.to_string())
 }
@@ -290,7 +291,10 @@ fn pick_recommendations(mut judged: Vec<RemoteFileView>) -> Vec<RemoteFileView> 
 #[specta::specta]
 pub async fn discard_download(state: State<'_, AppState>, file: String) -> AppResult<()> {
     if state.downloading() {
-        return Err(AppError::new("busy", "Stop the download first, then discard it"));
+        return Err(AppError::new(
+            ErrorCode::Busy,
+            "Stop the download first, then discard it",
+        ));
     }
     hearth_hub::discard_partial(&state.paths.models_dir, &file).map_err(hub_error)
 }
@@ -308,7 +312,7 @@ pub async fn download_model(
     let hub = hub(&state)?;
     let Some(_running) = state.begin_download() else {
         return Err(AppError::new(
-            "busy",
+            ErrorCode::Busy,
             "A download is already running: wait for it or stop it first",
         ));
     };
@@ -436,7 +440,7 @@ mod tests {
         let e = hub_error(HubError::Disabled {
             endpoint: "https://huggingface.co/".into(),
         });
-        assert_eq!(e.code, "downloads_off");
+        assert_eq!(e.code, ErrorCode::DownloadsOff);
         assert!(e.message.contains("turned off"));
     }
 }

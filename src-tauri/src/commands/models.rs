@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use hearth_core::stores::ModelSource;
+use hearth_core::ErrorCode;
 use hearth_hw::{PlanRequest, Snapshot};
 use serde::Serialize;
 use tauri::ipc::Channel;
@@ -134,7 +135,7 @@ fn describe_file(path: &Path, snapshot: &Snapshot, n_ctx: u32) -> ModelView {
 fn gguf_files(dir: &Path) -> AppResult<Vec<PathBuf>> {
     hearth_worker::models::installed_in(dir).map_err(|e| {
         AppError::new(
-            "models_unreadable",
+            ErrorCode::ModelsUnreadable,
             format!("{e:#}: check the models folder's permissions"),
         )
     })
@@ -197,16 +198,19 @@ pub async fn import_model(
     tauri::async_runtime::spawn_blocking(move || -> AppResult<ModelView> {
         let source = PathBuf::from(&path);
         hearth_gguf::read(&source)?;
-        let name = source
-            .file_name()
-            .ok_or_else(|| AppError::new("invalid_model", format!("{path} is not a file: choose a .gguf file")))?;
+        let name = source.file_name().ok_or_else(|| {
+            AppError::new(
+                ErrorCode::InvalidModel,
+                format!("{path} is not a file: choose a .gguf file"),
+            )
+        })?;
         let mut target = dir.join(name);
         if target.extension().is_none_or(|x| !x.eq_ignore_ascii_case("gguf")) {
             target.set_extension("gguf");
         }
         if target.exists() {
             return Err(AppError::new(
-                "model_exists",
+                ErrorCode::ModelExists,
                 format!(
                     "A model named {} is already installed: rename the file to import it as another model",
                     target.display()
@@ -222,7 +226,7 @@ pub async fn import_model(
         };
         link_or_copy(&source, &target, report).map_err(|e| {
             AppError::new(
-                "import_failed",
+                ErrorCode::ImportFailed,
                 format!(
                     "Copying to {} failed ({e}): check the free space and permissions",
                     target.display()

@@ -7,6 +7,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use hearth_core::ErrorCode;
 use hearth_engine::QuantType;
 use hearth_worker::jobs::measure::{self, MeasureRequest, Measurement, ReferencePass};
 use hearth_worker::jobs::quantize::{self as job, verdict_words, QuantizeJob, QuantizeOutcome, QuantizePlan};
@@ -125,7 +126,7 @@ pub async fn quantize_model(
     let job = quantize_job(&state, &model, &target, allow_requantize)?;
     let Some(_running) = state.begin_quantization() else {
         return Err(AppError::new(
-            "busy",
+            ErrorCode::Busy,
             "A quantization is already running: wait for it or cancel it first",
         ));
     };
@@ -180,7 +181,7 @@ pub async fn cancel_quantization(state: State<'_, AppState>) -> AppResult<()> {
 }
 
 fn quantize_job(state: &AppState, model: &str, target: &str, allow_requantize: bool) -> AppResult<QuantizeJob> {
-    let target = QuantType::parse(target).map_err(|e| AppError::new("invalid_type", e.to_string()))?;
+    let target = QuantType::parse(target).map_err(|e| AppError::new(ErrorCode::InvalidType, e.to_string()))?;
     let given = Path::new(model);
     let source = if given.is_absolute() {
         given.to_path_buf()
@@ -206,11 +207,11 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> anyhow::Result<T> + Sen
 
 fn job_error(e: anyhow::Error) -> AppError {
     let code = match e.downcast_ref::<JobError>() {
-        Some(JobError::Cancelled) => "cancelled",
-        Some(JobError::NotEnoughSpace { .. }) => "disk_full",
+        Some(JobError::Cancelled) => ErrorCode::Cancelled,
+        Some(JobError::NotEnoughSpace { .. }) => ErrorCode::DiskFull,
         None => match e.downcast_ref::<hearth_engine::QuantizeError>() {
-            Some(hearth_engine::QuantizeError::AlreadyQuantized { .. }) => "already_quantized",
-            _ => "quantize_failed",
+            Some(hearth_engine::QuantizeError::AlreadyQuantized { .. }) => ErrorCode::AlreadyQuantized,
+            _ => ErrorCode::QuantizeFailed,
         },
     };
     AppError::new(code, format!("{e:#}"))

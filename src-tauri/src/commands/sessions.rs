@@ -1,6 +1,7 @@
 //! Conversations: start, open (continue), rename, delete. The session list itself is
 //! read by the UI with tauri-plugin-sql (select only).
 
+use hearth_core::ErrorCode;
 use hearth_store::{Message, SessionId};
 use serde::Serialize;
 use tauri::State;
@@ -116,7 +117,7 @@ pub async fn delete_session(state: State<'_, AppState>, id: String) -> AppResult
 pub async fn export_session(state: State<'_, AppState>, id: String, format: String) -> AppResult<String> {
     let format = hearth_store::ExportFormat::parse(&format).ok_or_else(|| {
         AppError::new(
-            "invalid_request",
+            ErrorCode::InvalidRequest,
             format!("{format:?} is not an export format: use md or json"),
         )
     })?;
@@ -136,7 +137,7 @@ pub async fn export_session(state: State<'_, AppState>, id: String, format: Stri
     tauri::async_runtime::spawn_blocking(move || -> AppResult<String> {
         let failed = |e: std::io::Error| {
             AppError::new(
-                "export_failed",
+                ErrorCode::ExportFailed,
                 format!(
                     "Saving to {} failed ({e}): check the free space and permissions",
                     dir.display()

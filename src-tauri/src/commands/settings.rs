@@ -3,6 +3,7 @@
 //! Saving validates everything first (errors name the field as the UI calls it),
 //! writes both files, and applies the result without a restart.
 
+use hearth_core::ErrorCode;
 use hearth_core::SamplingParams;
 use hearth_manager::settings::{OllamaSettings, Secret, VllmSettings};
 use hearth_manager::{ApiSettings, Settings, SettingsError};
@@ -198,7 +199,7 @@ pub async fn save_settings(state: State<'_, AppState>, settings: SettingsView) -
     state.local_api.apply(&new.api).await?;
     new.save(&state.paths.settings_file).map_err(|e| {
         AppError::new(
-            "settings_not_saved",
+            ErrorCode::SettingsNotSaved,
             format!(
                 "{} cannot be written ({e}): check the folder's permissions",
                 state.paths.settings_file.display()
@@ -251,7 +252,7 @@ mod tests {
 
         view.device = "NVIDIA GeForce".into();
         let e = view.to_parts(&current).expect_err("two words");
-        assert_eq!(e.code, "invalid_settings");
+        assert_eq!(e.code, ErrorCode::InvalidSettings);
         assert_eq!(e.field.as_deref(), Some("device"), "{e:?}");
         assert!(e.message.starts_with("`device`:"), "{}", e.message);
         assert!(e.message.contains("e.g. vulkan0"), "{}", e.message);

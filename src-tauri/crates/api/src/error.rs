@@ -3,7 +3,7 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use hearth_core::BackendError;
+use hearth_core::{BackendError, ErrorCode};
 use serde::Serialize;
 
 /// An error response. `code` is also recorded in the errors metric.
@@ -12,6 +12,7 @@ use serde::Serialize;
 pub struct ApiError {
     pub status: StatusCode,
     pub kind: &'static str,
+    /// As sent: an [`ErrorCode`]'s string, or a proxied server's own code unchanged.
     pub code: String,
     pub param: Option<String>,
     pub message: String,
@@ -34,9 +35,9 @@ pub struct ErrorDetails {
     pub backend: Option<String>,
 }
 
-/// Marks a response as an error so the metrics layer can count it by code.
+/// Marks a response as an error so the metrics layer can count it by code (as sent).
 #[derive(Debug, Clone)]
-pub(crate) struct ErrorCode(pub String);
+pub(crate) struct CountedCode(pub String);
 
 #[derive(Serialize)]
 pub(crate) struct ErrorBody<'a> {
@@ -57,11 +58,16 @@ pub(crate) struct ErrorObject<'a> {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, kind: &'static str, code: impl Into<String>, message: impl Into<String>) -> Self {
+    fn new(status: StatusCode, kind: &'static str, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::with_wire_code(status, kind, code.as_str().to_owned(), message)
+    }
+
+    /// With a code as another server sent it (kept as it was when passed on).
+    fn with_wire_code(status: StatusCode, kind: &'static str, code: String, message: impl Into<String>) -> Self {
         Self {
             status,
             kind,
-            code: code.into(),
+            code,
             param: None,
             message: message.into(),
             retry_after_secs: None,
@@ -73,7 +79,7 @@ impl ApiError {
         let mut e = Self::new(
             StatusCode::BAD_REQUEST,
             "invalid_request_error",
-            "invalid_request",
+            ErrorCode::InvalidRequest,
             message,
         );
         e.param = param.map(str::to_owned);
@@ -84,7 +90,7 @@ impl ApiError {
         Self::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "invalid_request_error",
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "the request body must be JSON, sent with `Content-Type: application/json`",
         )
     }
@@ -93,7 +99,7 @@ impl ApiError {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "invalid_request_error",
-            "request_too_large",
+            ErrorCode::RequestTooLarge,
             format!("the request body is larger than the limit of {limit} bytes"),
         )
     }
@@ -102,7 +108,7 @@ impl ApiError {
         Self::new(
             StatusCode::UNAUTHORIZED,
             "authentication_error",
-            "invalid_api_key",
+            ErrorCode::InvalidApiKey,
             "missing or wrong API token: send `Authorization: Bearer <token>`",
         )
     }
@@ -111,7 +117,7 @@ impl ApiError {
         Self::new(
             StatusCode::FORBIDDEN,
             "permission_error",
-            "host_not_allowed",
+            ErrorCode::HostNotAllowed,
             format!("the Host header `{host}` is not allowed: use localhost or an allowed host name"),
         )
     }
@@ -120,7 +126,7 @@ impl ApiError {
         Self::new(
             StatusCode::NOT_FOUND,
             "invalid_request_error",
-            "not_found",
+            ErrorCode::NotFound,
             format!("no route for {path}"),
         )
     }
@@ -129,7 +135,7 @@ impl ApiError {
         Self::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "invalid_request_error",
-            "method_not_allowed",
+            ErrorCode::MethodNotAllowed,
             "method not allowed",
         )
     }
@@ -138,7 +144,7 @@ impl ApiError {
         let mut e = Self::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limit_error",
-            "rate_limit_exceeded",
+            ErrorCode::RateLimitExceeded,
             "too many requests are waiting for the model: retry later",
         );
         e.retry_after_secs = Some(retry_after_secs);
@@ -149,7 +155,7 @@ impl ApiError {
         let mut e = Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "server_error",
-            "overloaded",
+            ErrorCode::Overloaded,
             "the model stayed busy for too long: retry later",
         );
         e.retry_after_secs = Some(retry_after_secs);
@@ -161,7 +167,7 @@ impl ApiError {
         Self::new(
             StatusCode::REQUEST_TIMEOUT,
             "invalid_request_error",
-            "request_timeout",
+            ErrorCode::RequestTimeout,
             format!(
                 "the request body did not arrive within {limit:?}: send the whole body (as many bytes as Content-Length says) without pausing"
             ),
@@ -173,7 +179,7 @@ impl ApiError {
         let mut e = Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "server_error",
-            "too_many_connections",
+            ErrorCode::TooManyConnections,
             format!("the server already has {max} connections open, its limit: close idle connections or retry later"),
         );
         e.retry_after_secs = Some(1);
@@ -186,18 +192,18 @@ impl ApiError {
     pub(crate) fn rejected_head(status: StatusCode, max_headers: usize, max_head_bytes: usize) -> Option<Self> {
         let (code, message) = match status {
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => (
-                "request_header_fields_too_large",
+                ErrorCode::RequestHeaderFieldsTooLarge,
                 format!(
                     "the request head is too large: at most {max_headers} header fields and {} KiB of request line and headers are accepted; send fewer or smaller headers",
                     max_head_bytes / 1024
                 ),
             ),
             StatusCode::URI_TOO_LONG => (
-                "uri_too_long",
+                ErrorCode::UriTooLong,
                 "the request URI is too long: shorten the path and query".to_owned(),
             ),
             StatusCode::BAD_REQUEST => (
-                "malformed_request",
+                ErrorCode::MalformedRequest,
                 "the request is not valid HTTP/1.1 (a malformed request line or header): check what the client sends"
                     .to_owned(),
             ),
@@ -224,9 +230,10 @@ impl ApiError {
 impl From<BackendError> for ApiError {
     fn from(e: BackendError) -> Self {
         let message = e.to_string();
-        let code = e.code().to_owned();
+        // An upstream server's code as it sent it: a proxy passes it on unchanged.
+        let code = e.wire_code().to_owned();
         let invalid = |param: Option<String>| {
-            let mut err = Self::new(
+            let mut err = Self::with_wire_code(
                 StatusCode::BAD_REQUEST,
                 "invalid_request_error",
                 code.clone(),
@@ -237,7 +244,7 @@ impl From<BackendError> for ApiError {
         };
         match e {
             BackendError::ModelNotFound { .. } => {
-                let mut err = Self::new(StatusCode::NOT_FOUND, "invalid_request_error", code, message);
+                let mut err = Self::with_wire_code(StatusCode::NOT_FOUND, "invalid_request_error", code, message);
                 err.param = Some("model".into());
                 err
             }
@@ -250,7 +257,7 @@ impl From<BackendError> for ApiError {
             BackendError::NoChatTemplate { .. } => invalid(Some("messages".into())),
             BackendError::InvalidRequest { param, .. } => invalid(param),
             BackendError::Busy { retry_after_secs, .. } => {
-                let mut err = Self::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", code, message);
+                let mut err = Self::with_wire_code(StatusCode::SERVICE_UNAVAILABLE, "server_error", code, message);
                 err.retry_after_secs = Some(retry_after_secs);
                 err
             }
@@ -261,7 +268,7 @@ impl From<BackendError> for ApiError {
                     }
                     _ => None,
                 };
-                let mut err = Self::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", code, message);
+                let mut err = Self::with_wire_code(StatusCode::SERVICE_UNAVAILABLE, "server_error", code, message);
                 err.retry_after_secs = Some(1);
                 err.details.backend = backend;
                 err
@@ -281,14 +288,16 @@ impl From<BackendError> for ApiError {
                     _ if status.is_client_error() => "invalid_request_error",
                     _ => "server_error",
                 };
-                let mut err = Self::new(status, kind, code, message);
+                let mut err = Self::with_wire_code(status, kind, code, message);
                 err.param = param;
                 if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
                     err.retry_after_secs = Some(1);
                 }
                 err
             }
-            BackendError::Failed { .. } => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", code, message),
+            BackendError::Failed { .. } => {
+                Self::with_wire_code(StatusCode::INTERNAL_SERVER_ERROR, "server_error", code, message)
+            }
         }
     }
 }
@@ -307,7 +316,7 @@ impl IntoResponse for ApiError {
         if self.status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        response.extensions_mut().insert(ErrorCode(self.code));
+        response.extensions_mut().insert(CountedCode(self.code));
         response
     }
 }
@@ -364,5 +373,27 @@ mod tests {
             message: "?".into(),
         };
         assert_eq!(ApiError::from(weird).status, StatusCode::BAD_GATEWAY);
+    }
+
+    #[test]
+    fn a_proxied_server_s_own_code_is_passed_on_unchanged() {
+        let foreign = ApiError::from(BackendError::Upstream {
+            status: 429,
+            code: Some("insufficient_quota".into()),
+            kind: Some("rate_limit_error".into()),
+            param: None,
+            message: "out of credit".into(),
+        });
+        assert_eq!(foreign.code, "insufficient_quota");
+        let body = serde_json::to_value(foreign.body()).expect("json");
+        assert_eq!(body["error"]["code"], "insufficient_quota");
+        let decode = ApiError::from(BackendError::Failed {
+            code: ErrorCode::DecodeFailed,
+            message: "llama_decode returned 1".into(),
+        });
+        assert_eq!(
+            (decode.status, decode.code.as_str()),
+            (StatusCode::INTERNAL_SERVER_ERROR, "decode_failed")
+        );
     }
 }

@@ -17,7 +17,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 use std::sync::Arc;
 
-use crate::error::ErrorCode;
+use crate::error::CountedCode;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -227,7 +227,7 @@ pub(crate) async fn track(State(metrics): State<Arc<Metrics>>, request: Request,
         .get_or_create(&RequestLabels { route, method, status })
         .inc();
     metrics.request_seconds.observe(started.elapsed().as_secs_f64());
-    if let Some(ErrorCode(code)) = response.extensions().get::<ErrorCode>() {
+    if let Some(CountedCode(code)) = response.extensions().get::<CountedCode>() {
         metrics.record_error(code);
     }
     response

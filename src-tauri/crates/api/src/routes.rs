@@ -7,7 +7,7 @@ use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::StreamExt;
-use hearth_core::{Backend, BackendError, GenerateRequest, GenerationEvent, ModelDescriptor};
+use hearth_core::{Backend, BackendError, ErrorCode, GenerateRequest, GenerationEvent, ModelDescriptor};
 
 use crate::config::ApiConfig;
 use crate::error::ApiError;
@@ -80,17 +80,13 @@ async fn run(
                 };
                 return Ok(Json(body).into_response());
             }
-            Some(Ok(GenerationEvent::Error { message })) => {
-                return Err(BackendError::Failed {
-                    code: "generation_failed".into(),
-                    message,
-                }
-                .into())
+            Some(Ok(GenerationEvent::Error { code, message })) => {
+                return Err(BackendError::Failed { code, message }.into())
             }
             Some(Err(e)) => return Err(e.into()),
             None => {
                 return Err(BackendError::Failed {
-                    code: "generation_incomplete".into(),
+                    code: ErrorCode::GenerationIncomplete,
                     message: "the generation ended without a result".into(),
                 }
                 .into())

@@ -94,16 +94,13 @@ impl SseState {
                         };
                         return Some(data(&self.kind.chunk(&self.meta, false, None, Some(finish))));
                     }
-                    Some(Ok(GenerationEvent::Error { message })) => {
-                        return Some(self.fail(ApiError::from(hearth_core::BackendError::Failed {
-                            code: "generation_failed".into(),
-                            message,
-                        })));
+                    Some(Ok(GenerationEvent::Error { code, message })) => {
+                        return Some(self.fail(ApiError::from(hearth_core::BackendError::Failed { code, message })));
                     }
                     Some(Err(e)) => return Some(self.fail(ApiError::from(e))),
                     None => {
                         return Some(self.fail(ApiError::from(hearth_core::BackendError::Failed {
-                            code: "generation_incomplete".into(),
+                            code: hearth_core::ErrorCode::GenerationIncomplete,
                             message: "the generation ended without a result".into(),
                         })));
                     }

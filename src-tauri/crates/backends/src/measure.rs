@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use futures_util::StreamExt;
-use hearth_core::{Backend, BackendError, GenerateRequest, GenerationEvent, GenerationMetrics};
+use hearth_core::{Backend, BackendError, ErrorCode, GenerateRequest, GenerationEvent, GenerationMetrics};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize)]
@@ -56,16 +56,11 @@ pub async fn measure(backend: &dyn Backend, request: GenerateRequest) -> Result<
                     engine: metrics,
                 });
             }
-            GenerationEvent::Error { message } => {
-                return Err(BackendError::Failed {
-                    code: "generation_failed".into(),
-                    message,
-                })
-            }
+            GenerationEvent::Error { code, message } => return Err(BackendError::Failed { code, message }),
         }
     }
     Err(BackendError::Failed {
-        code: "generation_incomplete".into(),
+        code: ErrorCode::GenerationIncomplete,
         message: "no final event".into(),
     })
 }

@@ -152,7 +152,9 @@ async fn a_malformed_line_ends_the_stream_with_a_typed_error() {
         assert_eq!(text_of(&items), "A");
         match &items[1] {
             Err(BackendError::Failed { code, message })
-                if code == "ollama_bad_chunk" && message.contains(bad) && message.contains(why) => {}
+                if *code == hearth_core::ErrorCode::OllamaBadChunk
+                    && message.contains(bad)
+                    && message.contains(why) => {}
             other => panic!("{other:?}"),
         }
     }
@@ -176,8 +178,8 @@ async fn an_error_line_mid_stream_is_typed() {
     assert_eq!(items.len(), 2, "{items:?}");
     assert_eq!(
         items[1],
-        Err(BackendError::Failed {
-            code: "ollama_error".into(),
+        Ok(GenerationEvent::Error {
+            code: hearth_core::ErrorCode::OllamaError,
             message: cuda.into()
         })
     );

@@ -11,7 +11,8 @@ use anyhow::{Context, Result};
 use futures_util::StreamExt;
 use hearth_backends::{Supervisor, WorkerConfig};
 use hearth_core::{
-    Backend, BackendError, FinishReason, GenerateRequest, GenerationEvent, GenerationMetrics, Prompt, SamplingParams,
+    Backend, BackendError, ErrorCode, FinishReason, GenerateRequest, GenerationEvent, GenerationMetrics, Prompt,
+    SamplingParams,
 };
 use hearth_engine_backend::EngineBackend;
 use tokio::sync::Notify;
@@ -164,16 +165,11 @@ async fn stream_reply(
                 text.push_str(&delta);
             }
             Some(Ok(GenerationEvent::Done { metrics })) => return Ok(Reply { text, metrics }),
-            Some(Ok(GenerationEvent::Error { message })) => {
-                return Err(BackendError::Failed {
-                    code: "generation_failed".into(),
-                    message,
-                })
-            }
+            Some(Ok(GenerationEvent::Error { code, message })) => return Err(BackendError::Failed { code, message }),
             Some(Err(e)) => return Err(e),
             None => {
                 return Err(BackendError::Failed {
-                    code: "generation_incomplete".into(),
+                    code: ErrorCode::GenerationIncomplete,
                     message: format!("{} ended the reply without its final event", backend.name()),
                 })
             }

@@ -62,7 +62,7 @@ async fn run_to_end(backend: &dyn Backend, request: GenerateRequest) -> Result<S
         match event? {
             GenerationEvent::Delta { text: t } => text.push_str(&t),
             GenerationEvent::Done { .. } => return Ok(text),
-            GenerationEvent::Error { message } => panic!("{message}"),
+            GenerationEvent::Error { message, .. } => panic!("{message}"),
         }
     }
     panic!("no final event");
@@ -167,7 +167,13 @@ async fn a_bad_model_fails_the_load_with_its_reason() {
     let supervisor = Supervisor::new(config());
     let error = supervisor.load(&bad.to_string_lossy()).await.expect_err("a bad model");
     assert!(
-        matches!(&error, BackendError::Failed { code, .. } if code == "invalid_model"),
+        matches!(
+            &error,
+            BackendError::Failed {
+                code: hearth_core::ErrorCode::InvalidModel,
+                ..
+            }
+        ),
         "{error:?}"
     );
     assert!(matches!(supervisor.state(), WorkerState::Failed(_)));

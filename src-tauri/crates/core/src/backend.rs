@@ -12,7 +12,7 @@ use std::pin::Pin;
 use futures_core::Stream;
 use serde::{Deserialize, Serialize};
 
-use crate::{ChatMessage, GenerationEvent, SamplingParams, SamplingParamsError};
+use crate::{ChatMessage, ErrorCode, GenerationEvent, SamplingParams, SamplingParamsError};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -145,7 +145,8 @@ pub enum BackendError {
     Crashed { backend: String, cause: String },
 
     /// An OpenAI-compatible server answered with an error; its status and code are kept
-    /// so that a proxy (the worker behind `hearth serve`) passes them on unchanged.
+    /// so that a proxy (the worker behind `hearth serve`) passes them on unchanged:
+    /// `code` is the server's own string, which may be one Hearth does not know.
     #[error("{message}")]
     Upstream {
         status: u16,
@@ -157,23 +158,33 @@ pub enum BackendError {
 
     /// Anything else, with a stable machine-readable code (e.g. the engine's `decode_failed`).
     #[error("{message}")]
-    Failed { code: String, message: String },
+    Failed { code: ErrorCode, message: String },
 }
 
 impl BackendError {
     /// A stable, machine-readable code for the UI and the HTTP API.
-    pub fn code(&self) -> &str {
+    /// An upstream server's code Hearth does not know is `UpstreamError` here; its
+    /// string stays in `Upstream::code` (see [`BackendError::wire_code`]).
+    pub fn code(&self) -> ErrorCode {
         match self {
-            BackendError::ModelNotFound { .. } => "model_not_found",
-            BackendError::NotLoaded => "model_not_loaded",
-            BackendError::ContextOverflow { .. } => "context_length_exceeded",
-            BackendError::NoChatTemplate { .. } => "no_chat_template",
-            BackendError::InvalidRequest { .. } => "invalid_request",
-            BackendError::Busy { .. } => "busy",
-            BackendError::Unavailable { .. } => "backend_unavailable",
-            BackendError::Crashed { .. } => "backend_crashed",
-            BackendError::Upstream { code, .. } => code.as_deref().unwrap_or("upstream_error"),
-            BackendError::Failed { code, .. } => code,
+            BackendError::ModelNotFound { .. } => ErrorCode::ModelNotFound,
+            BackendError::NotLoaded => ErrorCode::ModelNotLoaded,
+            BackendError::ContextOverflow { .. } => ErrorCode::ContextLengthExceeded,
+            BackendError::NoChatTemplate { .. } => ErrorCode::NoChatTemplate,
+            BackendError::InvalidRequest { .. } => ErrorCode::InvalidRequest,
+            BackendError::Busy { .. } => ErrorCode::Busy,
+            BackendError::Unavailable { .. } => ErrorCode::BackendUnavailable,
+            BackendError::Crashed { .. } => ErrorCode::BackendCrashed,
+            BackendError::Upstream { code, .. } => code.as_deref().map_or(ErrorCode::UpstreamError, ErrorCode::parse),
+            BackendError::Failed { code, .. } => *code,
+        }
+    }
+
+    /// The code to send on: an upstream server's own string as it was, else [`Self::code`]'s.
+    pub fn wire_code(&self) -> &str {
+        match self {
+            BackendError::Upstream { code: Some(code), .. } => code,
+            other => other.code().as_str(),
         }
     }
 
@@ -210,7 +221,7 @@ mod tests {
         .validate()
         .expect_err("invalid");
         let err = BackendError::from(err);
-        assert_eq!(err.code(), "invalid_request");
+        assert_eq!(err.code(), ErrorCode::InvalidRequest);
         assert!(matches!(&err, BackendError::InvalidRequest { param: Some(p), .. } if p == "temperature"));
         assert!(!err.is_transient());
     }
@@ -222,7 +233,7 @@ mod tests {
             cause: "signal 9".into(),
         };
         assert!(crashed.is_transient());
-        assert_eq!(crashed.code(), "backend_crashed");
+        assert_eq!(crashed.code(), ErrorCode::BackendCrashed);
         let upstream = |status| BackendError::Upstream {
             status,
             code: None,
@@ -233,6 +244,31 @@ mod tests {
         assert!(upstream(503).is_transient());
         assert!(!upstream(404).is_transient());
         assert!(!BackendError::ContextOverflow { needed: 10, limit: 5 }.is_transient());
+    }
+
+    #[test]
+    fn an_upstream_code_is_passed_on_as_it_was() {
+        let upstream = |code: Option<&str>| BackendError::Upstream {
+            status: 429,
+            code: code.map(str::to_owned),
+            kind: None,
+            param: None,
+            message: "slow down".into(),
+        };
+        let foreign = upstream(Some("insufficient_quota"));
+        assert_eq!(foreign.code(), ErrorCode::UpstreamError);
+        assert_eq!(foreign.wire_code(), "insufficient_quota");
+        let known = upstream(Some("model_not_found"));
+        assert_eq!(
+            (known.code(), known.wire_code()),
+            (ErrorCode::ModelNotFound, "model_not_found")
+        );
+        assert_eq!(upstream(None).wire_code(), "upstream_error");
+        let failed = BackendError::Failed {
+            code: ErrorCode::DecodeFailed,
+            message: "x".into(),
+        };
+        assert_eq!(failed.wire_code(), "decode_failed");
     }
 
     #[test]

@@ -1,5 +1,7 @@
 use serde::{Deserialize, Serialize};
 
+use crate::ErrorCode;
+
 /// Why a reply ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -71,7 +73,44 @@ pub enum GenerationEvent {
     Done {
         metrics: GenerationMetrics,
     },
+    /// The generation failed; `code` says why (`decode_failed`, `backend_crashed` …).
     Error {
+        /// Absent in events from before errors carried a code: read as `generation_failed`.
+        #[serde(default = "generation_failed")]
+        code: ErrorCode,
         message: String,
     },
+}
+
+/// What an error event without a code (from before events carried one) means.
+fn generation_failed() -> ErrorCode {
+    ErrorCode::GenerationFailed
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn an_error_event_carries_its_code_and_reads_old_events() {
+        let event = GenerationEvent::Error {
+            code: ErrorCode::DecodeFailed,
+            message: "llama_decode returned 1".into(),
+        };
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"type": "error", "code": "decode_failed", "message": "llama_decode returned 1"})
+        );
+        assert_eq!(serde_json::from_value::<GenerationEvent>(json).unwrap(), event);
+        let old: GenerationEvent = serde_json::from_str(r#"{"type":"error","message":"boom"}"#).unwrap();
+        assert_eq!(
+            old,
+            GenerationEvent::Error {
+                code: ErrorCode::GenerationFailed,
+                message: "boom".into()
+            }
+        );
+    }
 }

@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::ErrorCode;
+
 /// The bearer token the worker's API requires. Passed in the environment, never in
 /// argv, which any user on the machine can read in /proc.
 pub const TOKEN_ENV: &str = "HEARTH_WORKER_TOKEN";
@@ -45,7 +47,7 @@ impl LoadingLine {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HandshakeError {
-    pub code: String,
+    pub code: ErrorCode,
     pub message: String,
 }
 
@@ -60,14 +62,14 @@ impl Handshake {
         }
     }
 
-    pub fn failed(code: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn failed(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             ready: false,
             port: None,
             pid: std::process::id(),
             model: None,
             error: Some(HandshakeError {
-                code: code.into(),
+                code,
                 message: message.into(),
             }),
         }
@@ -101,7 +103,12 @@ mod tests {
         let line = ready.to_line();
         assert!(line.starts_with(r#"{"ready":true,"port":4242,"pid":"#), "{line}");
         assert_eq!(serde_json::from_str::<Handshake>(&line).expect("parse"), ready);
-        let failed = Handshake::failed("invalid_model", "not a GGUF file");
+        let failed = Handshake::failed(ErrorCode::InvalidModel, "not a GGUF file");
+        assert!(
+            failed.to_line().contains(r#""code":"invalid_model""#),
+            "{}",
+            failed.to_line()
+        );
         assert_eq!(
             serde_json::from_str::<Handshake>(&failed.to_line()).expect("parse"),
             failed

@@ -2,6 +2,7 @@
 //! Tauri: the engine, the API server, the store and the UI all speak these.
 
 pub mod backend;
+mod error_code;
 mod generation;
 pub mod handshake;
 pub mod logging;
@@ -11,6 +12,7 @@ mod sampling;
 pub mod stores;
 
 pub use backend::{Backend, BackendError, EventStream, GenerateRequest, Health, ModelDescriptor, Prompt};
+pub use error_code::ErrorCode;
 pub use generation::{FinishReason, GenerationEvent, GenerationMetrics};
 pub use message::{ChatMessage, Role};
 pub use sampling::{SamplingParams, SamplingParamsError};

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use hearth_core::backend::BoxFuture;
 use hearth_core::{
-    Backend, BackendError, EventStream, GenerateRequest, GenerationEvent, Health, ModelDescriptor, Prompt,
+    Backend, BackendError, ErrorCode, EventStream, GenerateRequest, GenerationEvent, Health, ModelDescriptor, Prompt,
     SamplingParams,
 };
 use hearth_engine::{CancelToken, Engine, EngineConfig, EngineError, GenerationRequest};
@@ -74,7 +74,7 @@ pub fn map_error(e: EngineError) -> BackendError {
             cause: e.to_string(),
         },
         other => BackendError::Failed {
-            code: other.code().to_owned(),
+            code: other.code(),
             message: other.to_string(),
         },
     }
@@ -82,7 +82,7 @@ pub fn map_error(e: EngineError) -> BackendError {
 
 fn join_error(e: tokio::task::JoinError) -> BackendError {
     BackendError::Failed {
-        code: "internal".into(),
+        code: ErrorCode::Internal,
         message: format!("an engine task failed: {e}"),
     }
 }

@@ -56,7 +56,7 @@ async fn loads_probes_streams_and_reports_errors() {
         match event.expect("event") {
             GenerationEvent::Delta { text: t } => text.push_str(&t),
             GenerationEvent::Done { metrics } => done = Some(metrics),
-            GenerationEvent::Error { message } => panic!("{message}"),
+            GenerationEvent::Error { message, .. } => panic!("{message}"),
         }
     }
     let metrics = done.expect("a Done event");

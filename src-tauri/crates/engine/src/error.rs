@@ -1,5 +1,7 @@
 use std::path::PathBuf;
 
+use hearth_core::ErrorCode;
+
 /// Everything that can go wrong in the engine, phrased so a user knows what to do.
 ///
 /// llama.cpp's own errors are mapped here once, at the boundary; nothing above
@@ -48,20 +50,20 @@ pub enum EngineError {
 
 impl EngineError {
     /// A stable, machine-readable code for the UI and the HTTP API.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            EngineError::InvalidModel(_) => "invalid_model",
-            EngineError::LoadFailed { .. } => "load_failed",
-            EngineError::ContextFailed { .. } => "context_failed",
+            EngineError::InvalidModel(_) => ErrorCode::InvalidModel,
+            EngineError::LoadFailed { .. } => ErrorCode::LoadFailed,
+            EngineError::ContextFailed { .. } => ErrorCode::ContextFailed,
             // The same code as the API and every backend give it (OpenAI's).
-            EngineError::ContextOverflow { .. } => "context_length_exceeded",
-            EngineError::NoChatTemplate { .. } => "no_chat_template",
-            EngineError::TemplateFailed { .. } => "template_failed",
-            EngineError::InvalidSettings(_) => "invalid_settings",
-            EngineError::InvalidSampling(_) => "invalid_sampling",
-            EngineError::DecodeFailed(_) => "decode_failed",
-            EngineError::EngineStopped => "engine_stopped",
-            EngineError::ScratchFile(_) => "scratch_file",
+            EngineError::ContextOverflow { .. } => ErrorCode::ContextLengthExceeded,
+            EngineError::NoChatTemplate { .. } => ErrorCode::NoChatTemplate,
+            EngineError::TemplateFailed { .. } => ErrorCode::TemplateFailed,
+            EngineError::InvalidSettings(_) => ErrorCode::InvalidSettings,
+            EngineError::InvalidSampling(_) => ErrorCode::InvalidSampling,
+            EngineError::DecodeFailed(_) => ErrorCode::DecodeFailed,
+            EngineError::EngineStopped => ErrorCode::EngineStopped,
+            EngineError::ScratchFile(_) => ErrorCode::ScratchFile,
         }
     }
 }

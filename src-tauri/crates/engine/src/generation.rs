@@ -60,7 +60,7 @@ impl Generation {
                     text.push_str(&delta);
                 }
                 GenerationEvent::Done { metrics } => return Ok(GenerationOutput { text, metrics }),
-                GenerationEvent::Error { message } => return Err(EngineError::DecodeFailed(message)),
+                GenerationEvent::Error { message, .. } => return Err(EngineError::DecodeFailed(message)),
             }
         }
         Err(EngineError::EngineStopped)

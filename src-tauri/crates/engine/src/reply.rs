@@ -7,7 +7,7 @@
 use std::sync::mpsc::SyncSender;
 use std::time::Instant;
 
-use hearth_core::{FinishReason, GenerationEvent, GenerationMetrics, SamplingParams};
+use hearth_core::{ErrorCode, FinishReason, GenerationEvent, GenerationMetrics, SamplingParams};
 
 use crate::stop::{StopMatcher, StopScan};
 use crate::utf8::Utf8Stream;
@@ -201,7 +201,11 @@ impl Reply {
     ) -> Option<GenerationMetrics> {
         let finished_at = Instant::now();
         if let Some(message) = error {
-            let _ = self.output.events.send(GenerationEvent::Error { message });
+            // The scheduler ends a reply with an error only when decoding failed.
+            let _ = self.output.events.send(GenerationEvent::Error {
+                code: ErrorCode::DecodeFailed,
+                message,
+            });
             return None;
         }
         let finish = self.output.finish(finish);
@@ -292,7 +296,7 @@ mod tests {
             match event {
                 GenerationEvent::Delta { text: t } => text.push_str(&t),
                 GenerationEvent::Done { metrics } => return (text, Some(metrics)),
-                GenerationEvent::Error { message } => panic!("error: {message}"),
+                GenerationEvent::Error { message, .. } => panic!("error: {message}"),
             }
         }
         (text, None)
@@ -388,7 +392,9 @@ mod tests {
             .finish(FinishReason::Error, Some("boom".into()), 0.0, (0, 0))
             .is_none());
         let events: Vec<_> = rx.try_iter().collect();
-        assert!(matches!(events.last(), Some(GenerationEvent::Error { message }) if message == "boom"));
+        assert!(
+            matches!(events.last(), Some(GenerationEvent::Error { code: ErrorCode::DecodeFailed, message }) if message == "boom")
+        );
     }
 
     #[test]

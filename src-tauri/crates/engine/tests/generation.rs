@@ -155,7 +155,7 @@ fn cancel_after_first_token_stops_the_reply() {
             {
                 GenerationEvent::Delta { .. } => continue,
                 GenerationEvent::Done { metrics } => break metrics,
-                GenerationEvent::Error { message } => panic!("error: {message}"),
+                GenerationEvent::Error { message, .. } => panic!("error: {message}"),
             }
         };
         // What shows the stop is the count: the reply ended cancelled, far short of

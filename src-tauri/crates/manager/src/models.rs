@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use hearth_core::BackendError;
+use hearth_core::{BackendError, ErrorCode};
 
 /// `name:quantization` for servers that tag models that way (Ollama), unless the name
 /// already carries a tag.
@@ -28,7 +28,7 @@ pub fn resolve_model_file(dir: &Path, name: &str, quantization: Option<&str>) ->
     let quant = quantization.map(str::to_ascii_lowercase);
     let matches: Vec<PathBuf> = hearth_core::paths::gguf_files_in(dir)
         .map_err(|e| BackendError::Failed {
-            code: "model_not_found".into(),
+            code: ErrorCode::ModelNotFound,
             message: format!(
                 "model {name:?} is not installed: cannot read {} ({e}); `make models` installs the defaults",
                 dir.display()
@@ -47,7 +47,7 @@ pub fn resolve_model_file(dir: &Path, name: &str, quantization: Option<&str>) ->
     match matches.len() {
         1 => Ok(matches.remove(0)),
         0 => Err(BackendError::Failed {
-            code: "model_not_found".into(),
+            code: ErrorCode::ModelNotFound,
             message: format!(
                 "no installed model matches {name:?} in {}: `hearth models` lists what is installed (`make models` installs the defaults)",
                 dir.display()
@@ -98,7 +98,7 @@ mod tests {
             "{ambiguous}"
         );
         let missing = found("llama", None).expect_err("none");
-        assert_eq!(missing.code(), "model_not_found");
+        assert_eq!(missing.code(), ErrorCode::ModelNotFound);
         assert!(missing.to_string().contains("hearth models"), "{missing}");
         let path = dir.path().join("Qwen3-0.6B-Q8_0.gguf");
         assert_eq!(found(&path.to_string_lossy(), Some("ignored")).expect("a path"), path);

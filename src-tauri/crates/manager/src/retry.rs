@@ -97,7 +97,7 @@ where
         attempt: 0,
     };
     let condition = |e: &BackendError| {
-        tracing::info!(backend, error = %e, code = e.code(), transient = e.is_transient(), "attempt failed");
+        tracing::info!(backend, error = %e, code = %e.code(), transient = e.is_transient(), "attempt failed");
         if let BackendError::Busy { retry_after_secs, .. } = e {
             if let Ok(mut h) = hint.lock() {
                 *h = Some(Duration::from_secs(u64::from(*retry_after_secs)));

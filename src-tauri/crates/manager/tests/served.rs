@@ -75,7 +75,7 @@ async fn nothing_is_served_before_the_app_has_loaded_a_model() {
         .load("/some/other.gguf")
         .await
         .expect_err("the app chooses the model");
-    assert_eq!(refused.code(), "invalid_request");
+    assert_eq!(refused.code(), hearth_core::ErrorCode::InvalidRequest);
     assert_eq!(served.running(), 0);
 }
 
@@ -104,7 +104,7 @@ async fn the_loaded_model_is_served_under_its_name_and_counted_while_it_runs() {
     let Err(e) = served.generate(request("hi", Some("gpt-4o"))).await else {
         panic!("an unknown model was served")
     };
-    assert_eq!(e.code(), "model_not_found");
+    assert_eq!(e.code(), hearth_core::ErrorCode::ModelNotFound);
 
     // Two at once: both counted, each uncounted when its stream is dropped.
     changes.borrow_and_update();

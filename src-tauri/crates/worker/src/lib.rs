@@ -14,6 +14,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use hearth_core::handshake::{Handshake, LoadingLine, PARENT_ENV, TOKEN_ENV};
+use hearth_core::ErrorCode;
 use hearth_engine_backend::{model_id, EngineBackend};
 
 pub mod jobs;
@@ -114,7 +115,7 @@ async fn serve(args: &WorkerArgs, token: String) -> Result<()> {
             // A device that is not there is a setting to change, not a missing model.
             let code = match e.downcast_ref::<hearth_engine::EngineError>() {
                 Some(engine) => engine.code(),
-                None => "model_not_found",
+                None => ErrorCode::ModelNotFound,
             };
             handshake(&Handshake::failed(code, format!("{e:#}")))?;
             return Err(e);

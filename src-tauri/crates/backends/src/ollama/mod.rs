@@ -14,8 +14,8 @@ use futures_util::future::join_all;
 use futures_util::stream::{self, Stream, StreamExt};
 use hearth_core::backend::BoxFuture;
 use hearth_core::{
-    Backend, BackendError, ChatMessage, EventStream, FinishReason, GenerateRequest, GenerationEvent, GenerationMetrics,
-    Health, ModelDescriptor, Prompt, Role, SamplingParams,
+    Backend, BackendError, ChatMessage, ErrorCode, EventStream, FinishReason, GenerateRequest, GenerationEvent,
+    GenerationMetrics, Health, ModelDescriptor, Prompt, Role, SamplingParams,
 };
 use ollama_rs::error::{InternalOllamaError, OllamaError};
 use ollama_rs::generation::chat::request::ChatMessageRequest;
@@ -126,11 +126,11 @@ impl OllamaBackend {
             // ollama-rs keeps the body of an error answer but not its status.
             OllamaError::Other(body) => ollama_error(&self.name, None, error_message(None, &body), model),
             OllamaError::JsonError(e) => BackendError::Failed {
-                code: "ollama_bad_response".into(),
+                code: ErrorCode::OllamaBadResponse,
                 message: format!("Ollama at {} answered with JSON Hearth cannot read: {e}", self.at()),
             },
             other => BackendError::Failed {
-                code: "ollama_error".into(),
+                code: ErrorCode::OllamaError,
                 message: other.to_string(),
             },
         }
@@ -273,7 +273,7 @@ fn parse_base_url(base_url: &str) -> Result<reqwest::Url, BackendError> {
 /// the request is serialised here and the flag set on the JSON.
 fn with_stream(request: &impl Serialize, stream: bool) -> Result<Value, BackendError> {
     let mut body = serde_json::to_value(request).map_err(|e| BackendError::Failed {
-        code: "ollama_request".into(),
+        code: ErrorCode::OllamaRequest,
         message: format!("cannot encode the Ollama request: {e}"),
     })?;
     if let Some(object) = body.as_object_mut() {
@@ -343,7 +343,7 @@ fn ollama_error(backend: &str, status: Option<u16>, message: String, model: &str
             message,
         },
         None => BackendError::Failed {
-            code: "ollama_error".into(),
+            code: ErrorCode::OllamaError,
             message,
         },
     }
@@ -365,17 +365,19 @@ fn context_error(lower: &str, status: Option<u16>, message: &str) -> Option<Back
             return Some(BackendError::ContextOverflow { needed, limit });
         }
     }
-    let code = "context_length_exceeded".to_owned();
     let message = message.to_owned();
     Some(match status {
         Some(status) => BackendError::Upstream {
             status,
-            code: Some(code),
+            code: Some(ErrorCode::ContextLengthExceeded.as_str().to_owned()),
             kind: None,
             param: None,
             message,
         },
-        None => BackendError::Failed { code, message },
+        None => BackendError::Failed {
+            code: ErrorCode::ContextLengthExceeded,
+            message,
+        },
     })
 }
 
@@ -512,7 +514,7 @@ mod tests {
             }
         );
         let overflow = map(None, "the input length exceeds the context length");
-        assert_eq!(overflow.code(), "context_length_exceeded");
+        assert_eq!(overflow.code(), ErrorCode::ContextLengthExceeded);
         assert!(matches!(
             map(Some(400), "invalid options"),
             BackendError::InvalidRequest { .. }
@@ -523,7 +525,7 @@ mod tests {
             map(Some(503), "server busy, please try again"),
             BackendError::Busy { .. }
         ));
-        assert_eq!(map(None, "CUDA error").code(), "ollama_error");
+        assert_eq!(map(None, "CUDA error").code(), ErrorCode::OllamaError);
         assert_eq!(
             error_message(Some(502), "<html>bad gateway"),
             "HTTP 502: <html>bad gateway"

@@ -170,7 +170,7 @@ impl<B: AsRef<[u8]>, E: std::error::Error> Reply<B, E> {
             if self.lines.overlong() {
                 self.over = true;
                 return Some(Err(BackendError::Failed {
-                    code: "ollama_bad_chunk".into(),
+                    code: ErrorCode::OllamaBadChunk,
                     message: format!(
                         "{} sent more than {} MiB without a line end: that is not an Ollama reply; check the backend's URL in Settings",
                         self.backend,
@@ -198,7 +198,15 @@ impl<B: AsRef<[u8]>, E: std::error::Error> Reply<B, E> {
         let chunk: Chunk = serde_json::from_slice(line).map_err(|e| bad_chunk(line, &e.to_string()))?;
         if let Some(error) = &chunk.error {
             let message = error.as_str().map_or_else(|| error.to_string(), str::to_owned);
-            return Err(ollama_error(&self.backend, None, message, &self.model));
+            // A reply that failed (the runner's error) is the stream's error event and its
+            // last item; what the caller can act on otherwise (no such model) stays an `Err`.
+            return match ollama_error(&self.backend, None, message, &self.model) {
+                BackendError::Failed { code, message } => {
+                    self.over = true;
+                    Ok(Some(GenerationEvent::Error { code, message }))
+                }
+                other => Err(other),
+            };
         }
         let Some(done) = chunk.done else {
             return Err(bad_chunk(line, "it has neither `done` nor `error`"));
@@ -260,7 +268,7 @@ impl<B: AsRef<[u8]>, E: std::error::Error> Reply<B, E> {
 
 fn bad_chunk(line: &[u8], why: &str) -> BackendError {
     BackendError::Failed {
-        code: "ollama_bad_chunk".into(),
+        code: ErrorCode::OllamaBadChunk,
         message: format!(
             "Ollama sent a reply line Hearth cannot read ({why}): {}",
             truncated(&String::from_utf8_lossy(line), 200)
@@ -301,7 +309,7 @@ mod tests {
         let mut events = Reply::new(body, "ollama".into(), "m".into(), Instant::now()).into_events();
         let first = events.next().await.expect("an item");
         let error = first.expect_err("an endless line is an error");
-        assert_eq!(error.code(), "ollama_bad_chunk");
+        assert_eq!(error.code(), ErrorCode::OllamaBadChunk);
         assert!(error.to_string().contains("check the backend's URL"), "{error}");
         assert!(events.next().await.is_none(), "the stream ends with the error");
         let read = read.load(std::sync::atomic::Ordering::Relaxed);

@@ -2,7 +2,7 @@
 //! OpenAI's shape or vLLM's flat one, Hearth's own carrying its figures as fields), a
 //! mid-stream error event, `Retry-After`.
 
-use hearth_core::BackendError;
+use hearth_core::{BackendError, ErrorCode};
 use serde_json::Value;
 
 /// `Retry-After` in seconds (the delta form; an HTTP date is rare from model servers).
@@ -76,19 +76,23 @@ pub fn upstream_error(status: u16, body: &str) -> BackendError {
     }
 }
 
-/// A mid-stream `{"error": …}` event, mapped to what the caller can act on.
+/// A mid-stream `{"error": …}` event, mapped to what the caller can act on. Its code
+/// is the server's (Hearth's worker sends `decode_failed`, `backend_crashed` …); one
+/// Hearth does not know, or none, is `upstream_error`.
 pub(super) fn stream_error(backend: &str, error: &Value) -> BackendError {
-    let code = error["code"].as_str().unwrap_or("upstream_error").to_owned();
+    let code = error["code"]
+        .as_str()
+        .map_or(ErrorCode::UpstreamError, ErrorCode::parse);
     let message = error["message"]
         .as_str()
         .unwrap_or("the server reported an error")
         .to_owned();
-    match code.as_str() {
-        "backend_crashed" => BackendError::Crashed {
+    match code {
+        ErrorCode::BackendCrashed => BackendError::Crashed {
             backend: backend.to_owned(),
             cause: message,
         },
-        "backend_unavailable" => BackendError::Unavailable {
+        ErrorCode::BackendUnavailable => BackendError::Unavailable {
             backend: backend.to_owned(),
             cause: message,
         },

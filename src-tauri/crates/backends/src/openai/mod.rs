@@ -429,8 +429,13 @@ impl Backend for OpenAiBackend {
                             continue; // Not JSON (a comment-like line): skip it, as OpenAI's clients do.
                         };
                         if let Some(error) = chunk.get("error").filter(|e| e.is_object()) {
-                            let error = stream_error(&name, error);
-                            return Some((Err(error), (sse, None, name, classifier)));
+                            // A generation that failed is an error event with the server's
+                            // code; a server that broke (crashed, went away) an `Err`.
+                            let item = match stream_error(&name, error) {
+                                BackendError::Failed { code, message } => Ok(GenerationEvent::Error { code, message }),
+                                broken => Err(broken),
+                            };
+                            return Some((item, (sse, None, name, classifier)));
                         }
                         if let Some(text) = tally.as_mut()?.chunk(&chunk) {
                             return Some((Ok(GenerationEvent::Delta { text }), (sse, tally, name, classifier)));
@@ -455,6 +460,25 @@ async fn classify(classifier: Option<&Arc<dyn FailureClassifier>>, name: &str, c
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mid_stream_error_keeps_the_server_s_code() {
+        let error = |body: serde_json::Value| stream_error("worker", &body);
+        let decode = error(serde_json::json!({"message": "llama_decode returned 1", "code": "decode_failed"}));
+        assert_eq!(
+            decode,
+            BackendError::Failed {
+                code: hearth_core::ErrorCode::DecodeFailed,
+                message: "llama_decode returned 1".into()
+            }
+        );
+        let crashed = error(serde_json::json!({"message": "gone", "code": "backend_crashed"}));
+        assert!(matches!(crashed, BackendError::Crashed { ref backend, .. } if backend == "worker"));
+        let foreign = error(serde_json::json!({"message": "quota", "code": "insufficient_quota"}));
+        assert_eq!(foreign.code(), hearth_core::ErrorCode::UpstreamError);
+        let bare = error(serde_json::json!({"message": "?"}));
+        assert_eq!(bare.code(), hearth_core::ErrorCode::UpstreamError);
+    }
 
     #[test]
     fn error_bodies_keep_status_and_code() {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hearth_core::backend::BoxFuture;
-use hearth_core::BackendError;
+use hearth_core::{BackendError, ErrorCode};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
@@ -60,7 +60,7 @@ pub(super) async fn launch(
     let (true, Some(port)) = (handshake.ready, handshake.port) else {
         let _ = child.wait().await;
         let error = handshake.error.unwrap_or_else(|| crate::handshake::HandshakeError {
-            code: "load_failed".into(),
+            code: ErrorCode::LoadFailed,
             message: "the worker could not load the model".into(),
         });
         return Err(BackendError::Failed {

@@ -124,7 +124,7 @@ impl BackendManager {
 
     fn failed(&self, kind: BackendKind, error: &BackendError) {
         self.counters.errors.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(backend = %kind, error = %error, code = error.code(), "backend failed");
+        tracing::warn!(backend = %kind, error = %error, code = %error.code(), "backend failed");
         if lock(&self.cooldowns).failure(kind) {
             self.counters.cooldowns.fetch_add(1, Ordering::Relaxed);
         }
@@ -243,11 +243,8 @@ async fn stream_reply(
                 reply.push_str(&text);
             }
             Some(Ok(GenerationEvent::Done { metrics })) => break Outcome::Done(metrics),
-            Some(Ok(GenerationEvent::Error { message })) => {
-                break Outcome::Failed(BackendError::Failed {
-                    code: "generation_failed".into(),
-                    message,
-                })
+            Some(Ok(GenerationEvent::Error { code, message })) => {
+                break Outcome::Failed(BackendError::Failed { code, message })
             }
             Some(Err(e)) => break Outcome::Failed(e),
             None => {
@@ -279,10 +276,7 @@ async fn first_event(
 ) -> Result<(GenerationEvent, EventStream), BackendError> {
     let mut stream = backend.generate(request).await?;
     match stream.next().await {
-        Some(Ok(GenerationEvent::Error { message })) => Err(BackendError::Failed {
-            code: "generation_failed".into(),
-            message,
-        }),
+        Some(Ok(GenerationEvent::Error { code, message })) => Err(BackendError::Failed { code, message }),
         Some(Ok(event)) => Ok((event, stream)),
         Some(Err(e)) => Err(e),
         None => Err(BackendError::Unavailable {
