@@ -29,6 +29,12 @@ pub struct EngineConfig {
     /// Most tokens guessed from the conversation and verified in one step (0 = off;
     /// at most [`crate::MAX_DRAFT`]). The reply is the same either way.
     pub max_draft: u32,
+    /// The fewest guessed tokens verified whenever every replying sequence has a guess
+    /// (0: as many as the measured step costs say pay; at most `max_draft`), like
+    /// llama-server's `--draft-min`. Forcing guesses makes the steps the same on every
+    /// machine, whatever its speed: for a GPU, where wide steps are nearly free, and
+    /// for tests, which check what drafting does rather than when it pays.
+    pub min_draft: u32,
     /// Told how much of the model is loaded (0 to 1) while llama.cpp reads it.
     pub load_progress: Option<LoadProgress>,
     /// Sequences served at once, in one batch (continuous batching), each with
@@ -113,6 +119,7 @@ impl EngineConfig {
             device: crate::DeviceChoice::Auto,
             warmup: true,
             max_draft: crate::MAX_DRAFT as u32,
+            min_draft: 0,
             layer_fallback: None,
             load_progress: None,
             n_parallel: 1,
@@ -133,6 +140,13 @@ impl EngineConfig {
     /// Allocates the whole context at load (no growth): what llama.cpp itself does.
     pub fn with_full_context(mut self) -> Self {
         self.initial_ctx = self.n_ctx;
+        self
+    }
+
+    /// Verifies at least `n` guessed tokens whenever there is a guess (see
+    /// [`EngineConfig::min_draft`]).
+    pub fn with_min_draft(mut self, n: u32) -> Self {
+        self.min_draft = n;
         self
     }
 
@@ -160,6 +174,12 @@ impl EngineConfig {
                 "max_draft = {} must be between 0 (off) and {}",
                 self.max_draft,
                 crate::MAX_DRAFT
+            ));
+        }
+        if self.min_draft > self.max_draft {
+            return bad(format!(
+                "min_draft = {} must not exceed max_draft = {} (lower it, or raise max_draft)",
+                self.min_draft, self.max_draft
             ));
         }
         if !(1..=MAX_PARALLEL).contains(&self.n_parallel) {
@@ -261,6 +281,17 @@ mod tests {
         }
         .validate()
         .is_ok());
+        let e = EngineConfig {
+            max_draft: 2,
+            ..base.clone().with_min_draft(3)
+        }
+        .validate()
+        .expect_err("min_draft");
+        assert!(
+            e.to_string().contains("min_draft = 3 must not exceed max_draft = 2"),
+            "{e}"
+        );
+        assert!(base.clone().with_min_draft(8).validate().is_ok());
         let e = base.clone().with_parallel(0).validate().expect_err("parallel");
         assert!(e.to_string().contains("parallel = 0"), "{e}");
         assert!(base.clone().with_parallel(4).validate().is_ok());

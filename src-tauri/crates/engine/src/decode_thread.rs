@@ -52,6 +52,7 @@ pub(crate) fn engine_thread(
         n_parallel: info.n_parallel,
         n_swa,
         max_draft,
+        min_draft: (config.min_draft as usize).min(max_draft),
     };
     let scheduler = make_context(backend, &model, &config, &info, &allocated)
         .map(|(ctx, growth)| Scheduler::new(&model, ctx, shape, growth, steps))

@@ -46,6 +46,11 @@ pub struct ModelOptions {
     /// Replies that repeat the context come faster; the text is the same either way.
     #[arg(long, default_value_t = hearth_engine::MAX_DRAFT as u32)]
     pub draft: u32,
+    /// The fewest guessed tokens checked whenever there is a guess (0 = as many as pay
+    /// on this machine, measured as it runs). Raise it on a GPU, where checking is
+    /// nearly free; at most `--draft`.
+    #[arg(long, default_value_t = 0)]
+    pub draft_min: u32,
     /// Sequences served at once (continuous batching), each with the whole context:
     /// `auto` (as many as fit beside the weights, at most 4) or a number. `hearth serve`
     /// defaults to `auto`; one-user commands to 1.
@@ -60,10 +65,7 @@ pub enum Parallel {
     Exactly(u32),
 }
 
-/// `--parallel auto` never plans more: on a CPU a batch of many sequences is no longer
-/// cheap (each row costs compute), and four is what a person, an editor and a script
-/// use at once.
-pub const AUTO_PARALLEL_MOST: u32 = 4;
+pub use hearth_core::AUTO_PARALLEL_MOST;
 
 impl std::fmt::Display for Parallel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -135,6 +137,7 @@ impl ModelOptions {
         config.n_threads = self.threads;
         config.n_batch = self.batch;
         config.max_draft = self.draft;
+        config.min_draft = self.draft_min;
         let device = hearth_engine::resolve_device(&self.device)?;
         config.device = match &device {
             Some(d) => DeviceChoice::Named(d.name.clone()),
@@ -184,6 +187,8 @@ impl ModelOptions {
             self.gpu_layers.to_string(),
             "--draft".into(),
             self.draft.to_string(),
+            "--draft-min".into(),
+            self.draft_min.to_string(),
             "--device".into(),
             self.device.to_string(),
         ];

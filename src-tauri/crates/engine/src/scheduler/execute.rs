@@ -93,6 +93,7 @@ impl Scheduler<'_> {
         let limits = StepLimits {
             n_batch: self.n_batch,
             drafting: self.max_draft > 0,
+            min_draft: self.min_draft,
             pace: &self.pace,
             costs: &self.step_costs,
         };

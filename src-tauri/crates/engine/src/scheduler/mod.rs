@@ -55,6 +55,8 @@ pub(crate) struct SlotsShape {
     pub n_swa: u32,
     /// Guesses verified per step by a reply (0: no drafting).
     pub max_draft: usize,
+    /// Guesses verified at least whenever every replying sequence has one.
+    pub min_draft: usize,
 }
 
 pub(crate) struct Scheduler<'m> {
@@ -73,6 +75,8 @@ pub(crate) struct Scheduler<'m> {
     batch: LlamaBatch<'static>,
     /// Guesses verified per step by a reply (0: no drafting).
     max_draft: usize,
+    /// Guesses verified at least whenever every replying sequence has one.
+    min_draft: usize,
     /// What a lone reply's step costs by guess length (the drafter's cost model).
     step_costs: StepCosts,
     /// With one slot: how its cache grows toward the configured context.
@@ -100,6 +104,7 @@ impl<'m> Scheduler<'m> {
             n_parallel,
             n_swa,
             max_draft,
+            min_draft,
         } = slots;
         let n_batch = ctx.n_batch() as usize;
         let n = n_parallel.max(1);
@@ -117,6 +122,7 @@ impl<'m> Scheduler<'m> {
             pace: Pace::default(),
             batch: LlamaBatch::new(n_batch, i32::try_from(n).unwrap_or(1)),
             max_draft,
+            min_draft,
             step_costs: StepCosts::default(),
             growth: growth.filter(|_| n == 1),
             steps,

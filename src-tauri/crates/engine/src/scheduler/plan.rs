@@ -39,6 +39,9 @@ pub(crate) struct StepLimits<'a> {
     pub n_batch: usize,
     /// Whether guesses may be verified at all.
     pub drafting: bool,
+    /// Guesses verified at least whenever every replying sequence has one (as far as
+    /// the guesses and the batch reach), whatever the costs say.
+    pub min_draft: usize,
     /// Step costs by width (replies and prompt tokens).
     pub pace: &'a Pace,
     /// A lone reply's step costs by guess length.
@@ -128,19 +131,21 @@ pub(crate) fn plan_step(slots: &[SlotState], limits: &StepLimits, index: u64) ->
 
 /// Guess tokens each replying sequence verifies when nothing is read beside them.
 fn draft_length(replying: &[(i32, &[f64])], limits: &StepLimits) -> usize {
+    let rows = replying.len();
+    let room = limits.n_batch.saturating_sub(rows);
+    let shortest = replying.iter().map(|(_, c)| c.len()).min().unwrap_or(0);
     if let [(_, chances)] = replying {
-        return lone_length(chances, limits.costs);
+        let forced = limits.min_draft.min(shortest).min(room);
+        return lone_length(chances, limits.costs).max(forced);
     }
     // One micro-batch needs the sequences in one run of consecutive ids, too.
     let one_run = replying.windows(2).all(|w| w[1].0 == w[0].0 + 1);
     if !one_run {
         return 0;
     }
+    let forced = limits.min_draft.min(shortest).min(room / rows.max(1));
     let chances: Vec<Vec<f64>> = replying.iter().map(|&(_, c)| c.to_vec()).collect();
-    let rows = replying.len();
-    plan_beside(&chances, rows, limits.n_batch.saturating_sub(rows), |w| {
-        limits.pace.step_ms(w)
-    })
+    plan_beside(&chances, rows, room, |w| limits.pace.step_ms(w)).max(forced)
 }
 
 /// A slot as the slot choice sees it.

@@ -17,6 +17,7 @@ fn limits<'a>(pace: &'a Pace, costs: &'a StepCosts, drafting: bool) -> StepLimit
     StepLimits {
         n_batch: 512,
         drafting,
+        min_draft: 0,
         pace,
         costs,
     }
@@ -215,4 +216,40 @@ fn a_newcomer_is_counted_in_the_runs_it_joins_or_starts() {
     assert_eq!(runs_with(&busy, 5), 2);
     assert_eq!(runs_with(&[true, false, true], 1), 1);
     assert_eq!(runs_with(&[false, false, false], 1), 1);
+}
+
+#[test]
+fn min_draft_verifies_guesses_whatever_the_costs_say() {
+    let (pace, costs) = (cpu_pace(), StepCosts::default());
+    let forced = |min_draft| StepLimits {
+        min_draft,
+        ..limits(&pace, &costs, true)
+    };
+    // A doubtful lone guess, which the costs would not verify, is verified as far as
+    // it reaches.
+    let doubtful = [replying(0, &[0.02, 0.01])];
+    assert_eq!(plan_step(&doubtful, &forced(4), 0).drafts, [(0, 2)]);
+    assert_eq!(plan_step(&doubtful, &forced(1), 0).drafts, [(0, 1)]);
+    // A sure guess still goes as far as it pays.
+    assert_eq!(plan_step(&[replying(0, &[0.98; 8])], &forced(2), 0).drafts, [(0, 8)]);
+    // Beside each other: the same number for each, up to the shortest guess.
+    let chats = [replying(0, &[0.3, 0.1, 0.05]), replying(1, &[0.2, 0.1])];
+    let plan = plan_step(&chats, &forced(3), 0);
+    assert_eq!(plan.drafts, [(0, 2), (1, 2)], "{plan:?}");
+    assert_eq!(plan.decode_rows, 6);
+    // Still never when one has no guess, when they are not one run, or while a prompt
+    // is read.
+    let one_without = [replying(0, &[0.3, 0.1]), replying(1, &[])];
+    assert_eq!(plan_step(&one_without, &forced(3), 0).drafts, [(0, 0), (1, 0)]);
+    let apart = [replying(0, &[0.3, 0.1]), idle(1), replying(2, &[0.3, 0.1])];
+    assert_eq!(plan_step(&apart, &forced(3), 0).drafts, [(0, 0), (2, 0)]);
+    let reading_too = [replying(0, &[0.3, 0.1]), reading(1, 50, 50, 1)];
+    assert!(plan_step(&reading_too, &forced(3), 0).drafts.is_empty());
+    // The batch's room bounds it: 2 rows and 2 guesses each in 6.
+    let small = StepLimits {
+        n_batch: 6,
+        ..forced(8)
+    };
+    let copies = [replying(0, &[0.3; 8]), replying(1, &[0.3; 8])];
+    assert_eq!(plan_step(&copies, &small, 0).drafts, [(0, 2), (1, 2)]);
 }
