@@ -103,7 +103,7 @@ mod tests {
         let cpu = devices.iter().find(|d| d["backend"] == "CPU").expect("the CPU");
         assert_eq!(cpu["value"], "cpu", "what the setting takes");
         assert_eq!(cpu["kind"], "cpu");
-        assert!(cpu["memory_total_bytes"].as_u64().unwrap_or(0) > 0, "{cpu}");
+        assert!(cpu["memoryTotalBytes"].as_u64().unwrap_or(0) > 0, "{cpu}");
         assert_eq!(cpu["verdict"], Value::Null, "no model, no plan");
         assert_eq!(devices.iter().filter(|d| d["auto"] == true).count(), 1, "{devices:?}");
         let has_gpu = devices.iter().any(|d| d["kind"] == "gpu" || d["kind"] == "igpu");
@@ -129,11 +129,11 @@ mod tests {
         let devices = listed(&args);
         for d in &devices {
             assert!(d["verdict"].is_string(), "{d}");
-            assert_eq!(d["n_layers_total"], 41, "40 layers and the output layer: {d}");
+            assert_eq!(d["nLayersTotal"], 41, "40 layers and the output layer: {d}");
             assert!(d["reason"].is_string(), "{d}");
         }
         let cpu = devices.iter().find(|d| d["value"] == "cpu").expect("the CPU");
-        assert_eq!(cpu["n_gpu_layers"], 0);
+        assert_eq!(cpu["nGpuLayers"], 0);
         // The app's parser reads what this mode prints.
         let views = crate::commands::devices::parse_listing(&options_json(&args).expect("JSON")).expect("parsed");
         assert_eq!(views.len(), devices.len());

@@ -254,14 +254,20 @@ impl From<SettingsError> for AppError {
         let message = e
             .problems
             .iter()
-            .map(|p| format!("`{}`: {}", crate::commands::settings::view_field(&p.key), p.message))
+            .map(|p| {
+                format!(
+                    "`{}`: {}",
+                    hearth_manager::settings::schema::view_name(&p.key),
+                    p.message
+                )
+            })
             .collect::<Vec<_>>()
             .join("; ");
         let mut error = Self::new(ErrorCode::InvalidSettings, message);
         error.field = e
             .problems
             .first()
-            .map(|p| crate::commands::settings::view_field(&p.key));
+            .map(|p| hearth_manager::settings::schema::view_name(&p.key));
         error
     }
 }

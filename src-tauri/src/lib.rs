@@ -52,9 +52,11 @@ pub fn specta_builder<R: Runtime>() -> tauri_specta::Builder<R> {
         // After the commands: `events` also drops the Channel placeholder type the
         // commands registered (the bindings import Tauri's own Channel).
         .events(tauri_specta::collect_events![AppStatus])
-        // The backend kinds, from the manager's registry: the UI's menus are built from it.
-        .constant("BACKENDS", hearth_manager::REGISTRY.to_vec())
-        .typ::<hearth_manager::BackendSpec>()
+        // The backend kinds from the manager's registry, each with its settings section, and
+        // the settings of no backend: the UI's menus, settings form and checks are built
+        // from them. One constant: tauri-specta writes constants in no fixed order.
+        .constant("SCHEMA", hearth_manager::settings::schema::SCHEMA)
+        .typ::<hearth_manager::settings::schema::Schema>()
 }
 
 /// The TypeScript exporter for `ui/src/bindings.ts`. 64-bit integers (message ids,

@@ -162,6 +162,9 @@ pub struct AppState {
     generating: AtomicBool,
     loading: AtomicBool,
     last_decode_tps: Mutex<Option<f64>>,
+    /// The status last told to the windows and the tray: a change of the app's own
+    /// flags (a reply starting) is told from it without asking the backends again.
+    last_status: Mutex<Option<AppStatus>>,
     ui: RwLock<UiSettings>,
     /// Why the app is not as configured: the settings file was invalid (defaults are
     /// used), or the history database could not be opened (a scratch one is used).
@@ -225,6 +228,7 @@ impl AppState {
             generating: AtomicBool::new(false),
             loading: AtomicBool::new(false),
             last_decode_tps: Mutex::new(None),
+            last_status: Mutex::new(None),
             ui: RwLock::new(ui),
             startup_problems,
             history_problem,
@@ -315,6 +319,31 @@ impl AppState {
             .last_decode_tps
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(tps);
+    }
+
+    /// Remembers `status` as the one last told.
+    pub fn remember_status(&self, status: &AppStatus) {
+        *self
+            .last_status
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(status.clone());
+    }
+
+    /// The status last told, with the app's own flags as they are now; `None` before
+    /// any was told.
+    pub fn status_with_flags(&self) -> Option<AppStatus> {
+        let last = self
+            .last_status
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()?;
+        Some(AppStatus {
+            loading: self.loading(),
+            generating: self.generating(),
+            last_decode_tps: self.last_decode_tps(),
+            session: self.manager.conversation().session().map(|s| s.as_str().to_owned()),
+            ..last
+        })
     }
 
     pub fn startup_problems(&self) -> &[String] {

@@ -6,7 +6,7 @@
 // a Rust test fails when they are stale).
 import { Channel } from "@tauri-apps/api/core";
 import { open as openDialog } from "@tauri-apps/plugin-dialog";
-import { BACKENDS as GENERATED_BACKENDS, commands, events } from "./bindings";
+import { SCHEMA, commands, events } from "./bindings";
 import type {
   ErrorCode,
   AppError,
@@ -14,7 +14,7 @@ import type {
   BackendKind,
   BackendSpec,
   ChatEvent,
-  DeviceView,
+  DeviceOption,
   DownloadProgressView,
   HardwareView,
   ImportProgressView,
@@ -27,6 +27,7 @@ import type {
   RemoteFileView,
   RepoView,
   Result,
+  SettingField,
   SettingsView,
   TurnView,
 } from "./bindings";
@@ -36,7 +37,7 @@ export type {
   BackendKind,
   BackendSpec,
   ChatEvent,
-  DeviceView,
+  DeviceOption,
   DownloadProgressView,
   FitBadge,
   GpuView,
@@ -52,12 +53,17 @@ export type {
   QuantizeResultView,
   RemoteFileView,
   RepoView,
+  SettingField,
   SettingsView,
   TurnView,
 } from "./bindings";
 
 /** The backend kinds, each registered once in the manager's registry (generated). */
-export const BACKENDS: readonly BackendSpec[] = GENERATED_BACKENDS;
+/** A backend kind's entry; its settings section is the generated table's (read-only). */
+export type BackendEntry = Omit<BackendSpec, "section"> & { section: readonly SettingField[] };
+export const BACKENDS: readonly BackendEntry[] = SCHEMA.backends;
+/** The settings of no backend (each backend's own are its `section`), from the shell's table. */
+export const SETTINGS: readonly SettingField[] = SCHEMA.settings;
 
 /** A failure of the IPC itself: the UI's own code, beside the shell's `ErrorCode`s. */
 export const IPC_ERROR = "ipc";
@@ -116,7 +122,7 @@ export const api = {
   listModels: (): Promise<ModelView[]> => unwrap(commands.listModels()),
   /** The devices the embedded engine can run on, with the plan for `model` at `ctx`
    * tokens on each (the settings' model and context when null). */
-  listDevices: (model: string | null, ctx: number | null): Promise<DeviceView[]> =>
+  listDevices: (model: string | null, ctx: number | null): Promise<DeviceOption[]> =>
     unwrap(commands.listDevices(model, ctx)),
   importModel: (path: string, onProgress: (p: ImportProgressView) => void): Promise<ModelView> =>
     unwrap(commands.importModel(path, new Channel<ImportProgressView>(onProgress))),

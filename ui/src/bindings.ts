@@ -57,7 +57,7 @@ async saveSettings(settings: SettingsView) : Promise<Result<AppStatus, AppError>
  * The devices the embedded engine can run on, each with the plan for `model` (the
  * settings' model when absent) at `ctx` tokens (the settings' context when absent).
  */
-async listDevices(model: string | null, ctx: number | null) : Promise<Result<DeviceView[], AppError>> {
+async listDevices(model: string | null, ctx: number | null) : Promise<Result<DeviceOption[], AppError>> {
     try {
     return { status: "ok", data: await TAURI_INVOKE("list_devices", { model, ctx }) };
 } catch (e) {
@@ -338,7 +338,7 @@ appStatus: "app-status"
 
 /** user-defined constants **/
 
-export const BACKENDS = [{"kind":"embedded","label":"Embedded (llama.cpp)","description":"A GGUF model run by llama.cpp in Hearth's own worker process","needsUrl":false},{"kind":"ollama","label":"Ollama","description":"An Ollama server's models (its URL and model name)","needsUrl":true},{"kind":"vllm","label":"vLLM","description":"vLLM or any OpenAI-compatible server (its URL, model and API key)","needsUrl":true}] as const;
+export const SCHEMA = {"backends":[{"kind":"embedded","label":"Embedded (llama.cpp)","description":"A GGUF model run by llama.cpp in Hearth's own worker process","needsUrl":false,"section":[{"name":"model","key":"embedded.model","env":"HEARTH_MODEL","value":{"type":"model"},"default":"SmolLM2-135M-Instruct-Q4_1.gguf","label":"Model","help":"","hint":"name an installed model or a .gguf path","placeholder":"","form":"backend","required":true},{"name":"ctx","key":"embedded.ctx","env":"HEARTH_CTX","value":{"type":"integer","min":256,"max":1048576,"step":256},"default":"4096","label":"Context (tokens)","help":"","hint":"","placeholder":"","form":"backend","required":false},{"name":"gpuLayers","key":"embedded.gpu_layers","env":"HEARTH_GPU_LAYERS","value":{"type":"autoOrCount","min":0,"max":100000,"autoMost":null},"default":"auto","label":"GPU layers","help":"\"auto\" lets the fit planner choose; 0 runs on the CPU.","hint":"","placeholder":"auto","form":"backend","required":false},{"name":"device","key":"embedded.device","env":"HEARTH_DEVICE","value":{"type":"device"},"default":"auto","label":"Device","help":"Where the model runs, with what fits on each GPU. Changing it reloads the model.","hint":"use auto, cpu or a device `hearth hw` lists, e.g. vulkan0","placeholder":"","form":"backend","required":true},{"name":"threads","key":"embedded.threads","env":"HEARTH_THREADS","value":{"type":"integer","min":1,"max":512,"step":1},"default":"","label":"Threads","help":"Decode threads; absent: one per physical core.","hint":"","placeholder":"","form":null,"required":false},{"name":"parallel","key":"embedded.parallel","env":"HEARTH_PARALLEL","value":{"type":"autoOrCount","min":1,"max":64,"autoMost":4},"default":"auto","label":"Replies at once","help":"Each shares the machine's speed.","hint":"","placeholder":"auto","form":"api","required":false}]},{"kind":"ollama","label":"Ollama","description":"An Ollama server's models (its URL and model name)","needsUrl":true,"section":[{"name":"ollamaUrl","key":"ollama.url","env":"HEARTH_OLLAMA_URL","value":{"type":"url","example":"http://127.0.0.1:11434"},"default":"","label":"Ollama URL","help":"","hint":"the Ollama server's URL, e.g. http://127.0.0.1:11434","placeholder":"http://127.0.0.1:11434","form":"backend","required":true},{"name":"ollamaModel","key":"ollama.model","env":"HEARTH_OLLAMA_MODEL","value":{"type":"text"},"default":"","label":"Ollama model","help":"","hint":"name a model pulled in Ollama, e.g. llama3.2","placeholder":"llama3.2","form":"backend","required":true},{"name":"ollamaNumCtx","key":"ollama.num_ctx","env":"HEARTH_OLLAMA_NUM_CTX","value":{"type":"integer","min":256,"max":1048576,"step":256},"default":"4096","label":"Ollama context (tokens)","help":"Sent with every request: Ollama otherwise cuts the prompt to its own default.","hint":"","placeholder":"","form":null,"required":false}]},{"kind":"vllm","label":"vLLM","description":"vLLM or any OpenAI-compatible server (its URL, model and API key)","needsUrl":true,"section":[{"name":"vllmUrl","key":"vllm.url","env":"HEARTH_VLLM_URL","value":{"type":"url","example":"http://127.0.0.1:8000/v1"},"default":"","label":"Server URL","help":"","hint":"the server's API root, e.g. http://127.0.0.1:8000/v1","placeholder":"http://127.0.0.1:8000/v1","form":"backend","required":true},{"name":"vllmModel","key":"vllm.model","env":"HEARTH_VLLM_MODEL","value":{"type":"text"},"default":"","label":"Served model","help":"Empty: the model the server lists first.","hint":"","placeholder":"","form":"backend","required":false},{"name":"vllmApiKey","key":"vllm.api_key","env":"HEARTH_VLLM_API_KEY","value":{"type":"token"},"default":"","label":"API key","help":"Sent as a bearer token; never logged.","hint":"","placeholder":"","form":null,"required":false},{"name":"vllmStallMs","key":"vllm.stall_timeout_ms","env":null,"value":{"type":"integer","min":10,"max":3600000,"step":1000},"default":"120000","label":"Stall timeout (ms)","help":"A server silent this long counts as a transient failure: retried, then the next backend.","hint":"","placeholder":"","form":null,"required":false}]}],"settings":[{"name":"backend","key":"active","env":"HEARTH_BACKEND","value":{"type":"backend"},"default":"embedded","label":"Backend","help":"Where replies come from.","hint":"","placeholder":"","form":"general","required":true},{"name":"fallback","key":"fallback","env":"HEARTH_FALLBACK","value":{"type":"backendList"},"default":"","label":"Fallback","help":"Backends tried in order when the chosen one fails (each configured, each once).","hint":"","placeholder":"","form":null,"required":false},{"name":"temperature","key":"ui.temperature","env":null,"value":{"type":"decimal","min":0.0,"max":2.0,"step":0.05,"aboveMin":false},"default":"0.8","label":"Temperature","help":"0 always picks the likeliest word; higher varies more.","hint":"","placeholder":"","form":"sampling","required":false},{"name":"topP","key":"ui.top_p","env":null,"value":{"type":"decimal","min":0.0,"max":1.0,"step":0.01,"aboveMin":true},"default":"0.95","label":"Top-p","help":"Samples among the likeliest words that make up this share of the chance.","hint":"","placeholder":"","form":"sampling","required":false},{"name":"maxTokens","key":"ui.max_tokens","env":null,"value":{"type":"integer","min":1,"max":1048576,"step":1},"default":"512","label":"Max tokens","help":"The longest reply, in tokens.","hint":"","placeholder":"","form":"sampling","required":false},{"name":"systemPrompt","key":"ui.system_prompt","env":null,"value":{"type":"longText"},"default":"","label":"System prompt","help":"Opens every new chat; empty: none.","hint":"","placeholder":"","form":"sampling","required":false},{"name":"apiEnabled","key":"api.enabled","env":"HEARTH_API_SERVER","value":{"type":"toggle"},"default":"false","label":"Serve the API","help":"OpenAI-compatible, on 127.0.0.1 only: editors and scripts use the loaded model while you chat (base URL http://127.0.0.1:PORT/v1). Turning it on or off reloads the model.","hint":"","placeholder":"","form":"api","required":false},{"name":"apiPort","key":"api.port","env":"HEARTH_API_PORT","value":{"type":"integer","min":0,"max":65535,"step":1},"default":"8080","label":"Port","help":"0 picks any free port.","hint":"","placeholder":"","form":"api","required":false},{"name":"apiToken","key":"api.token","env":"HEARTH_API_TOKEN","value":{"type":"token"},"default":"","label":"Token","help":"If set, clients must send it as a bearer token (api_key in OpenAI's clients).","hint":"","placeholder":"none","form":"api","required":false},{"name":"retries","key":"retry.retries","env":"HEARTH_RETRIES","value":{"type":"integer","min":0,"max":10,"step":1},"default":"3","label":"Retries","help":"Tries again after a transient failure before the reply's first word.","hint":"","placeholder":"","form":null,"required":false},{"name":"retryDelayMs","key":"retry.first_delay_ms","env":"HEARTH_RETRY_DELAY_MS","value":{"type":"integer","min":0,"max":60000,"step":100},"default":"1000","label":"First retry after (ms)","help":"Each later wait doubles.","hint":"","placeholder":"","form":null,"required":false},{"name":"cooldownFailures","key":"cooldown.failures","env":"HEARTH_COOLDOWN_FAILURES","value":{"type":"integer","min":1,"max":1000,"step":1},"default":"3","label":"Failures before a cooldown","help":"Failed replies within the window that put a backend on cooldown.","hint":"","placeholder":"","form":null,"required":false},{"name":"cooldownWindowSecs","key":"cooldown.window_secs","env":"HEARTH_COOLDOWN_WINDOW_SECS","value":{"type":"integer","min":1,"max":86400,"step":1},"default":"60","label":"Failure window (s)","help":"","hint":"","placeholder":"","form":null,"required":false},{"name":"cooldownSecs","key":"cooldown.cooldown_secs","env":"HEARTH_COOLDOWN_SECS","value":{"type":"integer","min":0,"max":86400,"step":1},"default":"30","label":"Cooldown (s)","help":"How long a backend that keeps failing is skipped.","hint":"","placeholder":"","form":null,"required":false},{"name":"downloads","key":"downloads.enabled","env":"HEARTH_DOWNLOADS","value":{"type":"toggle"},"default":"true","label":"Downloads","help":"Off: Hearth never contacts a model hub, whatever is asked of it.","hint":"","placeholder":"","form":null,"required":false}]} as const;
 
 /** user-defined types **/
 
@@ -447,10 +447,15 @@ description: string;
 /**
  * Whether it needs a server's address in the settings before it can be used.
  */
-needsUrl: boolean }
+needsUrl: boolean; 
+/**
+ * Its section of the settings (`[embedded]`, `[ollama]`, `[vllm]`).
+ */
+section: SettingField[] }
 export type ChatEvent = 
 /**
- * The reply is starting on this backend and model.
+ * The reply started on this backend and model (after any retries and fallbacks;
+ * sent with its first text).
  */
 { kind: "started"; backend: string; model: string } | 
 /**
@@ -468,21 +473,19 @@ export type ChatEvent =
  */
 { kind: "error"; code: ErrorCode; message: string }
 /**
- * A device the settings' `device` can name.
+ * One device the settings can choose, with the planner's verdict for a model on it:
+ * the one device record, from `hearth-app devices` (its JSON line) to the settings'
+ * device picker (exported to TypeScript).
  */
-export type DeviceView = { 
+export type DeviceOption = { 
 /**
- * What the setting takes: "cpu", or llama.cpp's name ("Vulkan0", "CUDA0").
+ * What `device = …` takes: "cpu", or llama.cpp's name ("Vulkan0", "CUDA0").
  */
 value: string; 
 /**
  * llama.cpp's name ("CPU", "Vulkan0").
  */
-name: string; 
-/**
- * The GPU's or CPU's model.
- */
-description: string; 
+name: string; description: string; 
 /**
  * "CPU", "Vulkan", "CUDA".
  */
@@ -492,7 +495,7 @@ backend: string;
  */
 kind: string; memoryTotalBytes: number; 
 /**
- * Free now (on a GPU capped by `HEARTH_GPU_MEMORY_MB`).
+ * Free now, capped by `HEARTH_GPU_MEMORY_MB` on a GPU.
  */
 memoryFreeBytes: number; 
 /**
@@ -500,16 +503,16 @@ memoryFreeBytes: number;
  */
 auto: boolean; 
 /**
- * The plan for the model on it: `fits_on_gpu`, `partial_offload`, `cpu_only` or
- * `does_not_fit`; `null` when no model was given (or it cannot be read).
+ * The plan for the model asked about on this device; `null` when no model was
+ * given (or it cannot be read).
  */
-verdict: string | null; 
+verdict: Verdict | null; 
 /**
- * Layers the plan puts on this device (0 on the CPU).
+ * llama.cpp's `n_gpu_layers` the plan chose (0 on the CPU).
  */
 nGpuLayers: number | null; 
 /**
- * The model's layers, counting its output layer.
+ * Of the model's layers, plus its output layer.
  */
 nLayersTotal: number | null; 
 /**
@@ -554,9 +557,82 @@ export type ErrorCode =
  */
 "generation_incomplete" | "internal" | "invalid_model" | "load_failed" | "context_failed" | "template_failed" | "invalid_settings" | "invalid_sampling" | "decode_failed" | "engine_stopped" | "scratch_file" | "ollama_error" | "ollama_bad_response" | "ollama_bad_chunk" | "ollama_request" | "not_found" | "unsupported_media_type" | "request_too_large" | "invalid_api_key" | "host_not_allowed" | "method_not_allowed" | "rate_limit_exceeded" | "overloaded" | "request_timeout" | "too_many_connections" | "request_header_fields_too_large" | "uri_too_long" | "malformed_request" | "not_configured" | "nothing_to_regenerate" | "history_unavailable" | "history_error" | "settings_not_saved" | "export_failed" | "models_unreadable" | "model_exists" | "import_failed" | "devices_unavailable" | "downloads_off" | "unauthorized" | "network" | "disk_full" | "corrupt_download" | "download_failed" | "cancelled" | "invalid_type" | "already_quantized" | "quantize_failed"
 /**
+ * The values a setting takes.
+ */
+export type FieldValue = 
+/**
+ * One backend kind of the registry.
+ */
+{ type: "backend" } | 
+/**
+ * Backend kinds, in order, each once.
+ */
+{ type: "backendList" } | 
+/**
+ * An installed model's name or a .gguf path.
+ */
+{ type: "model" } | 
+/**
+ * `auto`, `cpu` or a device llama.cpp names (one word; which exist is the worker's
+ * to say).
+ */
+{ type: "device" } | 
+/**
+ * A whole number in `min..=max`.
+ */
+{ type: "integer"; min: number; max: number; step: number } | 
+/**
+ * A number in `min..=max` (above `min` when `above_min`).
+ */
+{ type: "decimal"; min: number; max: number; step: number; aboveMin: boolean } | 
+/**
+ * `auto` or a whole number in `min..=max`; `auto` goes up to `auto_most` where set.
+ */
+{ type: "autoOrCount"; min: number; max: number; autoMost: number | null } | 
+/**
+ * An http(s) URL like `example`.
+ */
+{ type: "url"; example: string } | 
+/**
+ * A secret word without spaces (a bearer token); never shown in logs.
+ */
+{ type: "token" } | 
+/**
+ * On or off.
+ */
+{ type: "toggle" } | 
+/**
+ * Free text on one line.
+ */
+{ type: "text" } | 
+/**
+ * Free text on several lines.
+ */
+{ type: "longText" }
+/**
  * Where a file would run here, as a badge.
  */
 export type FitBadge = "gpu" | "partialGpu" | "cpu" | "tooLarge" | "unknown"
+/**
+ * Where the form shows a setting.
+ */
+export type FormGroup = 
+/**
+ * The backend choice, at the top.
+ */
+"general" | 
+/**
+ * Its backend's section (shown while that backend is chosen).
+ */
+"backend" | 
+/**
+ * How replies are sampled.
+ */
+"sampling" | 
+/**
+ * The app's local API.
+ */
+"api"
 export type GpuView = { name: string; utilPercent: number | null; vramUsedBytes: number; vramTotalBytes: number }
 export type HardwareView = { cpuPercent: number; ramUsedBytes: number; ramTotalBytes: number; gpus: GpuView[]; 
 /**
@@ -721,6 +797,57 @@ installed: boolean;
  */
 headerBytesRead: number }
 export type RepoView = { id: string; downloads: number; likes: number }
+/**
+ * The backend kinds with their sections, and the settings of no backend: what the UI
+ * is generated from (one constant, so that the generated file has one order).
+ */
+export type Schema = { backends: BackendSpec[]; settings: SettingField[] }
+/**
+ * One setting.
+ */
+export type SettingField = { 
+/**
+ * Its name in the settings view and the UI (`gpuLayers`).
+ */
+name: string; 
+/**
+ * Where it is kept: a dotted key of `settings.toml` (`embedded.gpu_layers`), or
+ * `ui.…` for the app's own (`ui-settings.json`).
+ */
+key: string; 
+/**
+ * The environment variable that overrides it, if any.
+ */
+env: string | null; value: FieldValue; 
+/**
+ * The default as written in the file; empty where absent means automatic or none.
+ */
+default: string; 
+/**
+ * Its label in the form.
+ */
+label: string; 
+/**
+ * One line under the field in the form.
+ */
+help: string; 
+/**
+ * What to write instead of an empty or wrong value, in a few words: errors, in
+ * Rust and in the form, end with it.
+ */
+hint: string; 
+/**
+ * Shown greyed in an empty field.
+ */
+placeholder: string; 
+/**
+ * Where the form shows it; `None`: the file and the environment only.
+ */
+form: FormGroup | null; 
+/**
+ * Must not be empty where its section is used.
+ */
+required: boolean }
 export type SettingsView = { 
 /**
  * `embedded`, `ollama` or `vllm`.
@@ -787,6 +914,19 @@ userMessageId: number | null;
  * The stored id of the reply (`null` when history is off).
  */
 replyMessageId: number | null }
+export type Verdict = 
+/**
+ * Every layer and the output layer on GPUs.
+ */
+"fits_on_gpu" | 
+/**
+ * Some layers on GPUs, the rest on the CPU.
+ */
+"partial_offload" | 
+/**
+ * Everything on the CPU (no usable GPU, or not even the output layer fits).
+ */
+"cpu_only" | "does_not_fit"
 
 /** tauri-specta globals **/
 

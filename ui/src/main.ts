@@ -43,6 +43,10 @@ function start(root: HTMLElement): void {
     }
   }
 
+  // Set once the shell's status broadcast is heard: the shell then tells every change
+  // itself (a turn's end included), and nothing here needs to ask again.
+  let statusPushed = false;
+
   const dashboard = createDashboard(api);
   // A model that could not go where the settings asked says so once, in a toast.
   const placementNote = placementNotices();
@@ -58,7 +62,7 @@ function start(root: HTMLElement): void {
     nextLocalId: localIds(),
     afterTurn: () => {
       void reloadSessions();
-      void refreshStatus();
+      if (!statusPushed) void refreshStatus();
       dashboard.refreshPerformance();
     },
   });
@@ -173,9 +177,13 @@ function start(root: HTMLElement): void {
   selectTab("chat");
 
   // Loading, switching and tray actions change the status without a UI call.
-  onStatus((status) => store.dispatch({ type: "status", status })).catch(() => {
-    // Without the broadcast the top bar still updates after each call and while loading.
-  });
+  onStatus((status) => store.dispatch({ type: "status", status }))
+    .then(() => {
+      statusPushed = true;
+    })
+    .catch(() => {
+      // Without the broadcast the top bar still updates after each call and while loading.
+    });
 
   void (async () => {
     try {

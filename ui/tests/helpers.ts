@@ -1,4 +1,4 @@
-import type { AppStatus, DeviceView } from "../src/api";
+import type { AppStatus, DeviceOption } from "../src/api";
 import type { FrameScheduler } from "../src/chat/coalescer";
 
 /** A frame scheduler the test advances by hand. */
@@ -44,7 +44,7 @@ export function status(overrides: Partial<AppStatus> = {}): AppStatus {
 }
 
 /** A device as `list_devices` gives it: a GPU unless `over` says otherwise. */
-export function device(over: Partial<DeviceView> = {}): DeviceView {
+export function device(over: Partial<DeviceOption> = {}): DeviceOption {
   return {
     value: "Vulkan0",
     name: "Vulkan0",
@@ -63,7 +63,7 @@ export function device(over: Partial<DeviceView> = {}): DeviceView {
 }
 
 /** The CPU as `list_devices` gives it. */
-export function cpuDevice(over: Partial<DeviceView> = {}): DeviceView {
+export function cpuDevice(over: Partial<DeviceOption> = {}): DeviceOption {
   return device({
     value: "cpu",
     name: "CPU",

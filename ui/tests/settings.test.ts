@@ -1,7 +1,7 @@
 import { describe, expect, it, vi } from "vitest";
-import { ApiError, toApiError, type DeviceView, type ModelView, type SettingsView } from "../src/api";
+import { ApiError, toApiError, type DeviceOption, type ModelView, type SettingsView } from "../src/api";
 import { createSettingsPanel } from "../src/settings/panel";
-import { settingName, validateSettings } from "../src/settings/validation";
+import { FORM_FIELDS, SETTING_NAMES, formField, helpOf, settingName, validateSettings } from "../src/settings/schema";
 import { createStore } from "../src/state";
 import { cpuDevice, device, status } from "./helpers";
 
@@ -66,7 +66,7 @@ const models: ModelView[] = [
 ];
 
 /** The CPU, an RTX 4090 that auto picks and a smaller GPU the model half fits on. */
-const devices: DeviceView[] = [
+const devices: DeviceOption[] = [
   cpuDevice(),
   device(),
   device({
@@ -83,7 +83,7 @@ const devices: DeviceView[] = [
 
 function setup(
   saveImpl?: (s: SettingsView) => Promise<ReturnType<typeof status>>,
-  listDevicesImpl: (model: string | null, ctx: number | null) => Promise<DeviceView[]> = async () => devices,
+  listDevicesImpl: (model: string | null, ctx: number | null) => Promise<DeviceOption[]> = async () => devices,
   current: SettingsView = settings(),
 ) {
   const store = createStore();
@@ -111,6 +111,19 @@ function setup(
 }
 
 describe("settings validation", () => {
+  it("shows every field of the view once, as the shell's table places it", () => {
+    expect([...SETTING_NAMES].sort()).toEqual(Object.keys(settings()).sort());
+    expect(new Set(SETTING_NAMES).size).toBe(SETTING_NAMES.length);
+    // A backend's fields are in its section of the registry; the rest belong to none.
+    expect(formField("ollamaUrl").owner).toBe("ollama");
+    expect(formField("gpuLayers").group).toBe("embedded");
+    expect(formField("temperature").owner).toBeNull();
+    // Replies at once is the engine's, shown with the local API; auto's limit is the shell's.
+    expect(formField("parallel")).toMatchObject({ owner: "embedded", group: "api" });
+    expect(helpOf(formField("parallel"))).toMatch(/at most 4\)/);
+    expect(FORM_FIELDS.every((f) => f.label !== "")).toBe(true);
+  });
+
   it("accepts good settings", () => {
     expect(validateSettings(settings())).toEqual({});
   });
@@ -323,7 +336,7 @@ describe("device picker", () => {
   });
 
   it("asks again for another model or context, and shows only the latest answer", async () => {
-    let answer: (d: DeviceView[]) => void = () => {};
+    let answer: (d: DeviceOption[]) => void = () => {};
     const { panel, field, api } = setup();
     await panel.load();
     api.listDevices.mockImplementationOnce(() => new Promise((resolve) => (answer = resolve)));

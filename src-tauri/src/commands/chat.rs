@@ -12,7 +12,7 @@ use serde::Serialize;
 use tauri::ipc::Channel;
 use tauri::State;
 
-use crate::commands::{broadcast_status, settings::sampling};
+use crate::commands::{broadcast_flags, broadcast_status, settings::sampling};
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 
@@ -22,7 +22,8 @@ pub const DELTA_BATCH: Duration = Duration::from_millis(25);
 #[derive(Debug, Clone, PartialEq, Serialize, specta::Type)]
 #[serde(tag = "kind", rename_all = "camelCase")]
 pub enum ChatEvent {
-    /// The reply is starting on this backend and model.
+    /// The reply started on this backend and model (after any retries and fallbacks;
+    /// sent with its first text).
     Started { backend: String, model: String },
     /// More text of the reply: the deltas of one batch, concatenated, and how many
     /// there were. Backends stream one delta per token (a character split across
@@ -159,7 +160,7 @@ async fn generate(state: &AppState, text: &str, on_event: &Channel<ChatEvent>) -
     let Some(guard) = state.begin_generation() else {
         return Err(AppError::busy());
     };
-    broadcast_status(state).await;
+    broadcast_flags(state).await;
     let result = run_turn(state, text, on_event).await;
     if let Ok(turn) = &result {
         state.set_last_decode_tps(turn.decode_tps);
@@ -178,24 +179,21 @@ async fn run_turn(state: &AppState, text: &str, on_event: &Channel<ChatEvent>) -
             manager.conversation().open_with_system_prompt(prompt, Some(text)).await;
         }
     }
-    let health = manager.health().await;
-    let model = health
-        .backends
-        .iter()
-        .find(|b| b.backend == health.active)
-        .and_then(|b| b.loaded_model.clone())
-        .unwrap_or_default();
-    send_event(
-        on_event,
-        ChatEvent::Started {
-            backend: health.active.to_string(),
-            model,
-        },
-    );
     let batcher = Batcher::start(on_event.clone());
     let pending = batcher.pending();
+    // Where the reply runs is known once it started (after any fallback): the manager
+    // says so, so nothing asks every backend for its status.
+    let started = |backend: hearth_manager::BackendKind, model: &str| {
+        send_event(
+            on_event,
+            ChatEvent::Started {
+                backend: backend.to_string(),
+                model: model.to_owned(),
+            },
+        );
+    };
     let result = manager
-        .send(text, sampling(state), &state.stop, |delta| {
+        .send_reporting(text, sampling(state), &state.stop, started, |delta| {
             lock(&pending).push(delta);
         })
         .await;

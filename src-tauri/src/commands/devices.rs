@@ -9,7 +9,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use hearth_core::ErrorCode;
-use serde::{Deserialize, Serialize};
+
 use tauri::State;
 
 use crate::devices::DevicesArgs;
@@ -24,71 +24,9 @@ const LIST_TIMEOUT: Duration = Duration::from_secs(30);
 /// drivers say what went wrong.
 const STDERR_LINES: usize = 6;
 
-/// A device the settings' `device` can name.
-#[derive(Debug, Clone, PartialEq, Serialize, specta::Type)]
-#[serde(rename_all = "camelCase")]
-pub struct DeviceView {
-    /// What the setting takes: "cpu", or llama.cpp's name ("Vulkan0", "CUDA0").
-    pub value: String,
-    /// llama.cpp's name ("CPU", "Vulkan0").
-    pub name: String,
-    /// The GPU's or CPU's model.
-    pub description: String,
-    /// "CPU", "Vulkan", "CUDA".
-    pub backend: String,
-    /// "cpu" (a software Vulkan driver too), "gpu", "igpu".
-    pub kind: String,
-    pub memory_total_bytes: u64,
-    /// Free now (on a GPU capped by `HEARTH_GPU_MEMORY_MB`).
-    pub memory_free_bytes: u64,
-    /// Whether `auto` picks this device.
-    pub auto: bool,
-    /// The plan for the model on it: `fits_on_gpu`, `partial_offload`, `cpu_only` or
-    /// `does_not_fit`; `null` when no model was given (or it cannot be read).
-    pub verdict: Option<String>,
-    /// Layers the plan puts on this device (0 on the CPU).
-    pub n_gpu_layers: Option<u32>,
-    /// The model's layers, counting its output layer.
-    pub n_layers_total: Option<u32>,
-    /// The plan's reason, in words.
-    pub reason: Option<String>,
-}
-
-/// One device as `hearth-app devices` prints it (`hearth_worker::placement::DeviceOption`).
-#[derive(Debug, Deserialize)]
-struct ListedDevice {
-    value: String,
-    name: String,
-    description: String,
-    backend: String,
-    kind: String,
-    memory_total_bytes: u64,
-    memory_free_bytes: u64,
-    auto: bool,
-    verdict: Option<String>,
-    n_gpu_layers: Option<u32>,
-    n_layers_total: Option<u32>,
-    reason: Option<String>,
-}
-
-impl From<ListedDevice> for DeviceView {
-    fn from(d: ListedDevice) -> Self {
-        Self {
-            value: d.value,
-            name: d.name,
-            description: d.description,
-            backend: d.backend,
-            kind: d.kind,
-            memory_total_bytes: d.memory_total_bytes,
-            memory_free_bytes: d.memory_free_bytes,
-            auto: d.auto,
-            verdict: d.verdict,
-            n_gpu_layers: d.n_gpu_layers,
-            n_layers_total: d.n_layers_total,
-            reason: d.reason,
-        }
-    }
-}
+/// A device the settings' `device` can name: the one device record, as
+/// `hearth-app devices` prints it (`hearth_worker::placement::DeviceOption`).
+pub use hearth_worker::placement::DeviceOption;
 
 fn unavailable(message: String) -> AppError {
     AppError::new(ErrorCode::DevicesUnavailable, message)
@@ -96,14 +34,13 @@ fn unavailable(message: String) -> AppError {
 
 /// The devices in what `hearth-app devices` printed: its last line (anything a driver
 /// printed before it is not JSON and is skipped).
-pub fn parse_listing(stdout: &str) -> AppResult<Vec<DeviceView>> {
+pub fn parse_listing(stdout: &str) -> AppResult<Vec<DeviceOption>> {
     let line = stdout.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
-    let listed: Vec<ListedDevice> = serde_json::from_str(line).map_err(|e| {
+    serde_json::from_str(line).map_err(|e| {
         unavailable(format!(
             "the device list could not be read ({e}): type the device instead (auto, cpu or a name from `hearth hw`)"
         ))
-    })?;
-    Ok(listed.into_iter().map(DeviceView::from).collect())
+    })
 }
 
 /// The last lines of a child's stderr, for an error message.
@@ -115,7 +52,7 @@ fn stderr_tail(stderr: &[u8]) -> String {
 
 /// Runs `program args` (the app as `hearth-app devices …`) and reads its device list,
 /// killing it after `timeout`.
-pub async fn run_lister(program: &Path, args: &[OsString], timeout: Duration) -> AppResult<Vec<DeviceView>> {
+pub async fn run_lister(program: &Path, args: &[OsString], timeout: Duration) -> AppResult<Vec<DeviceOption>> {
     let child = tokio::process::Command::new(program)
         .args(args)
         .stdin(Stdio::null())
@@ -169,7 +106,7 @@ pub async fn list_devices(
     state: State<'_, AppState>,
     model: Option<String>,
     ctx: Option<u32>,
-) -> AppResult<Vec<DeviceView>> {
+) -> AppResult<Vec<DeviceOption>> {
     let settings = state.manager.settings().embedded;
     let model = model.filter(|m| !m.trim().is_empty()).unwrap_or(settings.model);
     let models_dir = state.paths.models_dir.clone();
@@ -187,7 +124,7 @@ pub async fn list_devices(
 mod tests {
     use super::*;
 
-    const CPU_AND_GPU: &str = r#"[{"value":"cpu","name":"CPU","description":"AMD Ryzen 9 7950X","backend":"CPU","kind":"cpu","memory_total_bytes":68719476736,"memory_free_bytes":34359738368,"auto":false,"verdict":"cpu_only","n_gpu_layers":0,"n_layers_total":19,"reason":"runs on the CPU"},{"value":"Vulkan0","name":"Vulkan0","description":"NVIDIA GeForce RTX 4090","backend":"Vulkan","kind":"gpu","memory_total_bytes":25769803776,"memory_free_bytes":22870392832,"auto":true,"verdict":"fits_on_gpu","n_gpu_layers":19,"n_layers_total":19,"reason":"fits"}]"#;
+    const CPU_AND_GPU: &str = r#"[{"value":"cpu","name":"CPU","description":"AMD Ryzen 9 7950X","backend":"CPU","kind":"cpu","memoryTotalBytes":68719476736,"memoryFreeBytes":34359738368,"auto":false,"verdict":"cpu_only","nGpuLayers":0,"nLayersTotal":19,"reason":"runs on the CPU"},{"value":"Vulkan0","name":"Vulkan0","description":"NVIDIA GeForce RTX 4090","backend":"Vulkan","kind":"gpu","memoryTotalBytes":25769803776,"memoryFreeBytes":22870392832,"auto":true,"verdict":"fits_on_gpu","nGpuLayers":19,"nLayersTotal":19,"reason":"fits"}]"#;
 
     fn sh(script: &str) -> Vec<OsString> {
         vec!["-c".into(), script.into()]
@@ -200,7 +137,7 @@ mod tests {
         assert_eq!(devices.len(), 2);
         assert_eq!(devices[1].value, "Vulkan0");
         assert!(devices[1].auto);
-        assert_eq!(devices[1].verdict.as_deref(), Some("fits_on_gpu"));
+        assert_eq!(devices[1].verdict, Some(hearth_hw::Verdict::FitsOnGpu));
         assert_eq!(
             (devices[1].n_gpu_layers, devices[1].n_layers_total),
             (Some(19), Some(19))

@@ -111,7 +111,24 @@ pub async fn broadcast_status(state: &AppState) {
         return;
     };
     let status = current_status(state).await;
+    state.remember_status(&status);
     (hooks.on_status)(&status, &state.manager.settings());
+}
+
+/// Tells the windows and the tray that the app's own flags changed (a reply started),
+/// from the status last told: the backends are not asked again. Before any status was
+/// told, the whole one.
+pub async fn broadcast_flags(state: &AppState) {
+    let Some(hooks) = state.hooks() else {
+        return;
+    };
+    match state.status_with_flags() {
+        Some(status) => {
+            state.remember_status(&status);
+            (hooks.on_status)(&status, &state.manager.settings());
+        }
+        None => broadcast_status(state).await,
+    }
 }
 
 pub(crate) fn parse_backend(name: &str) -> AppResult<BackendKind> {

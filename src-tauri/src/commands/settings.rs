@@ -5,7 +5,7 @@
 
 use hearth_core::ErrorCode;
 use hearth_core::SamplingParams;
-use hearth_manager::settings::{OllamaSettings, Secret, VllmSettings};
+use hearth_manager::settings::{schema, OllamaSettings, Secret, VllmSettings};
 use hearth_manager::{ApiSettings, Settings, SettingsError};
 use serde::{Deserialize, Serialize};
 use tauri::State;
@@ -134,48 +134,24 @@ impl SettingsView {
                 .filter(|s| !s.is_empty())
                 .map(str::to_owned),
         };
-        ui.sampling()
-            .validate()
-            .map_err(|e| AppError::invalid_field(&camel(e.field), format!("{} is invalid: {}", e.value, e.expected)))?;
+        check_ui(&ui)?;
         Ok((settings, ui))
     }
 }
 
-fn camel(snake: &str) -> String {
-    let mut out = String::new();
-    let mut upper = false;
-    for c in snake.chars() {
-        if c == '_' {
-            upper = true;
-        } else if upper {
-            out.extend(c.to_uppercase());
-            upper = false;
-        } else {
-            out.push(c);
-        }
+/// The app's own settings (sampling) against their entries in the settings table.
+fn check_ui(ui: &UiSettings) -> AppResult<()> {
+    use toml::Value;
+    let values = [
+        ("temperature", Value::Float(f64::from(ui.temperature))),
+        ("topP", Value::Float(f64::from(ui.top_p))),
+        ("maxTokens", Value::Integer(i64::from(ui.max_tokens))),
+    ];
+    for (name, value) in values {
+        let Some(field) = schema::named(name) else { continue };
+        schema::check(field, &value).map_err(|problem| AppError::invalid_field(name, problem))?;
     }
-    out
-}
-
-/// The view's name for a settings key (`ollama.url` → `ollamaUrl`), or the key itself
-/// for one the view does not show.
-pub fn view_field(key: &str) -> String {
-    match key {
-        "active" | "HEARTH_BACKEND" => "backend".into(),
-        "embedded.model" | "HEARTH_MODEL" => "model".into(),
-        "embedded.ctx" | "HEARTH_CTX" => "ctx".into(),
-        "embedded.gpu_layers" | "HEARTH_GPU_LAYERS" => "gpuLayers".into(),
-        "embedded.device" | "HEARTH_DEVICE" => "device".into(),
-        "ollama.url" | "HEARTH_OLLAMA_URL" => "ollamaUrl".into(),
-        "ollama.model" | "HEARTH_OLLAMA_MODEL" => "ollamaModel".into(),
-        "vllm.url" | "HEARTH_VLLM_URL" => "vllmUrl".into(),
-        "vllm.model" | "HEARTH_VLLM_MODEL" => "vllmModel".into(),
-        "embedded.parallel" | "HEARTH_PARALLEL" => "parallel".into(),
-        "api.enabled" | "HEARTH_API_SERVER" => "apiEnabled".into(),
-        "api.port" | "HEARTH_API_PORT" => "apiPort".into(),
-        "api.token" | "HEARTH_API_TOKEN" => "apiToken".into(),
-        other => other.into(),
-    }
+    Ok(())
 }
 
 /// The settings as the UI shows them.
@@ -256,6 +232,6 @@ mod tests {
         assert_eq!(e.field.as_deref(), Some("device"), "{e:?}");
         assert!(e.message.starts_with("`device`:"), "{}", e.message);
         assert!(e.message.contains("e.g. vulkan0"), "{}", e.message);
-        assert_eq!(view_field("HEARTH_DEVICE"), "device");
+        assert_eq!(schema::view_name("HEARTH_DEVICE"), "device");
     }
 }

@@ -1,10 +1,10 @@
 // The settings form: one input per SettingsView field (data-testid
 // `setting-<name>`), an error line under each, and reading the values back.
-import { BACKENDS, type BackendKind, type DeviceView, type MeasuredView, type ModelView, type SettingsView } from "../api";
+import { BACKENDS, type DeviceOption, type MeasuredView, type ModelView, type SettingsView } from "../api";
 import { h } from "../dom";
 import { formatBytes, formatTps } from "../format";
 import { canonicalDevice, deviceChoices } from "./devices";
-import type { FieldErrors, SettingName } from "./validation";
+import { FORM_FIELDS, GROUPS, helpOf, type FieldErrors, type FormField, type Group, type SettingName } from "./schema";
 
 type Control = HTMLInputElement | HTMLSelectElement | HTMLTextAreaElement;
 
@@ -19,82 +19,45 @@ export interface SettingsForm {
   /** Under the model's description: where the panel puts actions on the model. */
   modelActions: HTMLElement;
   /** Fills the device picker with the devices there are (and the plan for the model on each). */
-  setDevices(devices: DeviceView[]): void;
+  setDevices(devices: DeviceOption[]): void;
   /** The devices could not be listed: the device is typed instead, and `message` says why. */
   devicesUnavailable(message: string): void;
   showErrors(errors: FieldErrors, general?: string | null): void;
   clearErrors(): void;
 }
 
-interface FieldSpec {
-  name: SettingName;
-  label: string;
-  /** A backend's own fields are in the group named after its kind. */
-  group: "general" | BackendKind | "sampling" | "api";
-  make: () => Control;
-  help?: string;
+const input = (type: string, extra: Record<string, string | number | null> = {}): HTMLInputElement => h("input", { type, ...extra });
+
+/** The control a field's kind of value takes. */
+function controlFor(field: FormField): Control {
+  const v = field.value;
+  const placeholder = field.placeholder || null;
+  switch (v.type) {
+    case "backend":
+      return h("select", {}, ...BACKENDS.map((b) => h("option", { value: b.kind, text: b.label, title: b.description })));
+    // A picker of the installed models; of the devices once listed (typed if they cannot be).
+    case "model":
+    case "device":
+      return h("select", {});
+    case "integer":
+    case "decimal":
+      return input("number", { min: v.min, max: v.max, step: v.step });
+    case "url":
+      return input("url", { placeholder });
+    case "token":
+      return input("password", { autocomplete: "off", placeholder });
+    case "toggle":
+      return input("checkbox");
+    case "longText":
+      return h("textarea", { rows: 4 });
+    case "autoOrCount":
+    case "text":
+    case "backendList":
+      return input("text", { placeholder });
+  }
 }
 
-const input = (type: string, extra: Record<string, string | number> = {}): (() => HTMLInputElement) => () =>
-  h("input", { type, ...extra });
-
-const SPECS: FieldSpec[] = [
-  {
-    name: "backend",
-    label: "Backend",
-    group: "general",
-    make: () => h("select", {}, ...BACKENDS.map((b) => h("option", { value: b.kind, text: b.label, title: b.description }))),
-  },
-  { name: "model", label: "Model", group: "embedded", make: () => h("select", {}) },
-  { name: "ctx", label: "Context (tokens)", group: "embedded", make: input("number", { min: 256, step: 256 }) },
-  {
-    name: "gpuLayers",
-    label: "GPU layers",
-    group: "embedded",
-    make: input("text", { placeholder: "auto" }),
-    help: '"auto" lets the fit planner choose; 0 runs on the CPU.',
-  },
-  {
-    name: "device",
-    label: "Device",
-    group: "embedded",
-    // A picker once the devices are listed; typed (auto, cpu, vulkan0) if they cannot be.
-    make: () => h("select", {}),
-    help: "Where the model runs, with what fits on each GPU. Changing it reloads the model.",
-  },
-  { name: "ollamaUrl", label: "Ollama URL", group: "ollama", make: input("url", { placeholder: "http://127.0.0.1:11434" }) },
-  { name: "ollamaModel", label: "Ollama model", group: "ollama", make: input("text", { placeholder: "llama3.2" }) },
-  { name: "vllmUrl", label: "Server URL", group: "vllm", make: input("url", { placeholder: "http://127.0.0.1:8000" }) },
-  { name: "vllmModel", label: "Served model", group: "vllm", make: input("text") },
-  { name: "temperature", label: "Temperature", group: "sampling", make: input("number", { min: 0, max: 2, step: 0.05 }) },
-  { name: "topP", label: "Top-p", group: "sampling", make: input("number", { min: 0, max: 1, step: 0.01 }) },
-  { name: "maxTokens", label: "Max tokens", group: "sampling", make: input("number", { min: 1, step: 1 }) },
-  { name: "systemPrompt", label: "System prompt", group: "sampling", make: () => h("textarea", { rows: 4 }) },
-  {
-    name: "apiEnabled",
-    label: "Serve the API",
-    group: "api",
-    make: input("checkbox"),
-    help: "OpenAI-compatible, on 127.0.0.1 only: editors and scripts use the loaded model while you chat (base URL http://127.0.0.1:PORT/v1). Turning it on or off reloads the model.",
-  },
-  { name: "apiPort", label: "Port", group: "api", make: input("number", { min: 0, max: 65535, step: 1 }), help: "0 picks any free port." },
-  {
-    name: "apiToken",
-    label: "Token",
-    group: "api",
-    make: input("password", { autocomplete: "off", placeholder: "none" }),
-    help: "If set, clients must send it as a bearer token (api_key in OpenAI's clients).",
-  },
-  {
-    name: "parallel",
-    label: "Replies at once",
-    group: "api",
-    make: input("text", { placeholder: "auto" }),
-    help: '"auto": as many as fit beside the model (at most 4); each shares the machine\'s speed.',
-  },
-];
-
-const GROUP_TITLES: Record<FieldSpec["group"], string> = {
+const GROUP_TITLES: Record<Group, string> = {
   general: "Backend",
   embedded: "Embedded model",
   ollama: "Ollama",
@@ -124,7 +87,9 @@ export function measuredSummary(m: MeasuredView): string {
 export function createSettingsForm(): SettingsForm {
   const controls = {} as Record<SettingName, Control>;
   const errorLines = {} as Record<SettingName, HTMLElement>;
-  const groups = new Map<FieldSpec["group"], HTMLFieldSetElement>();
+  const groups = new Map<Group, HTMLFieldSetElement>(
+    GROUPS.map((g) => [g, h("fieldset", { class: `group group-${g}` }, h("legend", { text: GROUP_TITLES[g] }))]),
+  );
   const general = h("div", { class: "form-error", role: "alert", "data-testid": "settings-error", hidden: true });
   const modelInfo = h("div", { class: "model-info", "data-testid": "model-info" });
   const modelActions = h("div", { class: "model-actions inline" });
@@ -132,18 +97,14 @@ export function createSettingsForm(): SettingsForm {
   /** The device picker, and the text field that stands in for it when listing fails. */
   let deviceSelect: HTMLSelectElement | null = null;
   const deviceText = h("input", { type: "text", placeholder: "auto", spellcheck: "false" });
-  let devices: DeviceView[] = [];
+  let devices: DeviceOption[] = [];
   let devicesListed = false;
   let models: ModelView[] = [];
   let modelsByName = false;
 
-  for (const spec of SPECS) {
-    let group = groups.get(spec.group);
-    if (!group) {
-      group = h("fieldset", { class: `group group-${spec.group}` }, h("legend", { text: GROUP_TITLES[spec.group] }));
-      groups.set(spec.group, group);
-    }
-    const control = spec.make();
+  for (const spec of FORM_FIELDS) {
+    const group = groups.get(spec.group)!;
+    const control = controlFor(spec);
     const id = `setting-${spec.name}`;
     control.id = id;
     control.name = spec.name;
@@ -157,7 +118,7 @@ export function createSettingsForm(): SettingsForm {
       { class: "field" },
       h("label", { for: id, text: spec.label }),
       control,
-      spec.help ? h("div", { class: "help", text: spec.help }) : null,
+      helpOf(spec) ? h("div", { class: "help", text: helpOf(spec) }) : null,
       spec.name === "device" ? deviceNote : null,
       error,
     );
@@ -248,45 +209,53 @@ export function createSettingsForm(): SettingsForm {
       deviceNote.hidden = false;
     },
     fill(s) {
-      controls.backend.value = s.backend;
-      form.setModels(models, s.model);
-      controls.ctx.value = String(s.ctx);
-      controls.gpuLayers.value = s.gpuLayers;
-      showDevice(s.device);
-      controls.ollamaUrl.value = s.ollamaUrl ?? "";
-      controls.ollamaModel.value = s.ollamaModel ?? "";
-      controls.vllmUrl.value = s.vllmUrl ?? "";
-      controls.vllmModel.value = s.vllmModel ?? "";
-      controls.temperature.value = String(s.temperature);
-      controls.topP.value = String(s.topP);
-      controls.maxTokens.value = String(s.maxTokens);
-      controls.systemPrompt.value = s.systemPrompt ?? "";
-      (controls.apiEnabled as HTMLInputElement).checked = s.apiEnabled;
-      controls.apiPort.value = String(s.apiPort);
-      controls.apiToken.value = s.apiToken ?? "";
-      controls.parallel.value = s.parallel;
+      for (const field of FORM_FIELDS) {
+        const value = s[field.name];
+        const control = controls[field.name];
+        switch (field.value.type) {
+          case "model":
+            form.setModels(models, String(value));
+            break;
+          case "device":
+            showDevice(String(value));
+            break;
+          case "toggle":
+            (control as HTMLInputElement).checked = value === true;
+            break;
+          default:
+            control.value = value === null ? "" : String(value);
+        }
+      }
       showBackendGroups();
     },
     read() {
-      return {
-        backend: str("backend") as BackendKind,
-        model: str("model"),
-        ctx: num("ctx"),
-        gpuLayers: str("gpuLayers").trim().toLowerCase() || "auto",
-        device: canonicalDevice(str("device"), devices),
-        ollamaUrl: optional("ollamaUrl"),
-        ollamaModel: optional("ollamaModel"),
-        vllmUrl: optional("vllmUrl"),
-        vllmModel: optional("vllmModel"),
-        temperature: num("temperature"),
-        topP: num("topP"),
-        maxTokens: num("maxTokens"),
-        systemPrompt: optional("systemPrompt"),
-        apiEnabled: (controls.apiEnabled as HTMLInputElement).checked,
-        apiPort: num("apiPort"),
-        apiToken: optional("apiToken"),
-        parallel: str("parallel").trim().toLowerCase() || "auto",
-      };
+      const values: Record<string, unknown> = {};
+      for (const field of FORM_FIELDS) {
+        const name = field.name;
+        switch (field.value.type) {
+          case "integer":
+          case "decimal":
+            values[name] = num(name);
+            break;
+          case "toggle":
+            values[name] = (controls[name] as HTMLInputElement).checked;
+            break;
+          case "autoOrCount":
+            values[name] = str(name).trim().toLowerCase() || "auto";
+            break;
+          case "device":
+            values[name] = canonicalDevice(str(name), devices);
+            break;
+          case "backend":
+          case "model":
+            values[name] = str(name);
+            break;
+          default:
+            values[name] = optional(name);
+        }
+      }
+      // Every field of the view is in the table (a test holds them equal).
+      return values as unknown as SettingsView;
     },
     setModels(list, selected = controls.model.value) {
       models = list;

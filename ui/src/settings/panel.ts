@@ -6,7 +6,7 @@ import { h, on } from "../dom";
 import type { Store } from "../state";
 import { createSettingsForm, type SettingsForm } from "./form";
 import { createQuantizeDialog, type QuantizeApi } from "./quantize";
-import { settingName, validateSettings } from "./validation";
+import { settingName, validateSettings } from "./schema";
 
 export interface SettingsPanel {
   el: HTMLElement;

@@ -8,6 +8,7 @@ pub mod handshake;
 pub mod logging;
 mod message;
 pub mod paths;
+pub mod resolve;
 mod sampling;
 pub mod stores;
 
@@ -15,7 +16,13 @@ pub use backend::{Backend, BackendError, EventStream, GenerateRequest, Health, M
 pub use error_code::ErrorCode;
 pub use generation::{FinishReason, GenerationEvent, GenerationMetrics};
 pub use message::{ChatMessage, Role};
+pub use resolve::{resolve_model, ResolveError};
 pub use sampling::{SamplingParams, SamplingParamsError};
 
 /// The most sequences one engine serves at once (`--parallel`, the app's setting).
 pub const MAX_PARALLEL: u32 = 64;
+
+/// `auto` sequences never plan more: on a CPU a batch of many sequences is no longer
+/// cheap (each row costs compute), and four is what a person, an editor and a script
+/// use at once.
+pub const AUTO_PARALLEL_MOST: u32 = 4;

@@ -1,9 +1,10 @@
 //! Hearth's backend manager: settings (file + `HEARTH_*` environment), the backends
 //! they name (embedded engine in its worker, Ollama, vLLM/OpenAI-compatible), runtime
-//! switching that keeps the conversation, and retries, fallback and cooldown.
+//! switching that keeps the conversation, and retries, failover and cooldown.
 
 mod conversation;
 pub mod cooldown;
+pub mod failover;
 mod manager;
 mod models;
 pub mod placement;
@@ -16,6 +17,7 @@ pub mod transcript;
 mod types;
 
 pub use conversation::Conversation;
+pub use failover::{Attempt, FailoverPolicy};
 pub use manager::BackendManager;
 pub use models::resolve_model_file;
 pub use placement::ModelPlacement;

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use hearth_core::{BackendError, ErrorCode};
+use hearth_core::{BackendError, ErrorCode, ResolveError};
 
 /// `name:quantization` for servers that tag models that way (Ollama), unless the name
 /// already carries a tag.
@@ -14,58 +14,19 @@ pub(crate) fn with_quantization(name: &str, quantization: Option<&str>) -> Strin
     }
 }
 
-/// An installed GGUF file: a path, or the file whose name contains `name` (and
-/// `quantization`, when given), case-insensitively; exactly one must match.
+/// An installed GGUF file for a backend to load ([`hearth_core::resolve_model`]), its
+/// failure as the backend error the API and the app report.
 pub fn resolve_model_file(dir: &Path, name: &str, quantization: Option<&str>) -> Result<PathBuf, BackendError> {
-    let as_path = Path::new(name);
-    if as_path.is_file() {
-        return Ok(as_path.to_path_buf());
-    }
-    if let Some(found) = hearth_core::stores::find_foreign(name) {
-        return Ok(found.path);
-    }
-    let wanted = name.trim_end_matches(".gguf").to_ascii_lowercase();
-    let quant = quantization.map(str::to_ascii_lowercase);
-    let matches: Vec<PathBuf> = hearth_core::paths::gguf_files_in(dir)
-        .map_err(|e| BackendError::Failed {
-            code: ErrorCode::ModelNotFound,
-            message: format!(
-                "model {name:?} is not installed: cannot read {} ({e}); `make models` installs the defaults",
-                dir.display()
-            ),
-        })?
-        .into_iter()
-        .filter(|p| {
-            let file = p
-                .file_name()
-                .map(|f| f.to_string_lossy().to_ascii_lowercase())
-                .unwrap_or_default();
-            file.contains(&wanted) && quant.as_ref().is_none_or(|q| file.contains(q.as_str()))
-        })
-        .collect();
-    let mut matches = matches;
-    match matches.len() {
-        1 => Ok(matches.remove(0)),
-        0 => Err(BackendError::Failed {
-            code: ErrorCode::ModelNotFound,
-            message: format!(
-                "no installed model matches {name:?} in {}: `hearth models` lists what is installed (`make models` installs the defaults)",
-                dir.display()
-            ),
-        }),
-        _ => Err(BackendError::InvalidRequest {
+    hearth_core::resolve_model(dir, name, quantization).map_err(|e| match e {
+        ResolveError::Ambiguous { .. } => BackendError::InvalidRequest {
             param: Some("model".into()),
-            message: format!(
-                "{name:?} matches {} installed files ({}); name one exactly or give the quantization",
-                matches.len(),
-                matches
-                    .iter()
-                    .filter_map(|p| p.file_name().map(|f| f.to_string_lossy().into_owned()))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        }),
-    }
+            message: e.to_string(),
+        },
+        _ => BackendError::Failed {
+            code: ErrorCode::ModelNotFound,
+            message: e.to_string(),
+        },
+    })
 }
 
 #[cfg(test)]
@@ -81,18 +42,15 @@ mod tests {
     }
 
     #[test]
-    fn installed_models_are_found_by_name_and_quantization() {
-        let dir = dir_with(&["Qwen3-0.6B-Q4_K_M.gguf", "Qwen3-0.6B-Q8_0.gguf", "notes.txt"]);
+    fn a_model_not_found_is_the_backends_error() {
+        let dir = dir_with(&["Qwen3-0.6B-Q4_K_M.gguf", "Qwen3-0.6B-Q8_0.gguf"]);
         let found = |name, quant| resolve_model_file(dir.path(), name, quant);
         assert_eq!(
             found("qwen3", Some("q8_0")).expect("one match"),
             dir.path().join("Qwen3-0.6B-Q8_0.gguf")
         );
-        assert_eq!(
-            found("Qwen3-0.6B-Q4_K_M.gguf", None).expect("exact name"),
-            dir.path().join("Qwen3-0.6B-Q4_K_M.gguf")
-        );
         let ambiguous = found("qwen3", None).expect_err("two match");
+        assert_eq!(ambiguous.code(), ErrorCode::InvalidRequest);
         assert!(
             ambiguous.to_string().contains("matches 2 installed files"),
             "{ambiguous}"
@@ -100,8 +58,6 @@ mod tests {
         let missing = found("llama", None).expect_err("none");
         assert_eq!(missing.code(), ErrorCode::ModelNotFound);
         assert!(missing.to_string().contains("hearth models"), "{missing}");
-        let path = dir.path().join("Qwen3-0.6B-Q8_0.gguf");
-        assert_eq!(found(&path.to_string_lossy(), Some("ignored")).expect("a path"), path);
     }
 
     #[test]

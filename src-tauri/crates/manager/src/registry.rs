@@ -2,7 +2,7 @@
 //! API and the UI use; the label a person reads; whether the settings configure it;
 //! whether a change to them needs a reload; and the factory that creates it. The
 //! settings, the manager, the desktop shell (tray, menus) and the UI (the generated
-//! `BACKENDS` constant and `BackendKind` type in `bindings.ts`) all take the kinds from
+//! `SCHEMA` constant and `BackendKind` type in `bindings.ts`) all take the kinds from
 //! here: adding a backend is one more [`BackendKind`] variant, its entry in [`REGISTRY`]
 //! and its arms below, with its settings section.
 
@@ -15,11 +15,12 @@ use hearth_core::{Backend, BackendError};
 use serde::Serialize;
 
 use crate::models::{resolve_model_file, with_quantization};
-use crate::settings::{BackendKind, Settings};
+use crate::settings::schema::{self, FieldValue, FormGroup, SettingField, FIELD};
+use crate::settings::{BackendKind, Settings, DEFAULT_DEVICE};
 use crate::types::{ManagerError, ManagerOptions, Placement};
 
 /// What a person and the UI know of a backend kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, specta::Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, specta::Type)]
 #[serde(rename_all = "camelCase")]
 pub struct BackendSpec {
     pub kind: BackendKind,
@@ -29,6 +30,8 @@ pub struct BackendSpec {
     pub description: &'static str,
     /// Whether it needs a server's address in the settings before it can be used.
     pub needs_url: bool,
+    /// Its section of the settings (`[embedded]`, `[ollama]`, `[vllm]`).
+    pub section: &'static [SettingField],
 }
 
 /// Every backend kind, in the order menus show them.
@@ -38,18 +41,195 @@ pub const REGISTRY: [BackendSpec; 3] = [
         label: "Embedded (llama.cpp)",
         description: "A GGUF model run by llama.cpp in Hearth's own worker process",
         needs_url: false,
+        section: EMBEDDED_SECTION,
     },
     BackendSpec {
         kind: BackendKind::Ollama,
         label: "Ollama",
         description: "An Ollama server's models (its URL and model name)",
         needs_url: true,
+        section: OLLAMA_SECTION,
     },
     BackendSpec {
         kind: BackendKind::Vllm,
         label: "vLLM",
         description: "vLLM or any OpenAI-compatible server (its URL, model and API key)",
         needs_url: true,
+        section: VLLM_SECTION,
+    },
+];
+
+/// `[embedded]`: the model llama.cpp runs in Hearth's worker, and how.
+const EMBEDDED_SECTION: &[SettingField] = &[
+    SettingField {
+        name: "model",
+        key: "embedded.model",
+        env: Some("HEARTH_MODEL"),
+        value: FieldValue::Model,
+        default: hearth_core::paths::DEFAULT_CHAT_MODEL,
+        label: "Model",
+        hint: "name an installed model or a .gguf path",
+        form: Some(FormGroup::Backend),
+        required: true,
+        ..FIELD
+    },
+    SettingField {
+        name: "ctx",
+        key: "embedded.ctx",
+        env: Some("HEARTH_CTX"),
+        value: schema::CONTEXT,
+        default: "4096",
+        label: "Context (tokens)",
+        form: Some(FormGroup::Backend),
+        ..FIELD
+    },
+    SettingField {
+        name: "gpuLayers",
+        key: "embedded.gpu_layers",
+        env: Some("HEARTH_GPU_LAYERS"),
+        value: FieldValue::AutoOrCount {
+            min: 0,
+            max: 100_000,
+            auto_most: None,
+        },
+        default: "auto",
+        label: "GPU layers",
+        help: "\"auto\" lets the fit planner choose; 0 runs on the CPU.",
+        placeholder: "auto",
+        form: Some(FormGroup::Backend),
+        ..FIELD
+    },
+    SettingField {
+        name: "device",
+        key: "embedded.device",
+        env: Some("HEARTH_DEVICE"),
+        value: FieldValue::Device,
+        default: DEFAULT_DEVICE,
+        label: "Device",
+        help: "Where the model runs, with what fits on each GPU. Changing it reloads the model.",
+        hint: "use auto, cpu or a device `hearth hw` lists, e.g. vulkan0",
+        form: Some(FormGroup::Backend),
+        required: true,
+        ..FIELD
+    },
+    SettingField {
+        name: "threads",
+        key: "embedded.threads",
+        env: Some("HEARTH_THREADS"),
+        value: FieldValue::Integer {
+            min: 1,
+            max: 512,
+            step: 1,
+        },
+        label: "Threads",
+        help: "Decode threads; absent: one per physical core.",
+        ..FIELD
+    },
+    // Shown with the local API: with the API off the chat is the only client, and the
+    // engine keeps one sequence (drafting, a cache that grows).
+    SettingField {
+        name: "parallel",
+        key: "embedded.parallel",
+        env: Some("HEARTH_PARALLEL"),
+        value: FieldValue::AutoOrCount {
+            min: 1,
+            max: hearth_core::MAX_PARALLEL,
+            auto_most: Some(hearth_core::AUTO_PARALLEL_MOST),
+        },
+        default: "auto",
+        label: "Replies at once",
+        help: "Each shares the machine's speed.",
+        placeholder: "auto",
+        form: Some(FormGroup::Api),
+        ..FIELD
+    },
+];
+
+/// `[ollama]`: an Ollama server and its model.
+const OLLAMA_SECTION: &[SettingField] = &[
+    SettingField {
+        name: "ollamaUrl",
+        key: "ollama.url",
+        env: Some("HEARTH_OLLAMA_URL"),
+        value: FieldValue::Url {
+            example: "http://127.0.0.1:11434",
+        },
+        label: "Ollama URL",
+        hint: "the Ollama server's URL, e.g. http://127.0.0.1:11434",
+        placeholder: "http://127.0.0.1:11434",
+        form: Some(FormGroup::Backend),
+        required: true,
+        ..FIELD
+    },
+    SettingField {
+        name: "ollamaModel",
+        key: "ollama.model",
+        env: Some("HEARTH_OLLAMA_MODEL"),
+        label: "Ollama model",
+        hint: "name a model pulled in Ollama, e.g. llama3.2",
+        placeholder: "llama3.2",
+        form: Some(FormGroup::Backend),
+        required: true,
+        ..FIELD
+    },
+    SettingField {
+        name: "ollamaNumCtx",
+        key: "ollama.num_ctx",
+        env: Some("HEARTH_OLLAMA_NUM_CTX"),
+        value: schema::CONTEXT,
+        default: "4096",
+        label: "Ollama context (tokens)",
+        help: "Sent with every request: Ollama otherwise cuts the prompt to its own default.",
+        ..FIELD
+    },
+];
+
+/// `[vllm]`: vLLM or any OpenAI-compatible server.
+const VLLM_SECTION: &[SettingField] = &[
+    SettingField {
+        name: "vllmUrl",
+        key: "vllm.url",
+        env: Some("HEARTH_VLLM_URL"),
+        value: FieldValue::Url {
+            example: "http://127.0.0.1:8000/v1",
+        },
+        label: "Server URL",
+        hint: "the server's API root, e.g. http://127.0.0.1:8000/v1",
+        placeholder: "http://127.0.0.1:8000/v1",
+        form: Some(FormGroup::Backend),
+        required: true,
+        ..FIELD
+    },
+    SettingField {
+        name: "vllmModel",
+        key: "vllm.model",
+        env: Some("HEARTH_VLLM_MODEL"),
+        label: "Served model",
+        help: "Empty: the model the server lists first.",
+        form: Some(FormGroup::Backend),
+        ..FIELD
+    },
+    SettingField {
+        name: "vllmApiKey",
+        key: "vllm.api_key",
+        env: Some("HEARTH_VLLM_API_KEY"),
+        value: FieldValue::Token,
+        label: "API key",
+        help: "Sent as a bearer token; never logged.",
+        ..FIELD
+    },
+    SettingField {
+        name: "vllmStallMs",
+        key: "vllm.stall_timeout_ms",
+        value: FieldValue::Integer {
+            min: 10,
+            max: 3_600_000,
+            step: 1000,
+        },
+        default: "120000",
+        label: "Stall timeout (ms)",
+        help: "A server silent this long counts as a transient failure: retried, then the next backend.",
+        ..FIELD
     },
 ];
 

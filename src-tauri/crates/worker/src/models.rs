@@ -16,8 +16,8 @@ pub fn installed_in(dir: &Path) -> Result<Vec<PathBuf>> {
         .with_context(|| format!("cannot read the models directory {}", dir.display()))
 }
 
-/// A path is used as given, then the name of a model Ollama or LM Studio keeps; anything
-/// else is matched against installed model names.
+/// The model `--model` names ([`hearth_core::resolve_model`] among the installed
+/// models), or the default chat model when none is named.
 pub fn resolve(model: Option<&str>) -> Result<PathBuf> {
     let dir = hearth_core::paths::models_dir();
     let Some(model) = model else {
@@ -32,48 +32,5 @@ pub fn resolve(model: Option<&str>) -> Result<PathBuf> {
         }
         return Ok(default);
     };
-    let as_path = Path::new(model);
-    if as_path.exists() {
-        return Ok(as_path.to_path_buf());
-    }
-    // A model Ollama or LM Studio keeps, by the name they show (`smollm2:135m`).
-    if let Some(found) = hearth_core::stores::find_foreign(model) {
-        return Ok(found.path);
-    }
-    if as_path.components().count() > 1 {
-        return Ok(as_path.to_path_buf());
-    }
-    // A bare file name: the installed model of that name, else the path as given
-    // (the loader then says the file is missing).
-    if model.ends_with(".gguf") {
-        let installed = dir.join(model);
-        return Ok(if installed.exists() {
-            installed
-        } else {
-            as_path.to_path_buf()
-        });
-    }
-    let needle = model.to_lowercase();
-    let matches: Vec<PathBuf> = installed()?
-        .into_iter()
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().to_lowercase().contains(&needle))
-        })
-        .collect();
-    match matches.as_slice() {
-        [one] => Ok(one.clone()),
-        [] => bail!(
-            "no installed model matches {model:?} in {}: run `hearth models` to see them, or pass a path",
-            dir.display()
-        ),
-        many => bail!(
-            "{model:?} matches several models ({}): be more specific",
-            many.iter()
-                .filter_map(|p| p.file_name())
-                .map(|n| n.to_string_lossy().into_owned())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    }
+    Ok(hearth_core::resolve_model(&dir, model, None)?)
 }

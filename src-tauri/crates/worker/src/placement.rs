@@ -9,7 +9,7 @@
 use hearth_engine::{Device, DeviceChoice};
 use hearth_gguf::GgufInfo;
 use hearth_hw::{FitPlan, GpuInfo, GpuVendor, PlanRequest, Snapshot, Verdict};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -101,8 +101,11 @@ pub fn planned_gpu_bytes(plan: &FitPlan) -> u64 {
     plan.gpus.iter().map(|g| g.total_bytes()).sum()
 }
 
-/// One device the settings can choose, with the planner's verdict for a model on it.
-#[derive(Debug, Clone, Serialize)]
+/// One device the settings can choose, with the planner's verdict for a model on it:
+/// the one device record, from `hearth-app devices` (its JSON line) to the settings'
+/// device picker (exported to TypeScript).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, specta::Type)]
+#[serde(rename_all = "camelCase")]
 pub struct DeviceOption {
     /// What `device = …` takes: "cpu", or llama.cpp's name ("Vulkan0", "CUDA0").
     pub value: String,
@@ -118,7 +121,8 @@ pub struct DeviceOption {
     pub memory_free_bytes: u64,
     /// Whether `auto` picks this device.
     pub auto: bool,
-    /// The plan for the model asked about on this device.
+    /// The plan for the model asked about on this device; `null` when no model was
+    /// given (or it cannot be read).
     pub verdict: Option<Verdict>,
     /// llama.cpp's `n_gpu_layers` the plan chose (0 on the CPU).
     pub n_gpu_layers: Option<u32>,

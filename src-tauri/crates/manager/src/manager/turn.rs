@@ -1,7 +1,8 @@
 //! One turn: the user's message appended, the reply started on the first backend able
-//! to give its first event (retried while that is transient, then the next backend in
-//! the fallback order, skipping any cooling down), streamed to the caller, and appended
-//! with its figures, also when stopped or broken off (marked incomplete).
+//! to give its first event (retried while that is transient, by the retry policy; then
+//! the next backend, by the failover policy, skipping any cooling down), streamed to the
+//! caller, and appended with its figures, also when stopped or broken off (marked
+//! incomplete).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use hearth_store::{MessageMetadata, PerfRecord};
 
 use super::{lock, BackendManager};
 use crate::conversation::UserTurn;
+use crate::failover::{Attempt, FailoverPolicy};
 use crate::reply_clock::ReplyClock;
 use crate::retry::{retry_transient, RetryPolicy};
 use crate::settings::BackendKind;
@@ -23,16 +25,9 @@ use crate::transcript::prompt_for;
 use crate::types::*;
 
 impl BackendManager {
-    /// The backends to try, in order: the active one, then the configured fallbacks.
-    fn candidates(&self) -> Vec<BackendKind> {
-        let settings = self.settings();
-        let mut order = vec![self.active()];
-        for kind in settings.fallback {
-            if !order.contains(&kind) {
-                order.push(kind);
-            }
-        }
-        order
+    /// The failover policy for a turn now: the active backend, then the fallbacks.
+    fn failover(&self) -> FailoverPolicy {
+        FailoverPolicy::new(self.active(), &self.settings().fallback)
     }
 
     /// Saves `text` as the user's turn, generates the reply from the whole saved
@@ -43,6 +38,20 @@ impl BackendManager {
         text: &str,
         params: SamplingParams,
         stop: &StopSignal,
+        on_delta: impl FnMut(&str),
+    ) -> Result<TurnReport, ManagerError> {
+        self.send_reporting(text, params, stop, |_, _| {}, on_delta).await
+    }
+
+    /// [`Self::send`], telling `on_started` which backend and model the reply comes
+    /// from as soon as its first event arrived (after any retries and fallbacks), so a
+    /// caller shows where the reply runs without asking every backend for its status.
+    pub async fn send_reporting(
+        &self,
+        text: &str,
+        params: SamplingParams,
+        stop: &StopSignal,
+        on_started: impl FnOnce(BackendKind, &str),
         mut on_delta: impl FnMut(&str),
     ) -> Result<TurnReport, ManagerError> {
         stop.reset();
@@ -61,6 +70,7 @@ impl BackendManager {
             retries,
             fallbacks,
         } = started;
+        on_started(kind, &model);
         let (reply, outcome) = stream_reply(kind, first, rest, stop, &mut clock, &mut on_delta).await;
         let (metrics, failure) = self.settle(kind, outcome, &clock);
         // Saved even when cut short (marked incomplete), never regenerated behind the user's back.
@@ -130,21 +140,22 @@ impl BackendManager {
         }
     }
 
-    /// Gets the first event of a reply from the first backend able to give one.
+    /// Gets the first event of a reply from the first backend able to give one, as the
+    /// failover policy orders them.
     async fn start_reply(&self, history: &[ChatMessage], params: &SamplingParams) -> Result<Started, ManagerError> {
-        let candidates = self.candidates();
+        let attempts = self.failover().attempts(&lock(&self.cooldowns));
         let policy = RetryPolicy::from(&self.settings().retry);
-        let mut attempts: Vec<(BackendKind, BackendError)> = Vec::new();
+        let mut failures: Vec<(BackendKind, BackendError)> = Vec::new();
         let mut total_retries = 0;
-        for (i, kind) in candidates.iter().copied().enumerate() {
+        for (i, attempt) in attempts.iter().copied().enumerate() {
+            let kind = attempt.backend();
             if i > 0 {
                 self.counters.fallbacks.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(from = %candidates[i - 1], to = %kind, "falling back to the next backend");
+                tracing::warn!(from = %attempts[i - 1].backend(), to = %kind, "falling back to the next backend");
             }
-            let cooling = lock(&self.cooldowns).cooling(kind);
-            if let Some(left) = cooling {
+            if let Attempt::Skip { left, .. } = attempt {
                 tracing::info!(backend = %kind, left_secs = left.as_secs_f64(), "skipped: cooling down");
-                attempts.push((
+                failures.push((
                     kind,
                     BackendError::Unavailable {
                         backend: kind.to_string(),
@@ -157,7 +168,7 @@ impl BackendManager {
                 Ok(slot) => slot,
                 Err(ManagerError::Backend { error, .. }) => {
                     self.failed(kind, &error);
-                    attempts.push((kind, error));
+                    failures.push((kind, error));
                     continue;
                 }
                 Err(other) => return Err(other),
@@ -186,17 +197,17 @@ impl BackendManager {
                         fallbacks: u32::try_from(i).unwrap_or(u32::MAX),
                     })
                 }
-                Err(error) if is_about_the_request(&error) => {
+                Err(error) if !FailoverPolicy::falls_back_on(&error) => {
                     self.counters.errors.fetch_add(1, Ordering::Relaxed);
                     return Err(ManagerError::Backend { backend: kind, error });
                 }
                 Err(error) => {
                     self.failed(kind, &error);
-                    attempts.push((kind, error));
+                    failures.push((kind, error));
                 }
             }
         }
-        Err(ManagerError::AllFailed { attempts })
+        Err(ManagerError::AllFailed { attempts: failures })
     }
 }
 
@@ -257,15 +268,6 @@ async fn stream_reply(
     };
     drop(rest);
     (reply, outcome)
-}
-
-/// Errors another backend would give too (the request itself is wrong): no fallback.
-fn is_about_the_request(error: &BackendError) -> bool {
-    match error {
-        BackendError::InvalidRequest { .. } | BackendError::ContextOverflow { .. } => true,
-        BackendError::Upstream { status, .. } => matches!(status, 400 | 413 | 422),
-        _ => false,
-    }
 }
 
 /// Starts a generation and waits for its first event: the point after which a failure

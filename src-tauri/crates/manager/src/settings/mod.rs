@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub mod schema;
 mod validate;
 
 /// The backend kinds Hearth drives (each described once in [`crate::registry::REGISTRY`]).
@@ -280,33 +281,6 @@ fn list(problems: &[Problem]) -> String {
         .join("; ")
 }
 
-/// Environment variables that override a setting, and the key each sets.
-pub const ENV_KEYS: &[(&str, &str)] = &[
-    ("HEARTH_BACKEND", "active"),
-    ("HEARTH_FALLBACK", "fallback"),
-    ("HEARTH_MODEL", "embedded.model"),
-    ("HEARTH_CTX", "embedded.ctx"),
-    ("HEARTH_GPU_LAYERS", "embedded.gpu_layers"),
-    ("HEARTH_DEVICE", "embedded.device"),
-    ("HEARTH_THREADS", "embedded.threads"),
-    ("HEARTH_PARALLEL", "embedded.parallel"),
-    ("HEARTH_OLLAMA_URL", "ollama.url"),
-    ("HEARTH_OLLAMA_MODEL", "ollama.model"),
-    ("HEARTH_OLLAMA_NUM_CTX", "ollama.num_ctx"),
-    ("HEARTH_VLLM_URL", "vllm.url"),
-    ("HEARTH_VLLM_MODEL", "vllm.model"),
-    ("HEARTH_VLLM_API_KEY", "vllm.api_key"),
-    ("HEARTH_RETRIES", "retry.retries"),
-    ("HEARTH_RETRY_DELAY_MS", "retry.first_delay_ms"),
-    ("HEARTH_COOLDOWN_FAILURES", "cooldown.failures"),
-    ("HEARTH_COOLDOWN_WINDOW_SECS", "cooldown.window_secs"),
-    ("HEARTH_COOLDOWN_SECS", "cooldown.cooldown_secs"),
-    ("HEARTH_DOWNLOADS", "downloads.enabled"),
-    ("HEARTH_API_SERVER", "api.enabled"),
-    ("HEARTH_API_PORT", "api.port"),
-    ("HEARTH_API_TOKEN", "api.token"),
-];
-
 impl Settings {
     /// The settings file (if it exists) with the process environment on top, validated.
     pub fn load_default() -> Result<Settings, SettingsError> {
@@ -335,7 +309,7 @@ impl Settings {
             }
         };
         let mut problems = Vec::new();
-        for (var, key) in ENV_KEYS {
+        for (var, key) in schema::env_keys() {
             if let Some(value) = env(var).filter(|v| !v.trim().is_empty()) {
                 if let Err(message) = set_key(&mut table, key, &value) {
                     problems.push(Problem {
@@ -412,37 +386,8 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
 
 /// Sets `dotted.key` in `table` from an environment string, typed like the setting.
 fn set_key(table: &mut toml::Table, key: &str, raw: &str) -> Result<(), String> {
-    let value = match key {
-        "fallback" => toml::Value::Array(
-            raw.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(|s| toml::Value::String(s.to_ascii_lowercase()))
-                .collect(),
-        ),
-        "active" => toml::Value::String(raw.trim().to_ascii_lowercase()),
-        "downloads.enabled" | "api.enabled" => match raw.trim().to_ascii_lowercase().as_str() {
-            "on" | "true" | "1" | "yes" => toml::Value::Boolean(true),
-            "off" | "false" | "0" | "no" => toml::Value::Boolean(false),
-            _ => return Err(format!("{raw:?} is neither on nor off")),
-        },
-        "embedded.ctx"
-        | "embedded.threads"
-        | "ollama.num_ctx"
-        | "retry.retries"
-        | "retry.first_delay_ms"
-        | "cooldown.failures"
-        | "cooldown.window_secs"
-        | "cooldown.cooldown_secs"
-        | "api.port" => raw
-            .trim()
-            .parse::<i64>()
-            .ok()
-            .filter(|n| *n >= 0)
-            .map(toml::Value::Integer)
-            .ok_or_else(|| format!("{raw:?} is not a whole number"))?,
-        _ => toml::Value::String(raw.trim().to_owned()),
-    };
+    let field = schema::field(key).ok_or_else(|| format!("`{key}` is not a setting"))?;
+    let value = schema::parse_env(field, raw)?;
     let mut parts = key.split('.').peekable();
     let mut current = table;
     while let Some(part) = parts.next() {
@@ -533,7 +478,8 @@ mod tests {
         )
         .expect_err("invalid");
         let keys: Vec<&str> = bad.problems.iter().map(|p| p.key.as_str()).collect();
-        assert_eq!(keys, ["embedded.parallel", "api.token"], "{bad}");
+        // In the settings table's order: the settings of no backend, then each section.
+        assert_eq!(keys, ["api.token", "embedded.parallel"], "{bad}");
         assert!(bad.to_string().contains("from 1 to 64"), "{bad}");
         let bad_env = load(None, &[("HEARTH_API_SERVER", "sometimes")]).expect_err("not a switch");
         assert_eq!(bad_env.problems[0].key, "HEARTH_API_SERVER");
