@@ -164,8 +164,8 @@ fn a_small_gpu_gets_the_layers_the_plan_gives_it() {
         .find(|d| d["name"] == "Vulkan0")
         .unwrap()
         .clone();
-    assert_eq!(vulkan["memory_free_bytes"], 1100u64 << 20, "{vulkan}");
-    assert_eq!(vulkan["n_gpu_layers"], layers, "{vulkan}");
+    assert_eq!(vulkan["memoryFreeBytes"], 1100u64 << 20, "{vulkan}");
+    assert_eq!(vulkan["nGpuLayers"], layers, "{vulkan}");
     // Without the cap the whole model fits there.
     assert_eq!(plan_on_vulkan(&[])["verdict"], "fits_on_gpu");
 
