@@ -76,3 +76,73 @@ fn send_message_on_the_real_engine_streams_batched_deltas() {
     assert_eq!(loads.len(), 1, "{loads:?}");
     assert_eq!(loads[0].model, "SmolLM2-135M-Instruct-Q4_1.gguf");
 }
+
+/// The worker processes this test process started for the app whose data is in `dir`
+/// (`hearth-app worker … --db DIR/…`; the other tests' workers are children too).
+fn worker_children(dir: &std::path::Path) -> Vec<u32> {
+    let dir = dir.to_string_lossy().into_owned();
+    let mut pids = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        for pid in children.split_whitespace().filter_map(|p| p.parse::<u32>().ok()) {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let args: Vec<String> = cmdline
+                .split(|b| *b == 0)
+                .map(|arg| String::from_utf8_lossy(arg).into_owned())
+                .collect();
+            if args.iter().any(|a| a == "worker") && args.iter().any(|a| a.starts_with(&dir)) {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
+}
+
+#[test]
+fn a_worker_crash_and_its_restart_reach_the_window_without_being_asked() {
+    use tauri::Listener;
+    let model = hearth_core::paths::models_dir().join(hearth_core::paths::DEFAULT_CHAT_MODEL);
+    assert!(model.exists(), "{} is missing: run `make models`", model.display());
+    let h = common::harness_with(tempfile::tempdir().unwrap(), |state| {
+        tauri::async_runtime::block_on(state.manager.initialize_backend(
+            BackendKind::Embedded,
+            Some(&model.to_string_lossy()),
+            None,
+            Some(Placement::Cpu),
+        ))
+        .unwrap();
+    });
+    hearth_desktop::connect(h.app.handle());
+    let (told, heard) = std::sync::mpsc::channel::<serde_json::Value>();
+    h.app
+        .listen_any(hearth_desktop::commands::APP_STATUS_EVENT, move |event| {
+            let _ = told.send(serde_json::from_str(event.payload()).unwrap());
+        });
+    let workers = worker_children(h.dir.path());
+    assert_eq!(workers.len(), 1, "one worker: {workers:?}");
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &workers[0].to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    // Nothing asks for the status from here on: the window hears the worker go down,
+    // then come back. (Hang-sized waits: the restart takes about a second.)
+    let next = || heard.recv_timeout(std::time::Duration::from_secs(60)).unwrap();
+    let down = loop {
+        let status = next();
+        if status["ready"] == false {
+            break status;
+        }
+    };
+    assert!(down["reason"].is_string(), "the window is told why: {down}");
+    let up = loop {
+        let status = next();
+        if status["ready"] == true {
+            break status;
+        }
+    };
+    assert_eq!(up["model"], "SmolLM2-135M-Instruct-Q4_1", "{up}");
+    let restarted = worker_children(h.dir.path());
+    assert_eq!(restarted.len(), 1, "{restarted:?}");
+    assert_ne!(restarted, workers, "a new worker");
+}

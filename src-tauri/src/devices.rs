@@ -1,5 +1,6 @@
 //! `hearth-app devices [--model PATH] [--ctx N]`: the devices llama.cpp sees, each with
-//! the fit planner's verdict for the model on it, as one line of JSON on stdout.
+//! the fit planner's verdict for the model on it, as the child protocol's answer on
+//! stdout (`hearth_child`): `done` with the list, or `error` with its code.
 //!
 //! The settings' device picker runs this in a child process rather than asking
 //! llama.cpp in the app's own: listing the devices loads the GPU drivers, and a CUDA
@@ -8,11 +9,11 @@
 //! it has a model.
 
 use std::ffi::OsString;
-use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser};
+use hearth_core::ErrorCode;
 use hearth_hw::PlanRequest;
 use hearth_worker::placement::{device_options, DeviceOption};
 
@@ -69,32 +70,39 @@ pub fn options(args: &DevicesArgs) -> Result<Vec<DeviceOption>> {
     device_options(header.as_ref(), &request)
 }
 
-/// [`options`] as the JSON line the app reads.
-pub fn options_json(args: &DevicesArgs) -> Result<String> {
-    Ok(serde_json::to_string(&options(args)?)?)
+/// Prints the devices (or why not, with its code) and returns; the process then exits,
+/// freeing what the GPU drivers took. An error still ends the process with a failure.
+pub fn run(args: &DevicesArgs) -> Result<()> {
+    hearth_child::report(options(args), code_of)
 }
 
-/// Prints the devices and returns; the process then exits, freeing what the GPU
-/// drivers took.
-pub fn run(args: &DevicesArgs) -> Result<()> {
-    let line = options_json(args)?;
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "{line}")?;
-    stdout.flush()?;
-    Ok(())
+/// A model that cannot be read is the model's fault (`invalid_model`); anything else is
+/// the devices' (`devices_unavailable`).
+fn code_of(e: &anyhow::Error) -> ErrorCode {
+    if e.downcast_ref::<hearth_gguf::GgufError>().is_some() {
+        ErrorCode::InvalidModel
+    } else {
+        ErrorCode::DevicesUnavailable
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use hearth_child::ChildLine;
     use hearth_gguf::builder::{DecoderShape, GgufBuilder};
     use serde_json::Value;
 
     use super::*;
 
+    /// The devices as the answer line carries them.
     fn listed(args: &DevicesArgs) -> Vec<Value> {
-        let json = options_json(args).expect("devices listed");
-        let value: Value = serde_json::from_str(&json).expect("JSON");
-        value.as_array().cloned().expect("a list")
+        let line = ChildLine::Done {
+            result: options(args).expect("devices listed"),
+        }
+        .to_line();
+        let value: Value = serde_json::from_str(&line).expect("JSON");
+        assert_eq!(value["event"], "done", "{value}");
+        value["result"].as_array().cloned().expect("a list")
     }
 
     #[test]
@@ -134,8 +142,14 @@ mod tests {
         }
         let cpu = devices.iter().find(|d| d["value"] == "cpu").expect("the CPU");
         assert_eq!(cpu["nGpuLayers"], 0);
-        // The app's parser reads what this mode prints.
-        let views = crate::commands::devices::parse_listing(&options_json(&args).expect("JSON")).expect("parsed");
+        // The app reads what this mode prints.
+        let line = ChildLine::Done {
+            result: options(&args).expect("listed"),
+        }
+        .to_line();
+        let Some(Ok(ChildLine::Done { result: views })) = hearth_child::parse_line::<Vec<DeviceOption>>(&line) else {
+            panic!("not a device list: {line}");
+        };
         assert_eq!(views.len(), devices.len());
         assert!(views
             .iter()
@@ -153,6 +167,8 @@ mod tests {
         })
         .expect_err("not a model");
         assert!(format!("{err:#}").contains(&model.display().to_string()), "{err:#}");
+        assert_eq!(code_of(&err), ErrorCode::InvalidModel, "the model's fault: {err:#}");
+        assert_eq!(code_of(&anyhow::anyhow!("no driver")), ErrorCode::DevicesUnavailable);
     }
 
     #[test]

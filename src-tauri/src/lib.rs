@@ -97,6 +97,17 @@ pub fn connect<R: Runtime>(app: &AppHandle<R>) {
         }),
         load_active: Box::new(move || load_active_backend(loader.clone())),
     });
+    // A backend that changed by itself (the worker's loading progress, a crash, a
+    // restart with fewer GPU layers) is told as it happens: nothing polls for it.
+    let mut changes = state.manager.watch_changes();
+    let follower = app.clone();
+    tauri::async_runtime::spawn(async move {
+        while changes.changed().await.is_ok() {
+            if let Some(state) = follower.try_state::<AppState>() {
+                commands::broadcast_status(&state).await;
+            }
+        }
+    });
     // API requests starting and ending change the count the tray and the dashboard show.
     let mut running = state.local_api.watch_running();
     let watcher = app.clone();

@@ -68,7 +68,7 @@ function start(root: HTMLElement): void {
   });
 
   const settings = createSettingsPanel(store, api);
-  const topbar = createTopBar(store, api, selectTab);
+  const topbar = createTopBar(store, api, selectTab, () => statusPushed);
   const chat = createChatView({ store, controller, openSettings: () => selectTab("settings") });
 
   async function openSession(id: string): Promise<void> {

@@ -86,6 +86,9 @@ export function createTopBar(
   store: Store,
   api: Pick<Api, "appStatus" | "switchBackend">,
   selectTab: (tab: Tab) => void,
+  // Whether the shell's status broadcast is heard: it then tells the load's progress
+  // and end itself, and nothing here asks on a timer.
+  statusPushed: () => boolean = () => false,
 ): TopBar {
   const labels: Record<Tab, string> = { chat: "Chat", models: "Get models", settings: "Settings", dashboard: "Dashboard" };
   const tabs = (["chat", "models", "settings", "dashboard"] as const).map((tab) =>
@@ -135,7 +138,7 @@ export function createTopBar(
   function pollWhileLoading(status: AppStatus): void {
     if (status.loading) {
       endLoadWait ??= waits.begin("Loading model…");
-      if (loadPoll === undefined) {
+      if (loadPoll === undefined && !statusPushed()) {
         loadPoll = window.setTimeout(() => {
           loadPoll = undefined;
           api

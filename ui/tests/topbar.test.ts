@@ -72,6 +72,23 @@ describe("top bar", () => {
     expect(api.appStatus).toHaveBeenCalledTimes(4);
   });
 
+  it("does not poll while the model loads when the shell pushes the status", async () => {
+    vi.useFakeTimers();
+    const store = createStore();
+    const api = { appStatus: vi.fn(async () => status()), switchBackend: vi.fn() };
+    const bar = createTopBar(store, api, vi.fn(), () => true);
+    document.body.replaceChildren(bar.el);
+    const q = (id: string) => bar.el.querySelector<HTMLElement>(`[data-testid="${id}"]`)!;
+    store.dispatch({ type: "status", status: status({ loading: true }) });
+    await vi.advanceTimersByTimeAsync(3000);
+    expect(api.appStatus).not.toHaveBeenCalled();
+    expect(q("status-phase").textContent).toBe("Loading model…");
+    // The pushed status ends the wait.
+    store.dispatch({ type: "status", status: status({ loading: false }) });
+    expect(q("status-phase").textContent).toBe("Ready");
+    expect(q("progress").hidden).toBe(true);
+  });
+
   it("has the nav tabs end-to-end tests use", () => {
     const select = vi.fn();
     const bar = createTopBar(createStore(), { appStatus: vi.fn(), switchBackend: vi.fn() }, select);

@@ -1,16 +1,19 @@
 //! The devices the embedded engine can run on, for the settings' device picker: each
 //! with its free memory and the fit planner's verdict for the model on it. They are
 //! listed by `hearth-app devices` in a child process (see [`crate::devices`]): GPU
-//! drivers loaded into this process would keep their memory until the app quits.
+//! drivers loaded into this process would keep their memory until the app quits. Its
+//! answer is read with the child protocol's reader (`hearth_child::read_answer`).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use hearth_child::ReadError;
 use hearth_core::ErrorCode;
-
 use tauri::State;
+use tokio::io::AsyncReadExt;
+use tokio::time::Instant;
 
 use crate::devices::DevicesArgs;
 use crate::error::{AppError, AppResult};
@@ -32,17 +35,6 @@ fn unavailable(message: String) -> AppError {
     AppError::new(ErrorCode::DevicesUnavailable, message)
 }
 
-/// The devices in what `hearth-app devices` printed: its last line (anything a driver
-/// printed before it is not JSON and is skipped).
-pub fn parse_listing(stdout: &str) -> AppResult<Vec<DeviceOption>> {
-    let line = stdout.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
-    serde_json::from_str(line).map_err(|e| {
-        unavailable(format!(
-            "the device list could not be read ({e}): type the device instead (auto, cpu or a name from `hearth hw`)"
-        ))
-    })
-}
-
 /// The last lines of a child's stderr, for an error message.
 fn stderr_tail(stderr: &[u8]) -> String {
     let text = String::from_utf8_lossy(stderr);
@@ -50,10 +42,18 @@ fn stderr_tail(stderr: &[u8]) -> String {
     lines[lines.len().saturating_sub(STDERR_LINES)..].join(" | ")
 }
 
+fn timed_out(timeout: Duration) -> AppError {
+    unavailable(format!(
+        "listing the devices took over {} s (a GPU driver may be stuck): type the device instead, or choose auto",
+        timeout.as_secs()
+    ))
+}
+
 /// Runs `program args` (the app as `hearth-app devices …`) and reads its device list,
 /// killing it after `timeout`.
 pub async fn run_lister(program: &Path, args: &[OsString], timeout: Duration) -> AppResult<Vec<DeviceOption>> {
-    let child = tokio::process::Command::new(program)
+    let deadline = Instant::now() + timeout;
+    let mut child = tokio::process::Command::new(program)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -67,28 +67,70 @@ pub async fn run_lister(program: &Path, args: &[OsString], timeout: Duration) ->
                 program.display()
             ))
         })?;
-    let output = match tokio::time::timeout(timeout, child.wait_with_output()).await {
-        Ok(output) => output.map_err(|e| unavailable(format!("the device list was not received ({e}): try again")))?,
-        Err(_) => {
-            return Err(unavailable(format!(
-            "listing the devices took over {} s (a GPU driver may be stuck): type the device instead, or choose auto",
-            timeout.as_secs()
-        )))
+    // Read all along, so that a chatty driver cannot block the child on a full pipe.
+    let stderr = child.stderr.take().map(|mut pipe| {
+        tokio::spawn(async move {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes).await;
+            bytes
+        })
+    });
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| unavailable("no stdout pipe".into()))?;
+    let answer = hearth_child::read_answer::<Vec<DeviceOption>, _>(stdout, timeout, |_| {}).await;
+    match answer {
+        Ok(devices) => {
+            // Let it exit (its drivers give their memory back); one stuck in a driver
+            // past the deadline is killed when dropped.
+            let _ = tokio::time::timeout_at(deadline, child.wait()).await;
+            Ok(devices)
         }
-    };
-    if !output.status.success() {
-        let tail = stderr_tail(&output.stderr);
-        let said = if tail.is_empty() {
-            String::new()
-        } else {
-            format!(": {tail}")
-        };
-        return Err(unavailable(format!(
-            "listing the devices failed ({}){said}. Type the device instead (auto, cpu or a name from `hearth hw`)",
-            output.status
-        )));
+        Err(ReadError::Failed { code, message }) => Err(AppError::new(
+            code,
+            format!(
+                "listing the devices failed: {message}. Type the device instead (auto, cpu or a name from `hearth hw`)"
+            ),
+        )),
+        Err(ReadError::TimedOut(_)) => Err(timed_out(timeout)),
+        Err(ReadError::Closed) => Err(stopped(&mut child, stderr, deadline, timeout).await),
     }
-    parse_listing(&String::from_utf8_lossy(&output.stdout))
+}
+
+/// The error for a lister that stopped without answering: its exit status and the end
+/// of its stderr, where llama.cpp and the drivers say what went wrong.
+async fn stopped(
+    child: &mut tokio::process::Child,
+    stderr: Option<tokio::task::JoinHandle<Vec<u8>>>,
+    deadline: Instant,
+    timeout: Duration,
+) -> AppError {
+    let status = match tokio::time::timeout_at(deadline, child.wait()).await {
+        Ok(status) => status,
+        Err(_) => return timed_out(timeout),
+    };
+    let status = match status {
+        Ok(status) => status.to_string(),
+        Err(e) => format!("its exit was not seen: {e}"),
+    };
+    let stderr = match stderr {
+        Some(task) => tokio::time::timeout_at(deadline, task)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let tail = stderr_tail(&stderr);
+    let said = if tail.is_empty() {
+        String::new()
+    } else {
+        format!(": {tail}")
+    };
+    unavailable(format!(
+        "listing the devices failed ({status}){said}. Type the device instead (auto, cpu or a name from `hearth hw`)"
+    ))
 }
 
 /// The file `model` (a settings model: a path or an installed model's name) names, if
@@ -130,12 +172,24 @@ mod tests {
         vec!["-c".into(), script.into()]
     }
 
-    #[test]
-    fn the_listing_is_read_from_the_last_line() {
-        let stdout = format!("ggml_vulkan: Found 1 Vulkan devices\n{CPU_AND_GPU}\n");
-        let devices = parse_listing(&stdout).expect("parsed");
-        assert_eq!(devices.len(), 2);
-        assert_eq!(devices[1].value, "Vulkan0");
+    /// What `hearth-app devices` prints: its answer line.
+    fn done_line() -> String {
+        format!(r#"{{"event":"done","result":{CPU_AND_GPU}}}"#)
+    }
+
+    #[tokio::test]
+    async fn the_child_is_run_and_its_list_read_past_the_drivers_prints() {
+        let script = format!(
+            "echo 'loading drivers' >&2; echo 'ggml_vulkan: Found 1 Vulkan devices'; echo '{}'",
+            done_line()
+        );
+        let devices = run_lister(Path::new("/bin/sh"), &sh(&script), LIST_TIMEOUT)
+            .await
+            .expect("listed");
+        assert_eq!(
+            devices.iter().map(|d| d.value.as_str()).collect::<Vec<_>>(),
+            ["cpu", "Vulkan0"]
+        );
         assert!(devices[1].auto);
         assert_eq!(devices[1].verdict, Some(hearth_hw::Verdict::FitsOnGpu));
         assert_eq!(
@@ -147,20 +201,35 @@ mod tests {
             json["memoryFreeBytes"], 22_870_392_832u64,
             "camelCase for the UI: {json}"
         );
-        let e = parse_listing("Segmentation fault\n").expect_err("not JSON");
-        assert_eq!(e.code, ErrorCode::DevicesUnavailable);
-        assert!(e.message.contains("type the device instead"), "{}", e.message);
     }
 
     #[tokio::test]
-    async fn the_child_is_run_and_its_list_read() {
-        let script = format!("echo 'loading drivers' >&2; echo '{CPU_AND_GPU}'");
-        let devices = run_lister(Path::new("/bin/sh"), &sh(&script), LIST_TIMEOUT)
+    async fn the_child_s_error_answer_keeps_its_code() {
+        let script = r#"echo '{"event":"error","code":"invalid_model","message":"the model /m.gguf cannot be planned for"}'; exit 1"#;
+        let e = run_lister(Path::new("/bin/sh"), &sh(script), LIST_TIMEOUT)
             .await
-            .expect("listed");
-        assert_eq!(
-            devices.iter().map(|d| d.value.as_str()).collect::<Vec<_>>(),
-            ["cpu", "Vulkan0"]
+            .expect_err("failed");
+        assert_eq!(e.code, ErrorCode::InvalidModel);
+        assert!(
+            e.message.contains("the model /m.gguf cannot be planned for"),
+            "{}",
+            e.message
+        );
+        assert!(e.message.contains("Type the device instead"), "{}", e.message);
+    }
+
+    #[tokio::test]
+    async fn a_listing_without_an_answer_line_is_an_error() {
+        // A bare list (what the lister printed before the child protocol) is no answer.
+        let script = format!("echo '{CPU_AND_GPU}'");
+        let e = run_lister(Path::new("/bin/sh"), &sh(&script), LIST_TIMEOUT)
+            .await
+            .expect_err("no answer");
+        assert_eq!(e.code, ErrorCode::DevicesUnavailable);
+        assert!(
+            e.message.contains("listing the devices failed (exit status: 0)"),
+            "{}",
+            e.message
         );
     }
 
@@ -183,12 +252,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_child_that_hangs_is_stopped_at_the_timeout() {
-        let started = std::time::Instant::now();
-        let e = run_lister(Path::new("/bin/sh"), &sh("sleep 30"), Duration::from_millis(200))
+        // Without the timeout the child would end in 30 s with no answer, a different error.
+        let e = run_lister(Path::new("/bin/sh"), &sh("exec sleep 30"), Duration::from_millis(200))
             .await
             .expect_err("timed out");
-        // Only a hang fails this: without the timeout the child sleeps 30 s.
-        assert!(started.elapsed() < Duration::from_secs(25));
+        assert_eq!(e.code, ErrorCode::DevicesUnavailable);
         assert!(e.message.contains("listing the devices took over"), "{}", e.message);
         let missing = run_lister(Path::new("/nonexistent/hearth-app"), &[], LIST_TIMEOUT)
             .await

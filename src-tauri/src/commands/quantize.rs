@@ -11,7 +11,7 @@ use hearth_core::ErrorCode;
 use hearth_engine::QuantType;
 use hearth_worker::jobs::measure::{self, MeasureRequest, Measurement, ReferencePass};
 use hearth_worker::jobs::quantize::{self as job, verdict_words, QuantizeJob, QuantizeOutcome, QuantizePlan};
-use hearth_worker::jobs::{Cancel, JobError};
+use hearth_worker::jobs::{Cancel, ChildError, JobError};
 use serde::Serialize;
 use tauri::ipc::Channel;
 use tauri::State;
@@ -205,11 +205,22 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> anyhow::Result<T> + Sen
         .map_err(job_error)
 }
 
+/// The code for a job's error: the Quantize… dialog's own codes (from this process or a
+/// child's answer); anything else, whatever its child said, is "quantization failed",
+/// whose action (the log) fits the dialog where "choose another model in Settings" would not.
 fn job_error(e: anyhow::Error) -> AppError {
-    let code = match e.downcast_ref::<JobError>() {
-        Some(JobError::Cancelled) => ErrorCode::Cancelled,
-        Some(JobError::NotEnoughSpace { .. }) => ErrorCode::DiskFull,
-        None => match e.downcast_ref::<hearth_engine::QuantizeError>() {
+    let code = match (e.downcast_ref::<ChildError>(), e.downcast_ref::<JobError>()) {
+        (Some(ChildError::Cancelled), _) => ErrorCode::Cancelled,
+        (Some(ChildError::Failed { code, .. }), _)
+            if matches!(
+                code,
+                ErrorCode::AlreadyQuantized | ErrorCode::InvalidType | ErrorCode::DiskFull
+            ) =>
+        {
+            *code
+        }
+        (_, Some(JobError::NotEnoughSpace { .. })) => ErrorCode::DiskFull,
+        _ => match e.downcast_ref::<hearth_engine::QuantizeError>() {
             Some(hearth_engine::QuantizeError::AlreadyQuantized { .. }) => ErrorCode::AlreadyQuantized,
             _ => ErrorCode::QuantizeFailed,
         },

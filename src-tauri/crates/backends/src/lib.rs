@@ -2,7 +2,6 @@
 //! llama-server, `hearth serve`), a local Ollama, and Hearth's own engine worker,
 //! which the [`Supervisor`] starts, watches, restarts and stops.
 
-pub use hearth_core::handshake;
 mod gpu_oom;
 mod http;
 pub mod measure;

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hearth_core::backend::BoxFuture;
-use hearth_core::{Backend, BackendError, EventStream, GenerateRequest, Health, ModelDescriptor};
+use hearth_core::{Backend, BackendError, Changes, EventStream, GenerateRequest, Health, ModelDescriptor};
 use tokio::sync::{oneshot, watch};
 
 use crate::gpu_oom::{restart_note, with_gpu_layers, StderrTail};
@@ -261,8 +261,9 @@ async fn death_cause(
     tail.drained(Duration::from_secs(1)).await;
     match placed {
         Some((device, layers)) if layers > 0 && device != "CPU" && tail.ran_out_of_gpu_memory() => {
-            // The same layers would run out again: fewer, down to none.
-            let next = layers / 2;
+            // The same layers would run out again: fewer, down to none (the one rule the
+            // engine's load follows too).
+            let next = hearth_core::fewer_gpu_layers(layers, None);
             config.args = with_gpu_layers(&config.args, next);
             let note = restart_note(&device, layers, next);
             tracing::warn!(status = %died, "{note}");
@@ -415,8 +416,10 @@ impl Backend for Supervisor {
 
     fn health(&self) -> BoxFuture<'_, Health> {
         Box::pin(async move {
+            // The monitor sees the worker's exit at once and every line of its start, so
+            // its state is the answer: no round trip to the worker.
             match self.state() {
-                WorkerState::Ready(running) => running.client.health().await,
+                WorkerState::Ready(running) => Health::ready(running.model),
                 WorkerState::Stopped => Health::not_ready("no model is loaded"),
                 WorkerState::Starting { loaded: None } => Health::not_ready("the model worker is starting"),
                 WorkerState::Starting { loaded: Some(f) } => {
@@ -435,5 +438,18 @@ impl Backend for Supervisor {
             let running = self.running().await?;
             running.client.generate(request).await
         })
+    }
+
+    /// A tick per state change (loading progress, ready, crashed, restarting, failed,
+    /// stopped); the stream ends with the supervisor.
+    fn changes(&self) -> Option<Changes> {
+        let states = self.state.subscribe();
+        Some(Box::pin(futures_util::stream::unfold(
+            states,
+            |mut states| async move {
+                states.changed().await.ok()?;
+                Some(((), states))
+            },
+        )))
     }
 }

@@ -195,7 +195,7 @@ fn the_worker_refuses_to_start_without_a_token() {
 }
 
 #[test]
-fn the_worker_reports_load_progress_before_its_handshake() {
+fn the_worker_reports_load_progress_before_its_answer() {
     use std::io::BufRead;
     let mut child = std::process::Command::new(hearth())
         .args(["worker", "--threads", "2", "--ctx", "2048", "--model"])
@@ -207,27 +207,35 @@ fn the_worker_reports_load_progress_before_its_handshake() {
         .spawn()
         .expect("start the worker");
     let stdout = child.stdout.take().expect("stdout");
+    // The child protocol's lines, read as JSON: the wire format itself is the contract.
     let mut loaded = Vec::new();
-    let mut handshake = None;
+    let mut answer = None;
     for line in std::io::BufReader::new(stdout).lines() {
         let line = line.expect("a line");
-        if let Some(f) = hearth_core::handshake::LoadingLine::parse(&line) {
-            loaded.push(f);
+        let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if event["event"] == "progress" {
+            assert_eq!(event["total"], 100, "percent: {line}");
+            loaded.push(event["done"].as_u64().expect("done"));
         } else {
-            handshake = Some(line);
+            answer = Some(event);
             break;
         }
     }
     drop(child.stdin.take());
     let _ = child.wait();
-    let handshake = handshake.expect("a handshake after the progress");
-    assert!(handshake.contains(r#""ready":true"#), "{handshake}");
+    let answer = answer.expect("an answer after the progress");
+    assert_eq!(answer["event"], "done", "{answer}");
+    assert!(answer["result"]["port"].as_u64().unwrap() > 0, "{answer}");
+    assert_eq!(answer["result"]["pid"], child.id(), "{answer}");
+    assert!(answer["result"]["model"].is_string(), "{answer}");
     assert!(loaded.len() >= 2, "progress lines: {loaded:?}");
     assert!(
         loaded.windows(2).all(|w| w[0] < w[1]),
         "one line per new percent, rising: {loaded:?}"
     );
-    assert_eq!(loaded.last().copied(), Some(1.0), "{loaded:?}");
+    assert_eq!(loaded.last().copied(), Some(100), "{loaded:?}");
 }
 
 /// The real worker behind a shell script that, on the worker's first start, ends it the

@@ -16,6 +16,11 @@ use crate::{ChatMessage, ErrorCode, GenerationEvent, SamplingParams, SamplingPar
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// Ticks each time a backend's health or placement changed by itself: a worker
+/// loading, crashing, restarting (maybe with fewer GPU layers). Whoever shows them
+/// reads them again on a tick instead of asking on a timer.
+pub type Changes = Pin<Box<dyn Stream<Item = ()> + Send>>;
+
 /// A generation's events, in the order of [`GenerationEvent`]'s contract. An `Err`
 /// item is a failure of the backend itself (its process died, the connection
 /// broke) and is always the last item. Dropping the stream cancels the generation.
@@ -111,6 +116,13 @@ pub trait Backend: Send + Sync + 'static {
     /// Starts a generation. Errors that can be known before decoding (unknown model,
     /// prompt too long, bad parameters, no chat template) come back here, not in the stream.
     fn generate(&self, request: GenerateRequest) -> BoxFuture<'_, Result<EventStream, BackendError>>;
+
+    /// Its changes, for a backend whose state moves without being asked (the worker
+    /// supervisor). `None` (the default): it changes only when told to (a load), or it
+    /// is a server whose health must be asked.
+    fn changes(&self) -> Option<Changes> {
+        None
+    }
 }
 
 /// Everything a backend can fail with, phrased so the caller knows what to do.

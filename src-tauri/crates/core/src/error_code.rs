@@ -1,5 +1,5 @@
 //! Every machine-readable error code Hearth sends: in the OpenAI-compatible API's
-//! `error.code`, the worker's handshake, a generation stream's error event and the
+//! `error.code`, a child process's error answer, a generation stream's error event and the
 //! app's errors to the UI. One enum, so a code is named, never spelled: the compiler
 //! finds every place that produces one, and the UI gets the list (through specta)
 //! and must say what to do for each.

@@ -4,7 +4,7 @@
 pub mod backend;
 mod error_code;
 mod generation;
-pub mod handshake;
+pub mod gpu_layers;
 pub mod logging;
 mod message;
 pub mod paths;
@@ -12,9 +12,10 @@ pub mod resolve;
 mod sampling;
 pub mod stores;
 
-pub use backend::{Backend, BackendError, EventStream, GenerateRequest, Health, ModelDescriptor, Prompt};
+pub use backend::{Backend, BackendError, Changes, EventStream, GenerateRequest, Health, ModelDescriptor, Prompt};
 pub use error_code::ErrorCode;
 pub use generation::{FinishReason, GenerationEvent, GenerationMetrics};
+pub use gpu_layers::fewer_gpu_layers;
 pub use message::{ChatMessage, Role};
 pub use resolve::{resolve_model, ResolveError};
 pub use sampling::{SamplingParams, SamplingParamsError};

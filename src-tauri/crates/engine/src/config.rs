@@ -50,20 +50,20 @@ pub struct EngineConfig {
 
 pub use hearth_core::MAX_PARALLEL;
 
-/// Re-plans a load that failed on a GPU: the layers to try next for those that failed
-/// (the worker asks the fit planner, against the device's free memory then).
+/// Re-plans a load that failed on a GPU: the fit planner's layers for the device's
+/// memory now, given how many failed (the worker asks it), or `None` when it cannot
+/// say. What is tried next is [`hearth_core::fewer_gpu_layers`]'s rule.
 #[derive(Clone)]
-pub struct LayerFallback(pub std::sync::Arc<dyn Fn(u32) -> u32 + Send + Sync>);
+pub struct LayerFallback(pub std::sync::Arc<dyn Fn(u32) -> Option<u32> + Send + Sync>);
 
 impl LayerFallback {
-    pub fn new(next: impl Fn(u32) -> u32 + Send + Sync + 'static) -> Self {
-        Self(std::sync::Arc::new(next))
+    pub fn new(planned: impl Fn(u32) -> Option<u32> + Send + Sync + 'static) -> Self {
+        Self(std::sync::Arc::new(planned))
     }
 
-    /// Fewer than `failed`: the planner's answer when smaller, else half as many.
+    /// The layers to try after `failed` did not fit.
     pub(crate) fn next(fallback: Option<&Self>, failed: u32) -> u32 {
-        let half = failed / 2;
-        fallback.map_or(half, |f| (f.0)(failed).min(half))
+        hearth_core::fewer_gpu_layers(failed, fallback.and_then(|f| (f.0)(failed)))
     }
 }
 
@@ -239,18 +239,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_failed_load_is_tried_with_fewer_layers_each_time() {
-        // Without a planner: half as many, down to none.
-        let mut tried = vec![31];
-        while let Some(&last) = tried.last().filter(|&&n| n > 0) {
-            tried.push(LayerFallback::next(None, last));
-        }
-        assert_eq!(tried, [31, 15, 7, 3, 1, 0]);
-        // The planner's answer when it is fewer; never as many as failed.
-        let planner = LayerFallback::new(|failed| if failed > 20 { 12 } else { failed });
+    fn a_failed_load_asks_the_planner_and_tries_fewer_layers() {
+        assert_eq!(LayerFallback::next(None, 31), 15, "without a planner: half as many");
+        let planner = LayerFallback::new(|failed| (failed > 20).then_some(12));
         assert_eq!(LayerFallback::next(Some(&planner), 31), 12);
-        assert_eq!(LayerFallback::next(Some(&planner), 12), 6);
-        assert_eq!(LayerFallback::next(Some(&planner), 1), 0);
+        assert_eq!(LayerFallback::next(Some(&planner), 12), 6, "the planner could not say");
         assert_eq!(format!("{planner:?}"), "LayerFallback");
         assert_eq!(planner, planner.clone());
     }

@@ -25,7 +25,10 @@ use crate::registry::{self, LoadChoice};
 use crate::settings::{BackendKind, Settings, SettingsError};
 use crate::types::*;
 
+mod follow;
 mod turn;
+
+use follow::{follow, Follower, SharedPlacement};
 
 /// A backend ready to generate.
 #[derive(Clone)]
@@ -33,8 +36,11 @@ struct Slot {
     backend: Arc<dyn Backend>,
     model: String,
     has_chat_template: bool,
-    /// Where the model runs, as the backend said once it had loaded it.
-    placement: Option<ModelPlacement>,
+    /// Where the model runs, as the backend said once it had loaded it and each time it
+    /// was ready again after a change of its own (see [`follow`]).
+    placement: SharedPlacement,
+    /// Follows the backend's own changes while the slot exists.
+    _follower: Option<Arc<Follower>>,
 }
 
 pub struct BackendManager {
@@ -49,6 +55,8 @@ pub struct BackendManager {
     cooldowns: Mutex<Cooldowns>,
     counters: Counters,
     store: AsyncStore,
+    /// Moves each time a backend changed by itself (see [`BackendManager::watch_changes`]).
+    ticks: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -70,6 +78,7 @@ impl BackendManager {
             conversation: Conversation::new(store.clone()),
             counters: Counters::default(),
             store,
+            ticks: Arc::new(tokio::sync::watch::Sender::new(0)),
         }
     }
 
@@ -116,6 +125,12 @@ impl BackendManager {
         }
     }
 
+    /// Changes each time a loaded (or loading) backend's health or placement changed by
+    /// itself: read [`BackendManager::health`] again then, rather than on a timer.
+    pub fn watch_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.ticks.subscribe()
+    }
+
     pub fn store(&self) -> &AsyncStore {
         &self.store
     }
@@ -159,6 +174,9 @@ impl BackendManager {
     pub async fn install(&self, kind: BackendKind, backend: Arc<dyn Backend>, model: &str) -> Result<(), ManagerError> {
         let fail = |error| ManagerError::Backend { backend: kind, error };
         self.unload(kind).await;
+        // Followed from the start, so that its loading progress is told too.
+        let placement = SharedPlacement::default();
+        let follower = follow(&backend, Arc::clone(&placement), Arc::clone(&self.ticks)).map(Arc::new);
         *lock(&self.loading) = Some((kind, Arc::clone(&backend)));
         let loaded = backend.load(model).await;
         *lock(&self.loading) = None;
@@ -173,10 +191,12 @@ impl BackendManager {
             .iter()
             .find(|m| m.id == id || m.id == model)
             .or(described.first());
+        *lock(&placement) = descriptor.and_then(ModelPlacement::from_descriptor);
         let slot = Slot {
             model: descriptor.map_or(id, |d| d.id.clone()),
             has_chat_template: descriptor.and_then(|d| d.has_chat_template).unwrap_or(true),
-            placement: descriptor.and_then(ModelPlacement::from_descriptor),
+            placement,
+            _follower: follower,
             backend,
         };
         self.slots.lock().await.insert(kind, slot);
@@ -263,19 +283,9 @@ impl BackendManager {
                 (None, Some((_, backend))) => Some(backend.health().await),
                 (None, None) => None,
             };
-            // A backend that reports where its model runs is asked again while ready: a
-            // worker restarted after its GPU ran out of memory runs with fewer layers.
-            let placement = match (&slot, &health) {
-                (Some(s), Some(h)) if s.placement.is_some() && h.ready => s
-                    .backend
-                    .models()
-                    .await
-                    .ok()
-                    .and_then(|models| models.first().and_then(ModelPlacement::from_descriptor))
-                    .or_else(|| s.placement.clone()),
-                (Some(s), _) => s.placement.clone(),
-                (None, _) => None,
-            };
+            // Kept up to date by the follower (a worker restarted after its GPU ran out
+            // of memory runs with fewer layers): not asked here.
+            let placement = slot.as_ref().and_then(|s| lock(&s.placement).clone());
             let loaded_model = slot.map(|s| s.model);
             backends.push(BackendStatus {
                 backend: kind,

@@ -1,13 +1,17 @@
 //! Where the loaded model runs reaches the manager's health (the app's status, the tray
-//! and the dashboard read it there) from the backend's model list, taken once at load.
+//! and the dashboard read it there) from the backend's model list, taken once at load
+//! and again when the backend tells that it changed by itself.
 
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use hearth_api::testing::{ScriptedBackend, SCRIPTED_MODEL};
 use hearth_core::backend::BoxFuture;
-use hearth_core::{Backend, BackendError, EventStream, GenerateRequest, Health, ModelDescriptor};
+use hearth_core::{Backend, BackendError, Changes, EventStream, GenerateRequest, Health, ModelDescriptor};
 use hearth_manager::{BackendKind, BackendManager, ManagerOptions, ModelPlacement, Settings};
 use hearth_store::{AsyncStore, StoreOptions};
+use tokio::sync::watch;
 
 /// The scripted backend, with its model listed where Hearth's worker would place it.
 struct Placed {
@@ -109,4 +113,104 @@ async fn a_backend_that_does_not_say_has_no_placement() {
     let embedded = health.backends.iter().find(|b| b.backend == BackendKind::Embedded);
     assert_eq!(embedded.and_then(|b| b.loaded_model.as_deref()), Some(SCRIPTED_MODEL));
     assert_eq!(embedded_placement(&manager).await, None);
+}
+
+/// A backend whose placement moves by itself (as a worker restarted with fewer layers
+/// after its GPU ran out of memory), telling each move on its changes; it counts how
+/// often its models are listed.
+struct Moving {
+    inner: ScriptedBackend,
+    layers: Arc<AtomicU32>,
+    listed: Arc<AtomicUsize>,
+    moved: watch::Receiver<u32>,
+}
+
+impl Backend for Moving {
+    fn name(&self) -> &str {
+        "moving"
+    }
+    fn load<'a>(&'a self, model: &'a str) -> BoxFuture<'a, Result<(), BackendError>> {
+        self.inner.load(model)
+    }
+    fn unload(&self) -> BoxFuture<'_, Result<(), BackendError>> {
+        self.inner.unload()
+    }
+    fn models(&self) -> BoxFuture<'_, Result<Vec<ModelDescriptor>, BackendError>> {
+        self.listed.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async move {
+            let mut models = self.inner.models().await?;
+            for m in &mut models {
+                m.device = Some("Vulkan0".into());
+                m.gpu_layers = Some(self.layers.load(Ordering::SeqCst));
+                m.layers_total = Some(31);
+            }
+            Ok(models)
+        })
+    }
+    fn health(&self) -> BoxFuture<'_, Health> {
+        self.inner.health()
+    }
+    fn generate(&self, request: GenerateRequest) -> BoxFuture<'_, Result<EventStream, BackendError>> {
+        self.inner.generate(request)
+    }
+    fn changes(&self) -> Option<Changes> {
+        Some(Box::pin(futures_util::stream::unfold(
+            self.moved.clone(),
+            |mut moved| async move {
+                moved.changed().await.ok()?;
+                Some(((), moved))
+            },
+        )))
+    }
+}
+
+#[tokio::test]
+async fn a_placement_that_moves_by_itself_is_pushed_and_a_status_never_asks_for_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manager = manager(&dir).await;
+    let (tell, moved) = watch::channel(0);
+    let layers = Arc::new(AtomicU32::new(20));
+    let listed = Arc::new(AtomicUsize::new(0));
+    let backend: Arc<dyn Backend> = Arc::new(Moving {
+        inner: ScriptedBackend::new(),
+        layers: Arc::clone(&layers),
+        listed: Arc::clone(&listed),
+        moved,
+    });
+    let held = Arc::downgrade(&backend);
+    manager
+        .install(BackendKind::Embedded, backend, SCRIPTED_MODEL)
+        .await
+        .expect("install");
+    let listed_at_install = listed.load(Ordering::SeqCst);
+    let mut ticks = manager.watch_changes();
+    for _ in 0..3 {
+        let placement = embedded_placement(&manager).await.expect("placed");
+        assert_eq!(placement.gpu_layers, Some(20));
+    }
+    assert_eq!(
+        listed.load(Ordering::SeqCst),
+        listed_at_install,
+        "a status asks nothing"
+    );
+
+    // The worker restarted with 10 layers: the manager hears it and reads it once.
+    layers.store(10, Ordering::SeqCst);
+    tell.send_replace(1);
+    // Hang-sized: the tick comes as soon as the follower has read the placement.
+    tokio::time::timeout(Duration::from_secs(60), ticks.changed())
+        .await
+        .expect("a tick within a minute")
+        .expect("the manager is alive");
+    let placement = embedded_placement(&manager).await.expect("placed");
+    assert_eq!(placement.gpu_layers, Some(10), "{placement:?}");
+    assert_eq!(
+        listed.load(Ordering::SeqCst),
+        listed_at_install + 1,
+        "read once, on the change"
+    );
+
+    // Following holds the backend weakly: unloading drops it.
+    manager.unload(BackendKind::Embedded).await;
+    assert!(held.upgrade().is_none(), "the follower kept the unloaded backend alive");
 }

@@ -4,16 +4,18 @@
 //! (the desktop app is its own worker). llama.cpp may abort the process on a failed
 //! assertion or out-of-memory; only this process dies then, not the caller.
 //!
-//! Contract (see `hearth_core::handshake`): the token comes in `HEARTH_WORKER_TOKEN`
-//! (never argv); one JSON line on stdout says ready (port, pid, model) or why not; the
-//! worker dies with its parent (kernel death signal) and when its stdin closes.
+//! Contract (see `hearth_child::worker`): the token comes in `HEARTH_WORKER_TOKEN`
+//! (never argv); on stdout, the child protocol's `progress` lines while the model loads,
+//! then `done` with [`Ready`] (port, pid, model) or `error` with why not; the worker
+//! dies with its parent (kernel death signal) and when its stdin closes.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use hearth_core::handshake::{Handshake, LoadingLine, PARENT_ENV, TOKEN_ENV};
+use hearth_child::worker::{loading, Ready, PARENT_ENV, TOKEN_ENV};
+use hearth_child::ChildLine;
 use hearth_core::ErrorCode;
 use hearth_engine_backend::{model_id, EngineBackend};
 
@@ -88,24 +90,20 @@ fn exit_on_stdin_eof() {
     });
 }
 
-/// Progress lines on stdout before the handshake, one per whole percent loaded.
+/// Progress lines on stdout before the answer, one per whole percent loaded.
 fn loading_lines() -> hearth_engine::LoadProgress {
     let last = std::sync::atomic::AtomicU32::new(u32::MAX);
     hearth_engine::LoadProgress::new(move |fraction| {
-        let percent = (fraction.clamp(0.0, 1.0) * 100.0) as u32;
-        if last.swap(percent, std::sync::atomic::Ordering::Relaxed) != percent {
-            let mut stdout = std::io::stdout().lock();
-            let _ = writeln!(stdout, "{}", LoadingLine { loading: fraction }.to_line());
-            let _ = stdout.flush();
+        let percent = loading(fraction);
+        if last.swap(percent.done, std::sync::atomic::Ordering::Relaxed) != percent.done {
+            hearth_child::progress(percent.done, percent.total);
         }
     })
 }
 
-fn handshake(line: &Handshake) -> Result<()> {
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "{}", line.to_line())?;
-    stdout.flush()?;
-    Ok(())
+/// The worker's answer on stdout: ready, or why not.
+fn answer(line: &ChildLine<Ready>) -> Result<()> {
+    hearth_child::say(line).context("writing the worker's answer to stdout")
 }
 
 async fn serve(args: &WorkerArgs, token: String) -> Result<()> {
@@ -117,7 +115,7 @@ async fn serve(args: &WorkerArgs, token: String) -> Result<()> {
                 Some(engine) => engine.code(),
                 None => ErrorCode::ModelNotFound,
             };
-            handshake(&Handshake::failed(code, format!("{e:#}")))?;
+            answer(&ChildLine::error(code, format!("{e:#}")))?;
             return Err(e);
         }
     };
@@ -126,7 +124,7 @@ async fn serve(args: &WorkerArgs, token: String) -> Result<()> {
     let baseline = crate::options::LoadBaseline::now(&config);
     let backend = Arc::new(EngineBackend::new(config));
     if let Err(e) = backend.load_path(path.clone()).await {
-        handshake(&Handshake::failed(e.code(), e.to_string()))?;
+        answer(&ChildLine::error(e.code(), e.to_string()))?;
         bail!("{e}");
     }
     if let Some(info) = backend.info() {
@@ -145,7 +143,9 @@ async fn serve(args: &WorkerArgs, token: String) -> Result<()> {
         ..hearth_api::ApiConfig::new(port).with_token(Some(token))
     };
     let router = hearth_api::router(backend, api, Arc::new(hearth_api::Metrics::new()));
-    handshake(&Handshake::ready(port, model_id(&path)))?;
+    answer(&ChildLine::Done {
+        result: Ready::here(port, model_id(&path)),
+    })?;
     tracing::info!(port, model = %path.display(), "worker serving");
     hearth_api::serve(listener, router, std::future::pending()).await?;
     Ok(())

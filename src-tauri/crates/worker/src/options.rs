@@ -221,7 +221,8 @@ impl ModelOptions {
 }
 
 /// After a load failed with `failed` layers on the GPU: the layers the fit planner
-/// gives the device's free memory now (the failed load's allocations are gone).
+/// gives the device's free memory now (the failed load's allocations are gone), or
+/// `None` when it cannot plan; the engine applies `hearth_core::fewer_gpu_layers`.
 fn replan_after_failure(header: hearth_gguf::GgufInfo, request: PlanRequest, device: String) -> LayerFallback {
     LayerFallback::new(move |failed| {
         let live = hearth_engine::devices()
@@ -231,11 +232,10 @@ fn replan_after_failure(header: hearth_gguf::GgufInfo, request: PlanRequest, dev
             n_gpu_layers: None,
             ..request.clone()
         };
-        let layers = match placement::plan_on(&header, &request, live.as_ref()) {
-            Ok(plan) => plan.n_gpu_layers,
-            Err(_) => failed / 2,
-        };
-        tracing::info!(failed, layers, device = %device, "re-planned the layers after a failed load");
+        let layers = placement::plan_on(&header, &request, live.as_ref())
+            .ok()
+            .map(|plan| plan.n_gpu_layers);
+        tracing::info!(failed, ?layers, device = %device, "re-planned the layers after a failed load");
         layers
     })
 }

@@ -1,20 +1,21 @@
-//! Starting one worker process: its command line, the handshake it answers with, and the
-//! client that then talks to it (with a classifier that tells a crash from a hiccup).
+//! Starting one worker process: its command line, the answer it gives once loaded (the
+//! child protocol's, `hearth_child::worker`), and the client that then talks to it (with
+//! a classifier that tells a crash from a hiccup).
 
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hearth_child::worker::{Ready, PARENT_ENV, TOKEN_ENV};
+use hearth_child::ReadError;
 use hearth_core::backend::BoxFuture;
-use hearth_core::{BackendError, ErrorCode};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use hearth_core::BackendError;
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
 use super::{describe, unavailable, Running, WorkerConfig, WorkerState, BACKEND};
 use crate::gpu_oom::StderrTail;
-use crate::handshake::{Handshake, PARENT_ENV, TOKEN_ENV};
 use crate::openai::{FailureClassifier, OpenAiBackend};
 
 fn random_token() -> Result<String, BackendError> {
@@ -41,7 +42,7 @@ fn worker_command(config: &WorkerConfig, model: &Path, token: &str) -> Command {
     command
 }
 
-/// Starts one worker and reads its handshake. The child's stdin stays open: the worker
+/// Starts one worker and reads its answer. The child's stdin stays open: the worker
 /// stops when it closes.
 pub(super) async fn launch(
     config: &WorkerConfig,
@@ -56,24 +57,13 @@ pub(super) async fn launch(
         .spawn()
         .map_err(|e| unavailable(format!("could not start {}: {e}", config.program.display())))?;
     let tail = child.stderr.take().map(StderrTail::follow).unwrap_or_default();
-    let handshake = read_handshake(&mut child, config, state).await?;
-    let (true, Some(port)) = (handshake.ready, handshake.port) else {
-        let _ = child.wait().await;
-        let error = handshake.error.unwrap_or_else(|| crate::handshake::HandshakeError {
-            code: ErrorCode::LoadFailed,
-            message: "the worker could not load the model".into(),
-        });
-        return Err(BackendError::Failed {
-            code: error.code,
-            message: error.message,
-        });
-    };
-    let pid = child.id().unwrap_or(handshake.pid);
+    let ready = read_ready(&mut child, config, state).await?;
+    let pid = child.id().unwrap_or(ready.pid);
     let classifier = Arc::new(CrashClassifier {
         state: state.subscribe(),
         pid,
     });
-    let model = handshake.model.unwrap_or_default();
+    let (port, model) = (ready.port, ready.model);
     let client = OpenAiBackend::new(BACKEND, &format!("http://127.0.0.1:{port}/v1"), Some(token))?
         .with_classifier(classifier)
         .with_default_model(Some(model.clone()));
@@ -90,49 +80,41 @@ pub(super) async fn launch(
     ))
 }
 
-/// Reads the worker's stdout up to its handshake (within the ready timeout), passing the
-/// loading progress it prints on to `state`. A worker that stops or overruns first is an
-/// error (an overrunning one is killed).
-async fn read_handshake(
+/// Reads the worker's answer (within the ready timeout), passing the loading progress
+/// it prints on to `state`. A worker that could not load is its own error (code and
+/// words); one that stops or overruns first is unavailable (an overrunning one is
+/// killed). After the answer, `read_answer` keeps draining stdout so a stray print can
+/// never block the worker.
+async fn read_ready(
     child: &mut Child,
     config: &WorkerConfig,
     state: &watch::Sender<WorkerState>,
-) -> Result<Handshake, BackendError> {
+) -> Result<Ready, BackendError> {
     let stdout = child.stdout.take().ok_or_else(|| unavailable("no stdout pipe"))?;
-    let mut lines = BufReader::new(stdout).lines();
-    let handshake = tokio::time::timeout(config.ready_timeout, async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(fraction) = crate::handshake::LoadingLine::parse(&line) {
-                state.send_replace(WorkerState::Starting { loaded: Some(fraction) });
-                continue;
-            }
-            if let Ok(handshake) = serde_json::from_str::<Handshake>(line.trim()) {
-                return Some(handshake);
-            }
-        }
-        None
+    let answer = hearth_child::read_answer::<Ready, _>(stdout, config.ready_timeout, |p| {
+        state.send_replace(WorkerState::Starting {
+            loaded: Some(p.fraction()),
+        });
     })
     .await;
-    let handshake = match handshake {
-        Ok(Some(h)) => h,
-        Ok(None) => {
+    match answer {
+        Ok(ready) => Ok(ready),
+        Err(ReadError::Failed { code, message }) => {
+            let _ = child.wait().await;
+            Err(BackendError::Failed { code, message })
+        }
+        Err(ReadError::Closed) => {
             let status = child.wait().await;
-            return Err(unavailable(format!(
+            Err(unavailable(format!(
                 "the worker stopped before it was ready ({})",
                 describe(status)
-            )));
+            )))
         }
-        Err(_) => {
+        Err(ReadError::TimedOut(limit)) => {
             let _ = child.kill().await;
-            return Err(unavailable(format!(
-                "the worker was not ready within {:?}",
-                config.ready_timeout
-            )));
+            Err(unavailable(format!("the worker was not ready within {limit:?}")))
         }
-    };
-    // Keep draining stdout so a stray print can never block the worker.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Ok(handshake)
+    }
 }
 
 /// Turns a broken connection into `Crashed` when the worker process is found dead.

@@ -17,7 +17,7 @@ use hearth_engine::{Engine, EngineConfig, EvalReport, GenerationRequest, Prompt,
 use hearth_store::{ModelEval, ModelFile, ReferenceComparison};
 use serde::{Deserialize, Serialize};
 
-use super::{report, run_child_fed, say, Cancel, JobLine, Progress};
+use super::{code_of, run_child_fed, Cancel, Progress};
 
 /// The default text: chapters 1-12 of Pride and Prejudice (public domain; see
 /// data/eval/README.md), built in so that measuring needs nothing else.
@@ -305,8 +305,10 @@ pub fn run_worker(args: &MeasureWorkerArgs) -> Result<()> {
         .and_then(|json| {
             serde_json::from_str::<MeasureRequest>(&json).context("the measure worker's request is not valid JSON")
         })
-        .and_then(|request| measure(&request, &never, &mut |p| say::<()>(&JobLine::Progress(p))));
-    report(result)
+        .and_then(|request| measure(&request, &never, &mut |p| hearth_child::progress(p.done, p.total)));
+    // What fails here without a code of the engine's is Hearth's own (the request, the
+    // scratch file): internal.
+    hearth_child::report(result, |e| code_of(e, hearth_core::ErrorCode::Internal))
 }
 
 fn request_json(args: &MeasureWorkerArgs) -> Result<String> {

@@ -12,7 +12,9 @@ use hearth_engine::{QuantType, QuantizeError, QuantizeOptions, QuantizeProgress,
 use hearth_gguf::GgufInfo;
 use serde::{Deserialize, Serialize};
 
-use super::{report, run_child, say, Cancel, JobError, JobLine, Progress};
+use hearth_core::ErrorCode;
+
+use super::{code_of, run_child, Cancel, JobError, Progress};
 
 /// What to quantize, into what.
 #[derive(Debug, Clone)]
@@ -112,13 +114,12 @@ pub fn run_worker(args: &QuantizeWorkerArgs) -> Result<()> {
             dry_run: args.dry_run,
         };
         hearth_engine::quantize_file(&args.source, &args.output, &options, &mut |p: QuantizeProgress| {
-            say::<()>(&JobLine::Progress(Progress {
-                done: p.done,
-                total: p.total,
-            }));
+            hearth_child::progress(p.done, p.total)
         })
     });
-    report(result.map(WorkerReport::from).map_err(anyhow::Error::from))
+    hearth_child::report(result.map(WorkerReport::from).map_err(anyhow::Error::from), |e| {
+        code_of(e, ErrorCode::QuantizeFailed)
+    })
 }
 
 /// Checks the job and predicts its output (a dry run of the same quantization in the
