@@ -1,6 +1,6 @@
 // Wires the app together: one store, the api, and the views that subscribe.
 import "./styles.css";
-import { api, onStatus, toApiError } from "./api";
+import { api, onStatus, toApiError, type AppStatus } from "./api";
 import { createChatController } from "./chat/controller";
 import { createChatView } from "./chat/chatView";
 import { createDashboard } from "./dashboard/dashboard";
@@ -35,17 +35,28 @@ function start(root: HTMLElement): void {
     }
   }
 
+  // Set once the shell's status broadcast is heard: the shell then tells every change
+  // itself (a turn's end, a load's progress and end included), and nothing here needs
+  // to ask again.
+  let statusPushed = false;
+  // Statuses heard so far. One pushed while an asked one was on its way is at least as
+  // new, so that answer is not shown: it could undo what the shell told since (a load's
+  // end, with nothing left to poll for it).
+  let pushes = 0;
+  async function askStatus(): Promise<AppStatus> {
+    const before = pushes;
+    const status = await api.appStatus();
+    if (pushes === before) store.dispatch({ type: "status", status });
+    return status;
+  }
+
   async function refreshStatus(): Promise<void> {
     try {
-      store.dispatch({ type: "status", status: await api.appStatus() });
+      await askStatus();
     } catch {
       // The top bar keeps the last status; the next turn or poll retries.
     }
   }
-
-  // Set once the shell's status broadcast is heard: the shell then tells every change
-  // itself (a turn's end included), and nothing here needs to ask again.
-  let statusPushed = false;
 
   const dashboard = createDashboard(api);
   // A model that could not go where the settings asked says so once, in a toast.
@@ -177,7 +188,10 @@ function start(root: HTMLElement): void {
   selectTab("chat");
 
   // Loading, switching and tray actions change the status without a UI call.
-  onStatus((status) => store.dispatch({ type: "status", status }))
+  onStatus((status) => {
+    pushes += 1;
+    store.dispatch({ type: "status", status });
+  })
     .then(() => {
       statusPushed = true;
     })
@@ -187,8 +201,7 @@ function start(root: HTMLElement): void {
 
   void (async () => {
     try {
-      const status = await api.appStatus();
-      store.dispatch({ type: "status", status });
+      const status = await askStatus();
       try {
         history = await openHistory(status.dbPath);
         await reloadSessions();
