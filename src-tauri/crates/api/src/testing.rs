@@ -71,6 +71,7 @@ fn metrics(completion_tokens: u32, finish_reason: FinishReason) -> GenerationMet
         draft_accepted: 3,
         decode_batch_sequences: vec![2, 1],
         prompt_steps: 0,
+        prompt_format: None,
         finish_reason,
     }
 }

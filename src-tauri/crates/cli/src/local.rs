@@ -201,6 +201,7 @@ async fn stream_reply(
             draft_accepted: 0,
             decode_batch_sequences: Vec::new(),
             prompt_steps: 0,
+            prompt_format: None,
             finish_reason: FinishReason::Cancelled,
         },
     })

@@ -27,6 +27,19 @@ impl FinishReason {
     }
 }
 
+/// How a chat's prompt was written for the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PromptFormat {
+    /// The model's own Jinja template (`tokenizer.chat_template` in its GGUF file).
+    ModelTemplate,
+    /// The template the user chose in its place.
+    UserTemplate,
+    /// llama.cpp's built-in format for the model's family: the fallback where the
+    /// model's template could not be followed.
+    Builtin,
+}
+
 /// Figures for one generation, measured by the engine that produced it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GenerationMetrics {
@@ -59,6 +72,10 @@ pub struct GenerationMetrics {
     /// (beside other replies, or longer than a batch). 0 where unknown.
     #[serde(default)]
     pub prompt_steps: u32,
+    /// For a chat: how its prompt was written (`None` for plain text, or where the
+    /// backend does not say, as for the servers Hearth calls).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_format: Option<PromptFormat>,
 }
 
 /// What a generation stream yields, in order: any number of `Delta`s, then exactly one

@@ -14,7 +14,7 @@ pub mod stores;
 
 pub use backend::{Backend, BackendError, Changes, EventStream, GenerateRequest, Health, ModelDescriptor, Prompt};
 pub use error_code::ErrorCode;
-pub use generation::{FinishReason, GenerationEvent, GenerationMetrics};
+pub use generation::{FinishReason, GenerationEvent, GenerationMetrics, PromptFormat};
 pub use gpu_layers::fewer_gpu_layers;
 pub use message::{ChatMessage, Role};
 pub use resolve::{resolve_model, ResolveError};

@@ -46,6 +46,9 @@ pub struct EngineConfig {
     /// many layers to try next, given how many failed. Without it, half as many. The
     /// engine always tries fewer than failed, and the CPU last.
     pub layer_fallback: Option<LayerFallback>,
+    /// A Jinja chat template (its text) to write chats with instead of the model's own
+    /// (`--chat-template-file`); `None`: the model's.
+    pub chat_template: Option<String>,
 }
 
 pub use hearth_core::MAX_PARALLEL;
@@ -123,6 +126,7 @@ impl EngineConfig {
             layer_fallback: None,
             load_progress: None,
             n_parallel: 1,
+            chat_template: None,
         }
     }
 

@@ -13,6 +13,7 @@ use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 
+use crate::chat_format::ChatFormat;
 use crate::context::{initial_size, padded, ContextShape};
 use crate::engine::{Command, ModelInfo};
 use crate::scheduler::{Growth, Scheduler, SlotsShape};
@@ -41,6 +42,14 @@ pub(crate) fn engine_thread(
         }
     };
     let mut info = model_info(&model, &config, &device);
+    let format = match ChatFormat::new(&model, &info.name, config.chat_template.as_deref()) {
+        Ok(format) => format,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    info.has_chat_template = format.has_chat_template();
     // Drafting rolls the cache back to the accepted tokens; a recurrent state cannot be cut.
     let max_draft = if model.is_recurrent() || model.is_hybrid() {
         0
@@ -49,6 +58,7 @@ pub(crate) fn engine_thread(
     };
     let shape = SlotsShape {
         name: info.name.clone(),
+        format,
         n_parallel: info.n_parallel,
         n_swa,
         max_draft,
@@ -166,7 +176,8 @@ fn model_info(model: &LlamaModel, config: &EngineConfig, placement: &Placement) 
         device: placement.name.clone(),
         placement_note: None,
         n_parallel: config.n_parallel.max(1),
-        has_chat_template: model.chat_template(None).is_ok(),
+        // Set from the chat format (a template of the user's gives a base model one).
+        has_chat_template: false,
         bos_token,
         load_ms: 0.0,
     }

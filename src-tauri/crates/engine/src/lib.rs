@@ -8,6 +8,7 @@
 //! with the conversation, up to the configured context size. Replies that repeat
 //! the context are decoded several tokens per step (see `draft`).
 
+mod chat_format;
 mod config;
 mod context;
 mod decode_thread;

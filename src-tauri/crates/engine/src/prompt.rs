@@ -1,13 +1,10 @@
-//! From a request's prompt to tokens in a sequence's cache: the model's chat template
-//! applied and tokenized, the cached prefix a new prompt shares kept, and a token laid
-//! in a batch.
+//! From a prompt's tokens to a sequence's cache: the cached prefix a new prompt shares
+//! kept, and a token laid in a batch (`chat_format` writes and tokenizes prompts).
 
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
-use llama_cpp_2::model::{LlamaChatMessage, LlamaModel};
 use llama_cpp_2::token::LlamaToken;
 
-use crate::engine::Prompt;
 use crate::EngineError;
 
 /// Keeps the KV cache of the longest prefix a prompt of `tokens` shares with `cached`
@@ -60,42 +57,6 @@ pub(crate) fn add_token(
     batch
         .add(token, pos, &[seq], logits)
         .map_err(|e| EngineError::DecodeFailed(format!("batch: {e}")))
-}
-
-/// Formats and tokenizes a prompt. A chat needs the model's own template; a base
-/// model gets a clear error instead of a silently malformed prompt.
-pub(crate) fn tokenize_prompt(model: &LlamaModel, name: &str, prompt: &Prompt) -> Result<Vec<LlamaToken>, EngineError> {
-    let vocab = model.vocab();
-    let tokens = match prompt {
-        Prompt::Text(text) => vocab.tokenize(text.as_bytes(), true, false),
-        Prompt::Chat(messages) => {
-            let template = model
-                .chat_template(None)
-                .map_err(|_| EngineError::NoChatTemplate { model: name.to_owned() })?;
-            let chat = messages
-                .iter()
-                .map(|m| LlamaChatMessage::new(m.role.as_str().to_owned(), m.content.clone()))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| EngineError::TemplateFailed {
-                    model: name.to_owned(),
-                    reason: e.to_string(),
-                })?;
-            let text = model
-                .apply_chat_template(&template, &chat, true)
-                .map_err(|e| EngineError::TemplateFailed {
-                    model: name.to_owned(),
-                    reason: e.to_string(),
-                })?;
-            // The template writes special tokens as text (<|im_start|> …): parse them.
-            vocab.tokenize(text.as_bytes(), true, true)
-        }
-    };
-    if tokens.is_empty() {
-        return Err(EngineError::InvalidSettings(
-            "the prompt is empty: write something to continue".into(),
-        ));
-    }
-    Ok(tokens)
 }
 
 pub(crate) fn to_u32(n: usize) -> u32 {

@@ -7,7 +7,7 @@
 use std::sync::mpsc::SyncSender;
 use std::time::Instant;
 
-use hearth_core::{ErrorCode, FinishReason, GenerationEvent, GenerationMetrics, SamplingParams};
+use hearth_core::{ErrorCode, FinishReason, GenerationEvent, GenerationMetrics, PromptFormat, SamplingParams};
 
 use crate::stop::{StopMatcher, StopScan};
 use crate::utf8::Utf8Stream;
@@ -114,6 +114,8 @@ pub(crate) struct Reply {
     decode_batch_sequences: Vec<u32>,
     /// Steps that read part of the prompt.
     prompt_steps: u32,
+    /// How a chat's prompt was written (`None` for plain text).
+    prompt_format: Option<PromptFormat>,
 }
 
 impl Reply {
@@ -142,7 +144,13 @@ impl Reply {
             completion_tokens: 0,
             decode_batch_sequences: Vec::new(),
             prompt_steps: 0,
+            prompt_format: None,
         }
+    }
+
+    /// How the prompt was written (told with the reply's metrics).
+    pub(crate) fn set_prompt_format(&mut self, format: Option<PromptFormat>) {
+        self.prompt_format = format;
     }
 
     /// The prompt's first `reused` tokens were in the cache; reading the rest starts now.
@@ -241,6 +249,7 @@ impl Reply {
             draft_accepted: 0,
             decode_batch_sequences: std::mem::take(&mut self.decode_batch_sequences),
             prompt_steps: self.prompt_steps,
+            prompt_format: self.prompt_format,
         }
     }
 }

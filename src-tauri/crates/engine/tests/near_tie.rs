@@ -38,6 +38,7 @@ fn reply(tokens: Vec<TokenTrace>, finish: FinishReason) -> TracedOutput {
             draft_accepted: 0,
             decode_batch_sequences: Vec::new(),
             prompt_steps: 0,
+            prompt_format: None,
         },
         tokens,
     }

@@ -60,6 +60,7 @@ impl ReplyClock {
             draft_accepted: 0,
             decode_batch_sequences: Vec::new(),
             prompt_steps: 0,
+            prompt_format: None,
             finish_reason,
         }
     }

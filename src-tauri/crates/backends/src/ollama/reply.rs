@@ -258,6 +258,7 @@ impl<B: AsRef<[u8]>, E: std::error::Error> Reply<B, E> {
             draft_accepted: 0,
             decode_batch_sequences: Vec::new(),
             prompt_steps: 0,
+            prompt_format: None,
             finish_reason: match chunk.done_reason.as_deref() {
                 Some("length") => FinishReason::Length,
                 _ => FinishReason::Stop,

@@ -243,6 +243,7 @@ impl Tally {
                 draft_accepted: 0,
                 decode_batch_sequences: Vec::new(),
                 prompt_steps: 0,
+                prompt_format: None,
                 finish_reason: self.finish.unwrap_or(FinishReason::Stop),
             },
         }

@@ -26,15 +26,16 @@ use std::collections::VecDeque;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 
-use hearth_core::FinishReason;
+use hearth_core::{FinishReason, PromptFormat};
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 
+use crate::chat_format::ChatFormat;
 use crate::draft::{Drafter, StepCosts};
 use crate::engine::{Command, Job};
-use crate::prompt::{add_token, keep_prefix, tokenize_prompt};
+use crate::prompt::{add_token, keep_prefix};
 use crate::reply::Reply;
 use crate::sampler::build_sampler;
 use crate::trace::TraceRecorder;
@@ -50,6 +51,8 @@ pub use steps::{StepPlan, DOCUMENT_CHUNK_DECODE_STEPS, MIN_PROMPT_CHUNK};
 pub(crate) struct SlotsShape {
     /// The model's name, for logs and errors.
     pub name: String,
+    /// How chats become prompts for the model.
+    pub format: ChatFormat,
     pub n_parallel: u32,
     /// Sliding-window size for SWA models (0 = none).
     pub n_swa: u32,
@@ -63,6 +66,8 @@ pub(crate) struct Scheduler<'m> {
     model: &'m LlamaModel,
     ctx: LlamaContext<'m>,
     name: String,
+    /// How chats become prompts for this model.
+    format: ChatFormat,
     slots: Vec<Slot>,
     waiting: VecDeque<Job>,
     /// Positions each sequence may use now.
@@ -101,6 +106,7 @@ impl<'m> Scheduler<'m> {
     ) -> Self {
         let SlotsShape {
             name,
+            format,
             n_parallel,
             n_swa,
             max_draft,
@@ -113,6 +119,7 @@ impl<'m> Scheduler<'m> {
             model,
             ctx,
             name,
+            format,
             slots: (0..n).map(|i| Slot::new(i32::try_from(i).unwrap_or(0))).collect(),
             waiting: VecDeque::new(),
             n_ctx_seq,
@@ -215,13 +222,15 @@ impl<'m> Scheduler<'m> {
                 }
             }
             Command::CountTokens(prompt, reply) => {
-                let counted = tokenize_prompt(self.model, &self.name, &prompt)
-                    .map(|t| u32::try_from(t.len()).unwrap_or(u32::MAX));
+                let counted = self
+                    .format
+                    .tokenize(self.model, &prompt)
+                    .map(|(t, _)| u32::try_from(t.len()).unwrap_or(u32::MAX));
                 let _ = reply.send(counted);
             }
             Command::Tokenize(prompt, reply) => {
-                let tokens = tokenize_prompt(self.model, &self.name, &prompt);
-                let _ = reply.send(tokens.map(|t| t.into_iter().map(|t| t.0).collect()));
+                let tokens = self.format.tokenize(self.model, &prompt);
+                let _ = reply.send(tokens.map(|(t, _)| t.into_iter().map(|t| t.0).collect()));
             }
             Command::Score(tokens, from, out) => self.score(&tokens, from, &out),
         }
@@ -231,8 +240,8 @@ impl<'m> Scheduler<'m> {
     fn admit(&mut self) {
         while self.slots.iter().any(|s| s.active.is_none()) {
             let Some(job) = self.waiting.pop_front() else { return };
-            let tokens = match tokenize_prompt(self.model, &self.name, &job.request.prompt) {
-                Ok(tokens) => tokens,
+            let (tokens, format) = match self.format.tokenize(self.model, &job.request.prompt) {
+                Ok(written) => written,
                 Err(e) => {
                     let _ = job.accepted.send(Err(e));
                     continue;
@@ -267,12 +276,14 @@ impl<'m> Scheduler<'m> {
                     continue;
                 }
             }
-            self.start(index, job, tokens, reused);
+            self.start(index, job, (tokens, format), reused);
         }
     }
 
-    /// Starts `job` in slot `index`, whose cache holds the prompt's first `reused` tokens.
-    fn start(&mut self, index: usize, job: Job, tokens: Vec<LlamaToken>, reused: usize) {
+    /// Starts `job` in slot `index` with its prompt's tokens (and how a chat was written),
+    /// whose first `reused` tokens the slot's cache holds.
+    fn start(&mut self, index: usize, job: Job, prompt: (Vec<LlamaToken>, Option<PromptFormat>), reused: usize) {
+        let (tokens, format) = prompt;
         let Job {
             request,
             requested_at,
@@ -287,6 +298,7 @@ impl<'m> Scheduler<'m> {
             return;
         }
         let mut reply = Reply::new(events, stream, &request.params, tokens.len(), requested_at);
+        reply.set_prompt_format(format);
         reply.start_reading(reused);
         self.requests += 1;
         self.slots[index].active = Some(Active {

@@ -253,3 +253,22 @@ fn min_draft_verifies_guesses_whatever_the_costs_say() {
     let copies = [replying(0, &[0.3; 8]), replying(1, &[0.3; 8])];
     assert_eq!(plan_step(&copies, &small, 0).drafts, [(0, 2), (1, 2)]);
 }
+
+#[test]
+fn a_single_slot_reads_its_prompt_in_whole_batches_and_several_in_bounded_steps() {
+    let (pace, costs) = (cpu_pace(), StepCosts::default());
+    // 0.5 ms a token: a step of at most 500 ms holds about 1,000 tokens; make the
+    // batch bigger so the step bound shows.
+    let wide = StepLimits {
+        n_batch: 2048,
+        ..limits(&pace, &costs, false)
+    };
+    let plan = plan_step(&[reading(0, 3000, 3000, 1)], &wide, 0);
+    assert_eq!(plan.reads, [(0, 2048)], "nobody can wait behind a lone slot: {plan:?}");
+    let plan = plan_step(&[reading(0, 3000, 3000, 1), idle(1)], &wide, 0);
+    let read = plan.read_by(0);
+    assert!(
+        read < 2048 && read == plan.step_budget,
+        "a newcomer would wait behind it: {plan:?}"
+    );
+}
