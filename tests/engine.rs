@@ -8,15 +8,12 @@ mod common;
 use hearth_manager::{BackendKind, Placement};
 use serde_json::json;
 
-#[test]
-fn send_message_on_the_real_engine_streams_batched_deltas() {
+/// The app with the default chat model loaded in a worker on the CPU, after `prepare`.
+fn on_the_real_engine(prepare: impl FnOnce(&hearth_desktop::AppState)) -> common::Harness {
     let model = hearth_core::paths::models_dir().join(hearth_core::paths::DEFAULT_CHAT_MODEL);
     assert!(model.exists(), "{} is missing: run `make models`", model.display());
-    let h = common::harness_with(tempfile::tempdir().unwrap(), |state| {
-        let mut ui = state.ui_settings();
-        ui.temperature = 0.0;
-        ui.max_tokens = 48;
-        state.set_ui_settings(ui);
+    common::harness_with(tempfile::tempdir().unwrap(), |state| {
+        prepare(state);
         // Spawned from this (the test's) thread, which outlives the worker.
         tauri::async_runtime::block_on(state.manager.initialize_backend(
             BackendKind::Embedded,
@@ -25,6 +22,16 @@ fn send_message_on_the_real_engine_streams_batched_deltas() {
             Some(Placement::Cpu),
         ))
         .unwrap();
+    })
+}
+
+#[test]
+fn send_message_on_the_real_engine_streams_batched_deltas() {
+    let h = on_the_real_engine(|state| {
+        let mut ui = state.ui_settings();
+        ui.temperature = 0.0;
+        ui.max_tokens = 48;
+        state.set_ui_settings(ui);
     });
     let status = h.invoke("app_status", json!({})).unwrap();
     assert_eq!(status["ready"], true, "{status}");
@@ -101,17 +108,7 @@ fn worker_children(dir: &std::path::Path) -> Vec<u32> {
 #[test]
 fn a_worker_crash_and_its_restart_reach_the_window_without_being_asked() {
     use tauri::Listener;
-    let model = hearth_core::paths::models_dir().join(hearth_core::paths::DEFAULT_CHAT_MODEL);
-    assert!(model.exists(), "{} is missing: run `make models`", model.display());
-    let h = common::harness_with(tempfile::tempdir().unwrap(), |state| {
-        tauri::async_runtime::block_on(state.manager.initialize_backend(
-            BackendKind::Embedded,
-            Some(&model.to_string_lossy()),
-            None,
-            Some(Placement::Cpu),
-        ))
-        .unwrap();
-    });
+    let h = on_the_real_engine(|_| {});
     hearth_desktop::connect(h.app.handle());
     let (told, heard) = std::sync::mpsc::channel::<serde_json::Value>();
     h.app

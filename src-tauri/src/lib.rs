@@ -99,21 +99,19 @@ pub fn connect<R: Runtime>(app: &AppHandle<R>) {
     });
     // A backend that changed by itself (the worker's loading progress, a crash, a
     // restart with fewer GPU layers) is told as it happens: nothing polls for it.
-    let mut changes = state.manager.watch_changes();
-    let follower = app.clone();
+    broadcast_on_change(app.clone(), state.manager.watch_changes());
+    // API requests starting and ending change the count the tray and the dashboard show.
+    broadcast_on_change(app.clone(), state.local_api.watch_running());
+}
+
+/// Broadcasts the status each time `changes` changes, until its sender is gone.
+fn broadcast_on_change<R: Runtime, T: Send + Sync + 'static>(
+    app: AppHandle<R>,
+    mut changes: tokio::sync::watch::Receiver<T>,
+) {
     tauri::async_runtime::spawn(async move {
         while changes.changed().await.is_ok() {
-            if let Some(state) = follower.try_state::<AppState>() {
-                commands::broadcast_status(&state).await;
-            }
-        }
-    });
-    // API requests starting and ending change the count the tray and the dashboard show.
-    let mut running = state.local_api.watch_running();
-    let watcher = app.clone();
-    tauri::async_runtime::spawn(async move {
-        while running.changed().await.is_ok() {
-            if let Some(state) = watcher.try_state::<AppState>() {
+            if let Some(state) = app.try_state::<AppState>() {
                 commands::broadcast_status(&state).await;
             }
         }

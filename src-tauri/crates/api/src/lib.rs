@@ -17,6 +17,7 @@ mod metrics;
 mod openai;
 mod raw_reply;
 mod refusal;
+mod request_fields;
 mod routes;
 mod server;
 mod stream;

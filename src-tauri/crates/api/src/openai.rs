@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
 use crate::extract::parse;
+use crate::request_fields::{logit_bias, RefusedFields};
 
 #[derive(Debug)]
 pub struct ChatCompletionRequest {
@@ -76,8 +77,12 @@ pub struct CommonParams {
     pub n: Option<u32>,
     pub frequency_penalty: Option<f32>,
     pub presence_penalty: Option<f32>,
+    pub logit_bias: Option<serde_json::Map<String, serde_json::Value>>,
     pub logprobs: Option<serde_json::Value>,
     pub echo: Option<bool>,
+    /// What Hearth cannot honour yet, refused by name.
+    #[serde(flatten)]
+    pub refused: RefusedFields,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -158,17 +163,7 @@ impl CommonParams {
         if self.echo == Some(true) {
             return Err(ApiError::invalid_request(Some("echo"), "echo is not supported"));
         }
-        for (name, value) in [
-            ("frequency_penalty", self.frequency_penalty),
-            ("presence_penalty", self.presence_penalty),
-        ] {
-            if value.is_some_and(|v| !v.is_finite() || !(-2.0..=2.0).contains(&v)) {
-                return Err(ApiError::invalid_request(
-                    Some(name),
-                    format!("{name} must be between -2 and 2"),
-                ));
-            }
-        }
+        self.refused.check()?;
         let (max_name, max_tokens) = match (self.max_completion_tokens, self.max_tokens) {
             (Some(n), _) => ("max_completion_tokens", n),
             (None, Some(n)) => ("max_tokens", n),
@@ -204,6 +199,9 @@ impl CommonParams {
                 .map_or(defaults.seed, |s| (s as u64 & u64::from(u32::MAX)) as u32),
             max_tokens,
             stop,
+            frequency_penalty: self.frequency_penalty.unwrap_or(defaults.frequency_penalty),
+            presence_penalty: self.presence_penalty.unwrap_or(defaults.presence_penalty),
+            logit_bias: logit_bias(self.logit_bias.as_ref())?,
             ..defaults
         };
         params

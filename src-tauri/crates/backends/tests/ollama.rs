@@ -363,6 +363,9 @@ async fn num_ctx_and_every_sampling_option_are_sent() {
         seed: 4_000_000_000,
         max_tokens: 77,
         stop: vec!["\nUser:".into()],
+        frequency_penalty: 0.25,
+        presence_penalty: -0.5,
+        logit_bias: Vec::new(),
     };
     let messages = vec![
         ChatMessage::system("Be brief."),
@@ -411,7 +414,7 @@ async fn num_ctx_and_every_sampling_option_are_sent() {
         json!({
             "num_ctx": NUM_CTX, "temperature": 0.5, "top_k": 30, "top_p": 0.75, "min_p": 0.125,
             "repeat_penalty": 1.5, "repeat_last_n": 128, "seed": 4_000_000_000u32, "num_predict": 77,
-            "stop": ["\nUser:"],
+            "stop": ["\nUser:"], "frequency_penalty": 0.25, "presence_penalty": -0.5,
         })
     );
 

@@ -39,6 +39,7 @@ impl SamplingOptions {
             seed: self.seed,
             max_tokens: self.max_tokens,
             stop: self.stop.clone(),
+            ..SamplingParams::default()
         }
     }
 }

@@ -501,3 +501,59 @@ fn help_warns_that_a_token_on_the_command_line_is_visible() {
         assert!(help.contains(words), "{words:?} missing from:\n{help}");
     }
 }
+
+/// `--chat-template-file` gives a base model (Gemma 3 270M has no template) chats; the
+/// file's template, not a guess, writes them. An unreadable file stops the start with
+/// what to give instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_template_file_gives_a_base_model_chats() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("template.jinja");
+    std::fs::write(
+        &file,
+        "{% for m in messages %}{{ m.role | upper }}: {{ m.content }}\n{% endfor %}ASSISTANT:",
+    )
+    .expect("write");
+    let file = file.to_string_lossy().into_owned();
+    let serve = Serve::start_model(&common::base_model(), &["--draft", "0", "--chat-template-file", &file]);
+    serve.wait_ready_status(200, Duration::from_secs(60)).await;
+    let auth = format!("Authorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n");
+    let port = serve.port;
+    let model = common::base_model()
+        .file_stem()
+        .expect("stem")
+        .to_string_lossy()
+        .into_owned();
+    let body =
+        json!({"model": model, "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 3, "temperature": 0})
+            .to_string()
+            .into_bytes();
+    let (status, text) = tokio::task::spawn_blocking(move || raw_post(port, &auth, &body))
+        .await
+        .expect("join");
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("\"usage\""), "{text}");
+    drop(serve);
+
+    let output = tokio::process::Command::new(common::hearth())
+        .args([
+            "serve",
+            "--port",
+            "0",
+            "--token",
+            TOKEN,
+            "--chat-template-file",
+            "/nonexistent/t.jinja",
+            "--model",
+        ])
+        .arg(common::base_model())
+        .output()
+        .await
+        .expect("run hearth serve");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot read the chat template file /nonexistent/t.jinja"),
+        "{stderr}"
+    );
+}

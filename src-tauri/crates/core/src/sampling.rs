@@ -26,6 +26,15 @@ pub struct SamplingParams {
     pub max_tokens: u32,
     /// Generation ends when any of these appears; the stop string is not part of the reply.
     pub stop: Vec<String>,
+    /// OpenAI's: a token's logit is lowered by this much for each time it already
+    /// appears in the reply's last `repeat_last_n` tokens (llama.cpp's penalties
+    /// sampler, as llama-server maps it); negative values encourage repeats; 0 disables.
+    pub frequency_penalty: f32,
+    /// OpenAI's: a token's logit is lowered by this much once it appears there at all.
+    pub presence_penalty: f32,
+    /// Added to a token's logit before sampling, by token id (OpenAI's `logit_bias`:
+    /// -100 all but bans a token, 100 all but forces it).
+    pub logit_bias: Vec<(i32, f32)>,
 }
 
 impl Default for SamplingParams {
@@ -40,6 +49,9 @@ impl Default for SamplingParams {
             seed: 0xC0FFEE,
             max_tokens: 512,
             stop: Vec::new(),
+            frequency_penalty: 0.0,
+            presence_penalty: 0.0,
+            logit_bias: Vec::new(),
         }
     }
 }
@@ -108,6 +120,25 @@ impl SamplingParams {
         if self.stop.iter().any(String::is_empty) {
             return Err(bad("stop", "\"\"", "stop strings must not be empty"));
         }
+        for (field, value) in [
+            ("frequency_penalty", self.frequency_penalty),
+            ("presence_penalty", self.presence_penalty),
+        ] {
+            if !value.is_finite() || !(-2.0..=2.0).contains(&value) {
+                return Err(bad(field, value, "must be between -2 and 2; 0 disables"));
+            }
+        }
+        if let Some(&(token, bias)) = self
+            .logit_bias
+            .iter()
+            .find(|(token, bias)| *token < 0 || !bias.is_finite() || !(-100.0..=100.0).contains(bias))
+        {
+            return Err(bad(
+                "logit_bias",
+                format!("{token}: {bias}"),
+                "token ids must be 0 or more and biases between -100 and 100",
+            ));
+        }
         Ok(())
     }
 }
@@ -161,6 +192,22 @@ mod tests {
                 stop: vec![String::new()],
                 ..Default::default()
             },
+            SamplingParams {
+                frequency_penalty: 2.5,
+                ..Default::default()
+            },
+            SamplingParams {
+                presence_penalty: f32::INFINITY,
+                ..Default::default()
+            },
+            SamplingParams {
+                logit_bias: vec![(7, 1.0), (-1, 1.0)],
+                ..Default::default()
+            },
+            SamplingParams {
+                logit_bias: vec![(7, -101.0)],
+                ..Default::default()
+            },
         ];
         let fields = [
             "temperature",
@@ -172,6 +219,10 @@ mod tests {
             "repeat_last_n",
             "max_tokens",
             "stop",
+            "frequency_penalty",
+            "presence_penalty",
+            "logit_bias",
+            "logit_bias",
         ];
         for (params, field) in cases.iter().zip(fields) {
             let err = params.validate().expect_err(field);

@@ -1,21 +1,46 @@
 //! Builds llama.cpp's sampler chain from Hearth's sampling parameters, in the
-//! order llama.cpp's own common sampler uses: penalties → top-k → top-p → min-p →
-//! temperature → draw. Temperature 0 is plain greedy (argmax), so a run is exactly
-//! reproducible.
+//! order llama.cpp's own common sampler uses: logit bias → penalties → top-k → top-p →
+//! min-p → temperature → draw. Temperature 0 is plain greedy (argmax), so a run is
+//! exactly reproducible.
 
-use hearth_core::SamplingParams;
+use hearth_core::{SamplingParams, SamplingParamsError};
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::logit_bias::LlamaLogitBias;
+use llama_cpp_2::token::LlamaToken;
 
-pub(crate) fn build_sampler(params: &SamplingParams, model: &LlamaModel) -> LlamaSampler {
+use crate::EngineError;
+
+/// The chain for `params`; a logit bias for a token the model does not have is an
+/// error (llama.cpp would index past its vocabulary).
+pub(crate) fn build_sampler(params: &SamplingParams, model: &LlamaModel) -> Result<LlamaSampler, EngineError> {
+    let n_vocab = model.n_vocab();
     let mut chain = Vec::new();
-    if (params.repeat_penalty - 1.0).abs() > f32::EPSILON {
+    if !params.logit_bias.is_empty() {
+        if let Some(&(token, _)) = params.logit_bias.iter().find(|(token, _)| *token >= n_vocab) {
+            return Err(EngineError::InvalidSampling(SamplingParamsError {
+                field: "logit_bias",
+                value: token.to_string(),
+                expected: "a token id the model has (its vocabulary's size is the limit)",
+            }));
+        }
+        let biases: Vec<LlamaLogitBias> = params
+            .logit_bias
+            .iter()
+            .map(|&(token, bias)| LlamaLogitBias::new(LlamaToken(token), bias))
+            .collect();
+        chain.push(LlamaSampler::logit_bias(n_vocab, &biases));
+    }
+    let penalised = (params.repeat_penalty - 1.0).abs() > f32::EPSILON
+        || params.frequency_penalty != 0.0
+        || params.presence_penalty != 0.0;
+    if penalised {
         chain.push(LlamaSampler::penalties(
-            model.n_vocab(),
+            n_vocab,
             params.repeat_last_n,
             params.repeat_penalty,
-            0.0,
-            0.0,
+            params.frequency_penalty,
+            params.presence_penalty,
         ));
     }
     if params.temperature <= 0.0 {
@@ -33,5 +58,5 @@ pub(crate) fn build_sampler(params: &SamplingParams, model: &LlamaModel) -> Llam
         chain.push(LlamaSampler::temp(params.temperature));
         chain.push(LlamaSampler::dist(params.seed));
     }
-    LlamaSampler::chain_simple(chain)
+    Ok(LlamaSampler::chain_simple(chain))
 }

@@ -56,6 +56,11 @@ pub struct ModelOptions {
     /// defaults to `auto`; one-user commands to 1.
     #[arg(long, value_parser = parse_parallel)]
     pub parallel: Option<Parallel>,
+    /// A Jinja chat template to write chats with instead of the model's own (the
+    /// `tokenizer.chat_template` in its GGUF file), as Hugging Face and llama-server
+    /// render templates. Gives a base model chats, or fixes a model's broken template.
+    #[arg(long, env = "HEARTH_CHAT_TEMPLATE_FILE")]
+    pub chat_template_file: Option<PathBuf>,
 }
 
 /// How many sequences to serve at once.
@@ -138,6 +143,7 @@ impl ModelOptions {
         config.n_batch = self.batch;
         config.max_draft = self.draft;
         config.min_draft = self.draft_min;
+        config.chat_template = self.chat_template()?;
         let device = hearth_engine::resolve_device(&self.device)?;
         config.device = match &device {
             Some(d) => DeviceChoice::Named(d.name.clone()),
@@ -198,7 +204,27 @@ impl ModelOptions {
         if let Some(parallel) = self.parallel {
             args.extend(["--parallel".into(), parallel.to_string()]);
         }
-        args.into_iter().map(Into::into).collect()
+        let mut args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+        if let Some(file) = &self.chat_template_file {
+            // Absolute: the worker need not share this process's directory.
+            let file = std::path::absolute(file).unwrap_or_else(|_| file.clone());
+            args.extend(["--chat-template-file".into(), file.into_os_string()]);
+        }
+        args
+    }
+
+    /// The text of `--chat-template-file`, if given.
+    fn chat_template(&self) -> Result<Option<String>> {
+        let Some(file) = &self.chat_template_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot read the chat template file {}: {e}. Give the path of a Jinja template (a text file)",
+                file.display()
+            )
+        })?;
+        Ok(Some(text))
     }
 
     pub fn load(&self) -> Result<Engine> {

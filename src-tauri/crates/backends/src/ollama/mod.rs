@@ -17,7 +17,7 @@ use hearth_core::{
     Backend, BackendError, ChatMessage, ErrorCode, EventStream, FinishReason, GenerateRequest, GenerationEvent,
     GenerationMetrics, Health, ModelDescriptor, Prompt, Role, SamplingParams,
 };
-use ollama_rs::error::{InternalOllamaError, OllamaError};
+use ollama_rs::error::OllamaError;
 use ollama_rs::generation::chat::request::ChatMessageRequest;
 use ollama_rs::generation::chat::{ChatMessage as OllamaMessage, MessageRole};
 use ollama_rs::generation::completion::request::GenerationRequest;
@@ -29,7 +29,9 @@ use serde_json::Value;
 
 use crate::http::error_chain;
 
+mod errors;
 mod reply;
+use errors::{error_message, no_logit_bias, ollama_error, truncated};
 use reply::{Body, Reply};
 
 /// How Hearth asks Ollama to run models.
@@ -195,7 +197,9 @@ impl OllamaBackend {
             .repeat_last_n(p.repeat_last_n)
             .num_predict(i32::try_from(p.max_tokens).unwrap_or(i32::MAX))
             // ModelOptions::seed takes an i32; Ollama takes any integer, so the u32 goes unchanged.
-            .extra("seed", p.seed);
+            .extra("seed", p.seed)
+            .extra("frequency_penalty", p.frequency_penalty) // OpenAI's penalties, by their names
+            .extra("presence_penalty", p.presence_penalty);
         // An empty list would replace the Modelfile's stop strings (the template's end-of-turn
         // markers) with none, so it is only sent when there is something to stop at.
         if p.stop.is_empty() {
@@ -296,91 +300,6 @@ fn same_model(listed: &str, wanted: &str) -> bool {
     listed == wanted || (!wanted.contains(':') && listed.strip_suffix(":latest") == Some(wanted))
 }
 
-fn truncated(text: &str, max_chars: usize) -> String {
-    let mut shown: String = text.chars().take(max_chars).collect();
-    if shown.len() < text.len() {
-        shown.push('…');
-    }
-    shown
-}
-
-/// The message of an error body: Ollama's `{"error": "…"}`, else the start of the body.
-fn error_message(status: Option<u16>, body: &str) -> String {
-    match serde_json::from_str::<InternalOllamaError>(body) {
-        Ok(e) => e.message,
-        Err(_) => {
-            let status = status.map_or_else(String::new, |s| format!("HTTP {s}: "));
-            format!("{status}{}", truncated(body.trim(), 200))
-        }
-    }
-}
-
-/// Maps an error Ollama reported, as an HTTP error answer (`status`) or as an
-/// `{"error": …}` line of a reply stream (`status` None), to what the caller can act on.
-fn ollama_error(backend: &str, status: Option<u16>, message: String, model: &str) -> BackendError {
-    let lower = message.to_lowercase();
-    // `model "x" not found, try pulling it first` (older versions: `model 'x' not found`).
-    if lower.contains("model") && lower.contains("not found") {
-        return BackendError::ModelNotFound {
-            model: model.to_owned(),
-        };
-    }
-    if let Some(e) = context_error(&lower, status, &message) {
-        return e;
-    }
-    match status {
-        Some(400) => BackendError::InvalidRequest { param: None, message },
-        // OLLAMA_MAX_QUEUE reached: "server busy, please try again".
-        Some(503) if lower.contains("busy") => BackendError::Busy {
-            backend: backend.to_owned(),
-            retry_after_secs: 1,
-        },
-        Some(status) => BackendError::Upstream {
-            status,
-            code: None,
-            kind: None,
-            param: None,
-            message,
-        },
-        None => BackendError::Failed {
-            code: ErrorCode::OllamaError,
-            message,
-        },
-    }
-}
-
-/// Ollama words context errors differently across versions ("the input length exceeds the
-/// context length", "prompt is too long"); the counts are kept when the message has both.
-fn context_error(lower: &str, status: Option<u16>, message: &str) -> Option<BackendError> {
-    let about_context = lower.contains("context") && (lower.contains("exceed") || lower.contains("too long"));
-    if !about_context && !lower.contains("prompt is too long") {
-        return None;
-    }
-    let numbers: Vec<u32> = lower
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|n| n.parse().ok())
-        .collect();
-    if let [needed, limit] = numbers[..] {
-        if needed > limit {
-            return Some(BackendError::ContextOverflow { needed, limit });
-        }
-    }
-    let message = message.to_owned();
-    Some(match status {
-        Some(status) => BackendError::Upstream {
-            status,
-            code: Some(ErrorCode::ContextLengthExceeded.as_str().to_owned()),
-            kind: None,
-            param: None,
-            message,
-        },
-        None => BackendError::Failed {
-            code: ErrorCode::ContextLengthExceeded,
-            message,
-        },
-    })
-}
-
 impl Backend for OllamaBackend {
     fn name(&self) -> &str {
         &self.name
@@ -474,6 +393,9 @@ impl Backend for OllamaBackend {
     fn generate(&self, request: GenerateRequest) -> BoxFuture<'_, Result<EventStream, BackendError>> {
         Box::pin(async move {
             request.params.validate()?;
+            if !request.params.logit_bias.is_empty() {
+                return Err(no_logit_bias(&self.name));
+            }
             let model = request
                 .model
                 .clone()
@@ -493,6 +415,25 @@ impl Backend for OllamaBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_logit_bias_is_refused_before_anything_is_sent() {
+        // Nothing listens on port 9: a request that went out would fail differently.
+        let backend = OllamaBackend::new("ollama", "http://127.0.0.1:9", OllamaOptions::default()).expect("backend");
+        let mut request = GenerateRequest {
+            model: Some("m".into()),
+            prompt: Prompt::Text("hi".into()),
+            params: SamplingParams::greedy(1),
+        };
+        request.params.logit_bias = vec![(1, 5.0)];
+        let Err(err) = backend.generate(request).await else {
+            panic!("a logit_bias went to Ollama");
+        };
+        assert!(
+            matches!(&err, BackendError::InvalidRequest { param: Some(p), message } if p == "logit_bias" && message.contains("Ollama has no logit_bias")),
+            "{err:?}"
+        );
+    }
 
     #[test]
     fn errors_are_mapped_by_message_and_status() {

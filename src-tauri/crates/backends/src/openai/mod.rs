@@ -191,6 +191,21 @@ impl OpenAiBackend {
         if !p.stop.is_empty() {
             body["stop"] = json!(p.stop);
         }
+        if p.frequency_penalty != 0.0 {
+            body["frequency_penalty"] = json!(p.frequency_penalty);
+        }
+        if p.presence_penalty != 0.0 {
+            body["presence_penalty"] = json!(p.presence_penalty);
+        }
+        if !p.logit_bias.is_empty() {
+            // OpenAI's shape: token ids as the object's keys.
+            let biases: serde_json::Map<String, serde_json::Value> = p
+                .logit_bias
+                .iter()
+                .map(|(token, bias)| (token.to_string(), json!(bias)))
+                .collect();
+            body["logit_bias"] = serde_json::Value::Object(biases);
+        }
         let path = match &request.prompt {
             Prompt::Chat(messages) => {
                 body["messages"] = json!(messages);

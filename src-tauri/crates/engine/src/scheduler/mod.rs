@@ -293,7 +293,13 @@ impl<'m> Scheduler<'m> {
             stream,
             trace,
         } = job;
-        let sampler = build_sampler(&request.params, self.model);
+        let sampler = match build_sampler(&request.params, self.model) {
+            Ok(sampler) => sampler,
+            Err(e) => {
+                let _ = accepted.send(Err(e));
+                return;
+            }
+        };
         if accepted.send(Ok(())).is_err() {
             return;
         }
