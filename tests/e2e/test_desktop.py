@@ -274,10 +274,16 @@ class DesktopTest(unittest.TestCase):
 
         app.send("Write a very long story about a dragon who learns to bake bread.")
         app.wait.until(lambda d: len(app.find("reply-streaming").text) > 10)
-        # A whole reply while the chat streams: greedy, and right.
+        # A whole reply while the chat streams: greedy, and right. With a system message:
+        # without one, SmolLM2's own chat template adds its default ("You are a helpful AI
+        # assistant named SmolLM…"), after which this 135M model's greedy answer to the
+        # question is French word salad (as in llama-server, which renders the same template).
         answer = client.chat.completions.create(
             model=model,
-            messages=[{"role": "user", "content": "What is the capital of France?"}],
+            messages=[
+                {"role": "system", "content": "You are a helpful assistant."},
+                {"role": "user", "content": "What is the capital of France?"},
+            ],
             max_tokens=24,
             temperature=0,
         )
